@@ -1,0 +1,83 @@
+//! Inputs: what happened to a request or a refresh.
+
+use crate::token::TokenSet;
+use crate::www_authenticate::BearerError;
+use core::fmt;
+use core::time::Duration;
+
+/// What the driver learned from a response to an original request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// `Retry-After`, already converted to a delay (see [`crate::retry_after`]).
+    pub retry_after: Option<Duration>,
+    /// The `error` of a Bearer `WWW-Authenticate` challenge, if any (see [`crate::www_authenticate`]).
+    pub bearer_error: Option<BearerError>,
+}
+
+impl Response {
+    /// A response with just a status.
+    pub const fn status(status: u16) -> Self {
+        Response {
+            status,
+            retry_after: None,
+            bearer_error: None,
+        }
+    }
+
+    /// With a `Retry-After` delay.
+    pub const fn with_retry_after(mut self, delay: Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
+    }
+
+    /// With a Bearer challenge error code.
+    pub const fn with_bearer_error(mut self, error: BearerError) -> Self {
+        self.bearer_error = Some(error);
+        self
+    }
+}
+
+/// How a send failed before a response arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendErrorKind {
+    /// Connecting failed (DNS, refused, TLS handshake): the server never saw the request.
+    Connect,
+    /// No response in time: the server may have acted on the request.
+    Timeout,
+    /// The connection broke after the request was (partly) written: it may have been acted on.
+    Io,
+}
+
+impl SendErrorKind {
+    /// True when the server cannot have acted on the request.
+    pub const fn never_reached_server(self) -> bool {
+        matches!(self, SendErrorKind::Connect)
+    }
+}
+
+impl fmt::Display for SendErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendErrorKind::Connect => "connection failed",
+            SendErrorKind::Timeout => "timed out",
+            SendErrorKind::Io => "connection broken",
+        })
+    }
+}
+
+/// The result of a refresh the driver performed.
+#[derive(Clone, Copy, Debug)]
+pub enum RefreshOutcome<'a> {
+    /// New tokens. A missing refresh token means the server did not rotate it.
+    Success(TokenSet<'a>),
+    /// The grant is dead (`invalid_grant`, revoked, reused): the session is lost.
+    Rejected,
+    /// Might work later (network error, timeout, 5xx, 429). The driver may pass `Retry-After`.
+    Transient {
+        /// Server-requested delay before the next attempt.
+        retry_after: Option<Duration>,
+    },
+}

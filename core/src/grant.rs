@@ -1,0 +1,784 @@
+//! The RFC 6749 refresh-token grant, without allocation: request bodies and
+//! client authentication written into caller buffers, token responses parsed
+//! in place, and the token endpoint's answer classified for the machine.
+//!
+//! Shared by every adapter, from the blocking one to firmware.
+
+use core::fmt;
+use core::time::Duration;
+
+use crate::event::RefreshOutcome;
+use crate::token::{AccessToken, RefreshToken, TokenSet};
+
+/// What went wrong building a grant request or reading the token endpoint's answer.
+/// Never contains token bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GrantError {
+    /// The caller's buffer is too small for the request body or header.
+    #[error("buffer too small")]
+    BufferTooSmall,
+    /// The body is not the JSON object RFC 6749 §5.1 describes (byte offset).
+    #[error("malformed token response JSON at byte {0}")]
+    Json(usize),
+    /// Valid JSON without a string `access_token`.
+    #[error("token response has no access_token")]
+    MissingAccessToken,
+    /// A token type this client cannot send as `Bearer` (e.g. DPoP).
+    #[error("token type is not Bearer")]
+    UnsupportedTokenType,
+    /// The server answered with an OAuth error (RFC 6749 §5.2).
+    #[error("token endpoint error: {0}")]
+    OAuth(OAuthError),
+    /// An HTTP status the grant does not expect.
+    #[error("token endpoint answered HTTP {0}")]
+    Status(u16),
+}
+
+/// RFC 6749 §5.2 error codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OAuthError {
+    /// `invalid_request`.
+    InvalidRequest,
+    /// `invalid_client`.
+    InvalidClient,
+    /// `invalid_grant`: expired, revoked or reused refresh token.
+    InvalidGrant,
+    /// `unauthorized_client`.
+    UnauthorizedClient,
+    /// `unsupported_grant_type`.
+    UnsupportedGrantType,
+    /// `invalid_scope`.
+    InvalidScope,
+    /// `temporarily_unavailable` (borrowed from §4.1.2.1; some servers send it here).
+    TemporarilyUnavailable,
+    /// Anything else.
+    Other,
+}
+
+impl OAuthError {
+    fn from_code(code: &str) -> Self {
+        match code {
+            "invalid_request" => OAuthError::InvalidRequest,
+            "invalid_client" => OAuthError::InvalidClient,
+            "invalid_grant" => OAuthError::InvalidGrant,
+            "unauthorized_client" => OAuthError::UnauthorizedClient,
+            "unsupported_grant_type" => OAuthError::UnsupportedGrantType,
+            "invalid_scope" => OAuthError::InvalidScope,
+            "temporarily_unavailable" => OAuthError::TemporarilyUnavailable,
+            _ => OAuthError::Other,
+        }
+    }
+
+    /// The wire code.
+    pub fn code(self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest => "invalid_request",
+            OAuthError::InvalidClient => "invalid_client",
+            OAuthError::InvalidGrant => "invalid_grant",
+            OAuthError::UnauthorizedClient => "unauthorized_client",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::InvalidScope => "invalid_scope",
+            OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
+            OAuthError::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// How the client authenticates to the token endpoint (RFC 6749 §2.3).
+#[derive(Clone, Copy)]
+pub enum ClientAuth<'a> {
+    /// No client identification.
+    None,
+    /// A public client: `client_id` in the body.
+    Public {
+        /// The client id.
+        client_id: &'a str,
+    },
+    /// A confidential client: HTTP Basic with the form-encoded id and secret (§2.3.1).
+    Basic {
+        /// The client id.
+        client_id: &'a str,
+        /// The client secret.
+        client_secret: &'a str,
+    },
+}
+
+impl fmt::Debug for ClientAuth<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientAuth::None => f.write_str("None"),
+            ClientAuth::Public { client_id } => f
+                .debug_struct("Public")
+                .field("client_id", client_id)
+                .finish(),
+            ClientAuth::Basic { client_id, .. } => f
+                .debug_struct("Basic")
+                .field("client_id", client_id)
+                .field("client_secret", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+impl ClientAuth<'_> {
+    /// The `Authorization` header value for this client, written into `buf`, if it uses one.
+    pub fn authorization<'b>(&self, buf: &'b mut [u8]) -> Result<Option<&'b str>, GrantError> {
+        let ClientAuth::Basic {
+            client_id,
+            client_secret,
+        } = *self
+        else {
+            return Ok(None);
+        };
+        // Form-encode id and secret into the tail of the buffer, then base64 into the head.
+        let mut plain = [0u8; 512];
+        let mut w = FormWriter::new(&mut plain);
+        w.raw(client_id)?;
+        w.push(b":")?;
+        w.raw(client_secret)?;
+        let plain_len = w.len;
+        let prefix = b"Basic ";
+        let needed = prefix.len() + plain_len.div_ceil(3) * 4;
+        let out = buf.get_mut(..needed).ok_or(GrantError::BufferTooSmall)?;
+        out[..prefix.len()].copy_from_slice(prefix);
+        base64_encode(&plain[..plain_len], &mut out[prefix.len()..]);
+        Ok(Some(
+            core::str::from_utf8(out).map_err(|_| GrantError::BufferTooSmall)?,
+        ))
+    }
+
+    fn body_params(&self, w: &mut FormWriter<'_>) -> Result<(), GrantError> {
+        if let ClientAuth::Public { client_id } = *self {
+            w.pair("client_id", client_id)?;
+        }
+        Ok(())
+    }
+}
+
+/// Content type of every grant body.
+pub const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded";
+
+/// Body of a refresh-token grant (RFC 6749 §6), written into `buf`.
+pub fn refresh_grant_body<'b>(
+    buf: &'b mut [u8],
+    refresh_token: RefreshToken<'_>,
+    client: &ClientAuth<'_>,
+    scope: Option<&str>,
+) -> Result<&'b str, GrantError> {
+    let mut w = FormWriter::new(buf);
+    w.pair("grant_type", "refresh_token")?;
+    w.pair("refresh_token", refresh_token.expose_secret())?;
+    if let Some(scope) = scope {
+        w.pair("scope", scope)?;
+    }
+    client.body_params(&mut w)?;
+    w.finish()
+}
+
+/// Body of a resource-owner password grant (RFC 6749 §4.3), for first logins in tests and demos.
+pub fn password_grant_body<'b>(
+    buf: &'b mut [u8],
+    username: &str,
+    password: &str,
+    client: &ClientAuth<'_>,
+    scope: Option<&str>,
+) -> Result<&'b str, GrantError> {
+    let mut w = FormWriter::new(buf);
+    w.pair("grant_type", "password")?;
+    w.pair("username", username)?;
+    w.pair("password", password)?;
+    if let Some(scope) = scope {
+        w.pair("scope", scope)?;
+    }
+    client.body_params(&mut w)?;
+    w.finish()
+}
+
+/// Writes `application/x-www-form-urlencoded` pairs into a fixed buffer.
+pub struct FormWriter<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl<'b> FormWriter<'b> {
+    /// An empty body over `buf`.
+    pub fn new(buf: &'b mut [u8]) -> Self {
+        FormWriter { buf, len: 0 }
+    }
+
+    /// Append `name=value`, encoding both.
+    pub fn pair(&mut self, name: &str, value: &str) -> Result<(), GrantError> {
+        if self.len > 0 {
+            self.push(b"&")?;
+        }
+        self.raw(name)?;
+        self.push(b"=")?;
+        self.raw(value)
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Result<(), GrantError> {
+        let end = self.len + bytes.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(GrantError::BufferTooSmall)?
+            .copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
+
+    fn raw(&mut self, s: &str) -> Result<(), GrantError> {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        for &b in s.as_bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                    self.push(&[b])?
+                }
+                b' ' => self.push(b"+")?,
+                _ => self.push(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The body written so far.
+    pub fn finish(self) -> Result<&'b str, GrantError> {
+        core::str::from_utf8(&self.buf[..self.len]).map_err(|_| GrantError::BufferTooSmall)
+    }
+}
+
+fn base64_encode(input: &[u8], out: &mut [u8]) {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (chunk, o) in input.chunks(3).zip(out.chunks_mut(4)) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (k, slot) in o.iter_mut().enumerate() {
+            *slot = if k <= chunk.len() {
+                ALPHABET[((n >> (18 - 6 * k)) & 63) as usize]
+            } else {
+                b'='
+            };
+        }
+    }
+}
+
+/// A successful token response (RFC 6749 §5.1), borrowing from the body.
+#[derive(Clone, Copy)]
+pub struct TokenResponse<'a> {
+    /// `access_token`.
+    pub access_token: AccessToken<'a>,
+    /// `refresh_token`, when issued or rotated.
+    pub refresh_token: Option<RefreshToken<'a>>,
+    /// `expires_in`, in seconds.
+    pub expires_in: Option<u64>,
+    /// `scope`, when the server narrowed or stated it.
+    pub scope: Option<&'a str>,
+}
+
+impl<'a> TokenResponse<'a> {
+    /// As the machine's input.
+    pub fn token_set(&self) -> TokenSet<'a> {
+        TokenSet {
+            access_token: self.access_token,
+            refresh_token: self.refresh_token,
+            expires_in: self.expires_in.map(Duration::from_secs),
+        }
+    }
+}
+
+impl fmt::Debug for TokenResponse<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &self.access_token)
+            .field("refresh_token", &self.refresh_token)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// Fields of the token endpoint's JSON, as spans into the (unescaped) body.
+#[derive(Default)]
+struct Fields {
+    access_token: Option<(usize, usize)>,
+    refresh_token: Option<(usize, usize)>,
+    token_type: Option<(usize, usize)>,
+    scope: Option<(usize, usize)>,
+    error: Option<(usize, usize)>,
+    expires_in: Option<u64>,
+}
+
+/// Parse a token response body in place (JSON escapes are decoded inside `body`).
+pub fn parse_token_response(body: &mut [u8]) -> Result<TokenResponse<'_>, GrantError> {
+    let f = scan_object(body)?;
+    let body: &[u8] = body;
+    let text = |span: Option<(usize, usize)>| -> Result<Option<&str>, GrantError> {
+        span.map(|(s, n)| core::str::from_utf8(&body[s..s + n]).map_err(|_| GrantError::Json(s)))
+            .transpose()
+    };
+    if let Some(code) = text(f.error)? {
+        return Err(GrantError::OAuth(OAuthError::from_code(code)));
+    }
+    let access = text(f.access_token)?.ok_or(GrantError::MissingAccessToken)?;
+    if let Some(tt) = text(f.token_type)? {
+        if !tt.eq_ignore_ascii_case("bearer") {
+            return Err(GrantError::UnsupportedTokenType);
+        }
+    }
+    Ok(TokenResponse {
+        access_token: AccessToken::new(access),
+        refresh_token: text(f.refresh_token)?.map(RefreshToken::new),
+        expires_in: f.expires_in,
+        scope: text(f.scope)?,
+    })
+}
+
+/// The token endpoint's answer, classified for [`crate::RefreshMachine::handle_refresh_outcome`].
+#[derive(Clone, Copy, Debug)]
+pub struct Classified<'a> {
+    /// What to feed the machine.
+    pub outcome: RefreshOutcome<'a>,
+    /// What was wrong, for logs (never contains a token).
+    pub problem: Option<GrantError>,
+}
+
+/// Classify a token endpoint response: 200 with tokens is success; 400/401 with an
+/// OAuth error that a retry cannot fix is rejection; anything else (5xx, 429, a proxy's
+/// HTML, a broken body) is transient, so an outage never logs the user out.
+pub fn classify_token_response(
+    status: u16,
+    body: &mut [u8],
+    retry_after: Option<Duration>,
+) -> Classified<'_> {
+    let transient = |problem| Classified {
+        outcome: RefreshOutcome::Transient { retry_after },
+        problem: Some(problem),
+    };
+    match status {
+        200 => match parse_token_response(body) {
+            Ok(t) => Classified {
+                outcome: RefreshOutcome::Success(t.token_set()),
+                problem: None,
+            },
+            Err(e) => transient(e),
+        },
+        400 | 401 => match parse_token_response(body) {
+            Err(GrantError::OAuth(OAuthError::TemporarilyUnavailable)) => {
+                transient(GrantError::OAuth(OAuthError::TemporarilyUnavailable))
+            }
+            Err(GrantError::OAuth(code)) => Classified {
+                outcome: RefreshOutcome::Rejected,
+                problem: Some(GrantError::OAuth(code)),
+            },
+            _ => transient(GrantError::Status(status)),
+        },
+        _ => transient(GrantError::Status(status)),
+    }
+}
+
+// ----- a small JSON object scanner (RFC 8259), enough for §5.1/§5.2 bodies ----
+
+const MAX_DEPTH: u32 = 16;
+
+fn scan_object(b: &mut [u8]) -> Result<Fields, GrantError> {
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return Err(GrantError::Json(i));
+    }
+    i = skip_ws(b, i + 1);
+    let mut f = Fields::default();
+    if b.get(i) == Some(&b'}') {
+        return end(b, i + 1).map(|_| f);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return Err(GrantError::Json(i));
+        }
+        let (ks, kn, next) = string(b, i)?;
+        i = skip_ws(b, next);
+        if b.get(i) != Some(&b':') {
+            return Err(GrantError::Json(i));
+        }
+        i = skip_ws(b, i + 1);
+        let key = &b[ks..ks + kn];
+        let slot = match key {
+            b"access_token" => Some(&mut f.access_token),
+            b"refresh_token" => Some(&mut f.refresh_token),
+            b"token_type" => Some(&mut f.token_type),
+            b"scope" => Some(&mut f.scope),
+            b"error" => Some(&mut f.error),
+            _ => None,
+        };
+        let is_expires = key == b"expires_in";
+        match b.get(i) {
+            Some(b'"') => {
+                let (s, n, next) = string(b, i)?;
+                if let Some(slot) = slot {
+                    *slot = Some((s, n));
+                } else if is_expires {
+                    // Some servers send `"expires_in": "3600"`.
+                    f.expires_in = integer_prefix(&b[s..s + n]);
+                }
+                i = next;
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                let start = i;
+                i = number(b, i)?;
+                if is_expires {
+                    f.expires_in = integer_prefix(&b[start..i]);
+                }
+            }
+            _ => i = skip_value(b, i, 0)?,
+        }
+        i = skip_ws(b, i);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return end(b, i + 1).map(|_| f),
+            _ => return Err(GrantError::Json(i)),
+        }
+    }
+}
+
+fn end(b: &[u8], i: usize) -> Result<(), GrantError> {
+    let j = skip_ws(b, i);
+    if j == b.len() {
+        Ok(())
+    } else {
+        Err(GrantError::Json(j))
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// Non-negative integer part of a number (`3600`, `3600.0`); `None` when negative or absent.
+fn integer_prefix(s: &[u8]) -> Option<u64> {
+    let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    Some(s[..digits].iter().fold(0u64, |a, &d| {
+        a.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    }))
+}
+
+fn number(b: &[u8], mut i: usize) -> Result<usize, GrantError> {
+    let start = i;
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    let int_start = i;
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    if i == int_start || (b[int_start] == b'0' && i - int_start > 1) {
+        return Err(GrantError::Json(start));
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let f = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == f {
+            return Err(GrantError::Json(i));
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let e = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == e {
+            return Err(GrantError::Json(i));
+        }
+    }
+    Ok(i)
+}
+
+fn skip_value(b: &mut [u8], i: usize, depth: u32) -> Result<usize, GrantError> {
+    if depth > MAX_DEPTH {
+        return Err(GrantError::Json(i));
+    }
+    match b.get(i) {
+        Some(b'"') => string(b, i).map(|(_, _, next)| next),
+        Some(b'-' | b'0'..=b'9') => number(b, i),
+        Some(b't') => literal(b, i, b"true"),
+        Some(b'f') => literal(b, i, b"false"),
+        Some(b'n') => literal(b, i, b"null"),
+        Some(&open @ (b'{' | b'[')) => {
+            let close = if open == b'{' { b'}' } else { b']' };
+            let mut j = skip_ws(b, i + 1);
+            if b.get(j) == Some(&close) {
+                return Ok(j + 1);
+            }
+            loop {
+                if open == b'{' {
+                    if b.get(j) != Some(&b'"') {
+                        return Err(GrantError::Json(j));
+                    }
+                    let after = string(b, j)?.2;
+                    j = skip_ws(b, after);
+                    if b.get(j) != Some(&b':') {
+                        return Err(GrantError::Json(j));
+                    }
+                    j = skip_ws(b, j + 1);
+                }
+                let after = skip_value(b, j, depth + 1)?;
+                j = skip_ws(b, after);
+                match b.get(j) {
+                    Some(b',') => j = skip_ws(b, j + 1),
+                    Some(&c) if c == close => return Ok(j + 1),
+                    _ => return Err(GrantError::Json(j)),
+                }
+            }
+        }
+        _ => Err(GrantError::Json(i)),
+    }
+}
+
+fn literal(b: &[u8], i: usize, lit: &[u8]) -> Result<usize, GrantError> {
+    if b.get(i..i + lit.len()) == Some(lit) {
+        Ok(i + lit.len())
+    } else {
+        Err(GrantError::Json(i))
+    }
+}
+
+fn hex4(b: &[u8], i: usize) -> Result<u32, GrantError> {
+    let digits = b.get(i..i + 4).ok_or(GrantError::Json(i))?;
+    digits.iter().try_fold(0u32, |acc, &c| {
+        let v = (c as char).to_digit(16).ok_or(GrantError::Json(i))?;
+        Ok(acc * 16 + v)
+    })
+}
+
+/// Decode the string starting at `b[i] == '"'` in place.
+/// Returns (start, decoded length, index after the closing quote).
+fn string(b: &mut [u8], i: usize) -> Result<(usize, usize, usize), GrantError> {
+    let start = i + 1;
+    let (mut r, mut w) = (start, start);
+    loop {
+        let c = *b.get(r).ok_or(GrantError::Json(r))?;
+        match c {
+            b'"' => return Ok((start, w - start, r + 1)),
+            b'\\' => {
+                let e = *b.get(r + 1).ok_or(GrantError::Json(r))?;
+                let simple = match e {
+                    b'"' => Some(b'"'),
+                    b'\\' => Some(b'\\'),
+                    b'/' => Some(b'/'),
+                    b'b' => Some(8),
+                    b'f' => Some(12),
+                    b'n' => Some(b'\n'),
+                    b'r' => Some(b'\r'),
+                    b't' => Some(b'\t'),
+                    b'u' => None,
+                    _ => return Err(GrantError::Json(r)),
+                };
+                if let Some(byte) = simple {
+                    b[w] = byte;
+                    w += 1;
+                    r += 2;
+                    continue;
+                }
+                let mut cp = hex4(b, r + 2)?;
+                r += 6;
+                if (0xD800..0xDC00).contains(&cp) {
+                    if b.get(r..r + 2) != Some(b"\\u") {
+                        return Err(GrantError::Json(r));
+                    }
+                    let lo = hex4(b, r + 2)?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return Err(GrantError::Json(r));
+                    }
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    r += 6;
+                }
+                let ch = char::from_u32(cp).ok_or(GrantError::Json(r))?;
+                let mut tmp = [0u8; 4];
+                let enc = ch.encode_utf8(&mut tmp).as_bytes();
+                // The escape is always at least as long as its UTF-8: w + len <= r.
+                b[w..w + enc.len()].copy_from_slice(enc);
+                w += enc.len();
+            }
+            0..=0x1f => return Err(GrantError::Json(r)),
+            _ => {
+                b[w] = c;
+                w += 1;
+                r += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::{format, vec::Vec};
+
+    #[test]
+    fn refresh_body_is_form_encoded() {
+        let mut buf = [0u8; 256];
+        let body = refresh_grant_body(
+            &mut buf,
+            RefreshToken::new("r/1+2=3"),
+            &ClientAuth::Public {
+                client_id: "app one",
+            },
+            Some("read write"),
+        )
+        .unwrap();
+        assert_eq!(
+            body,
+            "grant_type=refresh_token&refresh_token=r%2F1%2B2%3D3&scope=read+write&client_id=app+one"
+        );
+        let mut small = [0u8; 10];
+        assert_eq!(
+            refresh_grant_body(&mut small, RefreshToken::new("x"), &ClientAuth::None, None),
+            Err(GrantError::BufferTooSmall)
+        );
+    }
+
+    #[test]
+    fn basic_auth_encodes_then_base64s() {
+        let mut buf = [0u8; 128];
+        let auth = ClientAuth::Basic {
+            client_id: "s6BhdRkqt3",
+            client_secret: "gX1fBat3bV",
+        };
+        // RFC 6749 §2.3.1 example credentials.
+        assert_eq!(
+            auth.authorization(&mut buf).unwrap(),
+            Some("Basic czZCaGRSa3F0MzpnWDFmQmF0M2JW")
+        );
+        let mut buf = [0u8; 128];
+        let auth = ClientAuth::Basic {
+            client_id: "a b",
+            client_secret: "c:d",
+        };
+        // "a+b:c%3Ad" in base64
+        assert_eq!(
+            auth.authorization(&mut buf).unwrap(),
+            Some("Basic YStiOmMlM0Fk")
+        );
+        assert!(!format!("{auth:?}").contains("c:d"));
+    }
+
+    #[test]
+    fn parses_rfc6749_example() {
+        let mut body = br#"{
+          "access_token":"2YotnFZFEjr1zCsicMWpAA",
+          "token_type":"Bearer",
+          "expires_in":3600,
+          "refresh_token":"tGzv3JOkF0XG5Qx2TlKWIA",
+          "example_parameter":{"nested":[1,2.5e3,true,null,"x"]}
+        }"#
+        .to_vec();
+        let t = parse_token_response(&mut body).unwrap();
+        assert_eq!(t.access_token.expose_secret(), "2YotnFZFEjr1zCsicMWpAA");
+        assert_eq!(
+            t.refresh_token.unwrap().expose_secret(),
+            "tGzv3JOkF0XG5Qx2TlKWIA"
+        );
+        assert_eq!(t.expires_in, Some(3600));
+        assert!(!format!("{t:?}").contains("2Yotn"));
+    }
+
+    #[test]
+    fn escapes_are_decoded_in_place() {
+        let mut body =
+            br#"{"access_token":"a\/b\u0041\ud83d\ude00","token_type":"bearer","expires_in":"60"}"#
+                .to_vec();
+        let t = parse_token_response(&mut body).unwrap();
+        assert_eq!(t.access_token.expose_secret(), "a/bA\u{1F600}");
+        assert_eq!(t.expires_in, Some(60));
+        assert_eq!(t.refresh_token, None);
+    }
+
+    #[test]
+    fn malformed_bodies_are_typed_errors() {
+        for bad in [
+            &br#""#[..],
+            br#"{"#,
+            br#"{"access_token":}"#,
+            br#"{"access_token":"x""#,
+            br#"{"access_token":"x",}"#,
+            br#"{"access_token":"x"} trailing"#,
+            br#"{"access_token":"\ud800"}"#,
+            br#"{"access_token":"\q"}"#,
+            br#"{"a":01}"#,
+            br#"[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]"#,
+            b"{\"access_token\":\"a\x01\"}",
+        ] {
+            let mut v = bad.to_vec();
+            assert!(
+                matches!(parse_token_response(&mut v), Err(GrantError::Json(_))),
+                "{bad:?}"
+            );
+        }
+        let mut v = br#"{"token_type":"Bearer"}"#.to_vec();
+        assert_eq!(
+            parse_token_response(&mut v).unwrap_err(),
+            GrantError::MissingAccessToken
+        );
+        let mut v = br#"{"access_token":"x","token_type":"DPoP"}"#.to_vec();
+        assert_eq!(
+            parse_token_response(&mut v).unwrap_err(),
+            GrantError::UnsupportedTokenType
+        );
+    }
+
+    #[test]
+    fn classification() {
+        let mut ok = br#"{"access_token":"a","token_type":"Bearer"}"#.to_vec();
+        assert!(matches!(
+            classify_token_response(200, &mut ok, None).outcome,
+            RefreshOutcome::Success(_)
+        ));
+        let mut grant = br#"{"error":"invalid_grant","error_description":"reused"}"#.to_vec();
+        let c = classify_token_response(400, &mut grant, None);
+        assert!(matches!(c.outcome, RefreshOutcome::Rejected));
+        assert_eq!(c.problem, Some(GrantError::OAuth(OAuthError::InvalidGrant)));
+        let mut html = b"<html>bad gateway</html>".to_vec();
+        assert!(matches!(
+            classify_token_response(400, &mut html, None).outcome,
+            RefreshOutcome::Transient { .. }
+        ));
+        let mut empty = Vec::new();
+        let c = classify_token_response(503, &mut empty, Some(Duration::from_secs(2)));
+        assert!(matches!(
+            c.outcome,
+            RefreshOutcome::Transient { retry_after: Some(d) } if d == Duration::from_secs(2)
+        ));
+        let mut broken = br#"{"access_token":"#.to_vec();
+        assert!(matches!(
+            classify_token_response(200, &mut broken, None).outcome,
+            RefreshOutcome::Transient { .. }
+        ));
+        let mut busy = br#"{"error":"temporarily_unavailable"}"#.to_vec();
+        assert!(matches!(
+            classify_token_response(400, &mut busy, None).outcome,
+            RefreshOutcome::Transient { .. }
+        ));
+    }
+}

@@ -1,0 +1,151 @@
+//! Token storage and redacted views.
+//!
+//! Tokens live in fixed-capacity buffers inside the machine, so firmware
+//! chooses the memory cost at compile time. Every type that can show a token
+//! redacts it in `Debug`; the bytes are reachable only through `expose_secret`.
+
+use core::fmt;
+use core::time::Duration;
+
+/// Fixed-capacity storage for one token; never printed.
+#[derive(Clone)]
+pub(crate) struct TokenBuf<const CAP: usize> {
+    bytes: [u8; CAP],
+    len: usize,
+}
+
+impl<const CAP: usize> TokenBuf<CAP> {
+    pub(crate) const fn new() -> Self {
+        TokenBuf {
+            bytes: [0; CAP],
+            len: 0,
+        }
+    }
+
+    /// Caller has validated `s` with [`check_token`].
+    pub(crate) fn set(&mut self, s: &str) {
+        let n = s.len().min(CAP);
+        self.bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len = n;
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.bytes = [0; CAP];
+        self.len = 0;
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only validated visible-ASCII bytes are ever stored, so this cannot fail;
+        // the fallback keeps the no-panic promise regardless.
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
+/// Why a token was refused at the boundary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TokenCheck {
+    TooLarge,
+    Invalid,
+}
+
+/// A token must fit and must be safe to put in an HTTP header:
+/// non-empty, visible ASCII only (RFC 6749 appendix A: VSCHAR).
+pub(crate) fn check_token(s: &str, cap: usize) -> Result<(), TokenCheck> {
+    if s.len() > cap {
+        return Err(TokenCheck::TooLarge);
+    }
+    if s.is_empty() || !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(TokenCheck::Invalid);
+    }
+    Ok(())
+}
+
+macro_rules! secret_view {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq)]
+        pub struct $name<'a>(&'a str);
+
+        impl<'a> $name<'a> {
+            /// Wrap a borrowed token.
+            pub const fn new(token: &'a str) -> Self {
+                $name(token)
+            }
+
+            /// The token itself. Named so that every use is visible in review.
+            pub const fn expose_secret(&self) -> &'a str {
+                self.0
+            }
+        }
+
+        impl fmt::Debug for $name<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "(<redacted, {} bytes>)"), self.0.len())
+            }
+        }
+    };
+}
+
+secret_view!(
+    /// A borrowed access token: what goes into `Authorization: Bearer`.
+    AccessToken
+);
+secret_view!(
+    /// A borrowed refresh token: only ever sent to the token endpoint.
+    RefreshToken
+);
+
+/// Tokens handed to the machine at login or by a successful refresh.
+#[derive(Clone, Copy)]
+pub struct TokenSet<'a> {
+    /// The access token.
+    pub access_token: AccessToken<'a>,
+    /// The refresh token; `None` after a refresh means "not rotated, keep the old one".
+    pub refresh_token: Option<RefreshToken<'a>>,
+    /// Lifetime of the access token from now (`expires_in`), if the server said.
+    pub expires_in: Option<Duration>,
+}
+
+impl<'a> TokenSet<'a> {
+    /// An access token with no refresh token and no known lifetime.
+    pub const fn new(access_token: &'a str) -> Self {
+        TokenSet {
+            access_token: AccessToken::new(access_token),
+            refresh_token: None,
+            expires_in: None,
+        }
+    }
+
+    /// With a refresh token.
+    pub const fn with_refresh_token(mut self, refresh_token: &'a str) -> Self {
+        self.refresh_token = Some(RefreshToken::new(refresh_token));
+        self
+    }
+
+    /// With a lifetime from now.
+    pub const fn with_expires_in(mut self, expires_in: Duration) -> Self {
+        self.expires_in = Some(expires_in);
+        self
+    }
+}
+
+impl fmt::Debug for TokenSet<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("access_token", &self.access_token)
+            .field("refresh_token", &self.refresh_token)
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
+}
+
+/// The session's current tokens, as handed to the driver for storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredTokens<'a> {
+    /// Current access token.
+    pub access_token: AccessToken<'a>,
+    /// Current refresh token, if the session has one.
+    pub refresh_token: Option<RefreshToken<'a>>,
+    /// When the access token expires on the driver's clock, if known.
+    pub expires_at: Option<crate::Instant>,
+}
