@@ -128,6 +128,9 @@ pub struct RefreshMachine<const N: usize, const TOKEN_CAP: usize = 2048> {
     refresh: RefreshState,
     /// Id of the latest refresh attempt.
     refresh_seq: u32,
+    /// Id of the last attempt abandoned by its deadline, whose late success is
+    /// still welcome (0: none). Only one: an older one would be older tokens.
+    abandoned: u32,
     /// Transient failures in the current refresh round.
     refresh_failures: u8,
     persist_pending: bool,
@@ -163,6 +166,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             token_rejected: false,
             refresh: RefreshState::Idle,
             refresh_seq: 0,
+            abandoned: 0,
             refresh_failures: 0,
             persist_pending: false,
             login_required_pending: false,
@@ -231,6 +235,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
         self.session = SessionState::Active;
         self.has_refresh_token = false;
         self.install(now, tokens);
+        self.abandoned = 0;
         self.end_refresh_round();
         self.login_required_pending = false;
         self.release_waiters(now);
@@ -242,6 +247,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     pub fn logout(&mut self, _now: Instant) {
         self.clear_tokens();
         self.session = SessionState::LoggedOut;
+        self.abandoned = 0;
         self.end_refresh_round();
         self.login_required_pending = false;
         self.persist_pending = true;
@@ -333,7 +339,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     ) -> Result<(), Error> {
         let current =
             id.0 == self.refresh_seq && matches!(self.refresh, RefreshState::InFlight { .. });
-        let late_success = id.0 < self.refresh_seq
+        let late_success = id.0 == self.abandoned
             && id.0 != 0
             && self.session == SessionState::Active
             && matches!(outcome, RefreshOutcome::Success(_));
@@ -349,6 +355,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
                     return Err(e);
                 }
                 self.install(now, tokens);
+                self.abandoned = 0;
                 self.end_refresh_round();
                 self.release_waiters(now);
             }
@@ -384,6 +391,9 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
                 if deadline <= now =>
             {
                 // The attempt is abandoned; its id is retired so only a late success counts.
+                if matches!(self.refresh, RefreshState::InFlight { .. }) {
+                    self.abandoned = self.refresh_seq;
+                }
                 self.refresh_seq = self.refresh_seq.wrapping_add(1);
                 self.refresh = RefreshState::Idle;
                 self.refresh_failed(now, None);
@@ -564,6 +574,13 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             if self.refresh == RefreshState::Idle {
                 self.start_refresh(now);
             }
+            // Requests queued earlier would go out with the same unusable token: hold them too.
+            for slot in self.slots.iter_mut() {
+                if slot.phase == Phase::Ready {
+                    slot.phase = Phase::Waiting;
+                    slot.announced = false;
+                }
+            }
         }
     }
 
@@ -685,6 +702,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             self.persist_pending = true;
         }
         self.session = SessionState::LoginRequired;
+        self.abandoned = 0;
         self.clear_tokens();
         self.end_refresh_round();
         for slot in self.slots.iter_mut() {
