@@ -57,9 +57,6 @@ impl From<Action<'_>> for Act {
                 )
             })),
             Action::LoginRequired => Act::LoginRequired,
-            // `Action` may grow; a test that meets an unknown action must fail loudly.
-            #[allow(unreachable_patterns)]
-            other => panic!("unknown action {other:?}"),
         }
     }
 }
