@@ -123,7 +123,7 @@ fn main() {
     }
     let name = |id: RequestId| ids.iter().find(|(x, _)| *x == id).map_or("?", |(_, n)| *n);
 
-    println!("{:>8}  {:<14} {}", "t (ms)", "request", "action");
+    println!("  t (ms)  request        action");
     // Sends are answered in batches, as a real client would see them arrive.
     let mut on_the_wire: Vec<(RequestId, String)> = Vec::new();
     let mut sends = 0;
