@@ -123,6 +123,8 @@ pub struct RefreshMachine<const N: usize, const TOKEN_CAP: usize = 2048> {
     has_refresh_token: bool,
     token_gen: u32,
     expires_at: Option<Instant>,
+    /// Lifetime the server gave the current token (`expires_in`).
+    lifetime: Option<Duration>,
     /// A 401 was seen for the current token.
     token_rejected: bool,
     refresh: RefreshState,
@@ -163,6 +165,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             has_refresh_token: false,
             token_gen: 0,
             expires_at: None,
+            lifetime: None,
             token_rejected: false,
             refresh: RefreshState::Idle,
             refresh_seq: 0,
@@ -425,6 +428,23 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
 
     /// The next session-level action (`PersistTokens`, `LoginRequired`, `Refresh`), if any.
     pub fn poll_session(&mut self) -> Option<Action<'_>> {
+        if self.persist_pending || self.login_required_pending {
+            return self.poll_notice();
+        }
+        if let RefreshState::Queued { deadline } = self.refresh {
+            self.refresh = RefreshState::InFlight { deadline };
+            return Some(Action::Refresh {
+                id: RefreshId(self.refresh_seq),
+                refresh_token: RefreshToken::new(self.refresh_token.as_str()),
+            });
+        }
+        None
+    }
+
+    /// The next session notice (`PersistTokens`, `LoginRequired`), if any. Unlike
+    /// [`poll_session`](Self::poll_session) it never hands out the refresh, for
+    /// drivers where whoever is free to perform the refresh claims it later.
+    pub fn poll_notice(&mut self) -> Option<Action<'_>> {
         if self.persist_pending {
             self.persist_pending = false;
             return Some(Action::PersistTokens {
@@ -434,13 +454,6 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
         if self.login_required_pending {
             self.login_required_pending = false;
             return Some(Action::LoginRequired);
-        }
-        if let RefreshState::Queued { deadline } = self.refresh {
-            self.refresh = RefreshState::InFlight { deadline };
-            return Some(Action::Refresh {
-                id: RefreshId(self.refresh_seq),
-                refresh_token: RefreshToken::new(self.refresh_token.as_str()),
-            });
         }
         None
     }
@@ -544,8 +557,14 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     fn token_usable(&self, now: Instant) -> bool {
         !self.token_rejected
             && self.expires_at.map_or(true, |exp| {
-                now.saturating_add(self.config.expiry_skew) < exp
+                now.saturating_add(self.margin(self.config.expiry_skew)) < exp
             })
+    }
+
+    /// A safety margin before expiry, at most half the token's lifetime: a server
+    /// that issues tokens shorter than the skew still gets each one used.
+    fn margin(&self, wanted: Duration) -> Duration {
+        self.lifetime.map_or(wanted, |l| wanted.min(l / 2))
     }
 
     /// Decide what a request that needs a token does next (slot is `Ready`).
@@ -564,7 +583,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             if let Some(ahead) = self.config.refresh_ahead {
                 let due = self
                     .expires_at
-                    .is_some_and(|exp| now.saturating_add(ahead) >= exp);
+                    .is_some_and(|exp| now.saturating_add(self.margin(ahead)) >= exp);
                 if due && self.refresh == RefreshState::Idle {
                     self.start_refresh(now);
                 }
@@ -725,6 +744,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
         self.refresh_token.clear();
         self.has_refresh_token = false;
         self.expires_at = None;
+        self.lifetime = None;
         self.token_rejected = false;
         self.token_gen = self.token_gen.wrapping_add(1);
     }
@@ -751,6 +771,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             self.has_refresh_token = true;
         }
         self.expires_at = tokens.expires_in.map(|d| now + d);
+        self.lifetime = tokens.expires_in;
         self.token_gen = self.token_gen.wrapping_add(1);
         self.token_rejected = false;
         self.persist_pending = true;

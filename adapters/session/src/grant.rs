@@ -1,0 +1,188 @@
+//! The RFC 6749 refresh-token grant as `http` types, shared by the std adapters.
+//! Body building and response parsing are the core's no_std code
+//! ([`refresh_machine::grant`]); this wraps them in owned requests and replies.
+
+use std::time::Duration;
+
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method, Request, Uri};
+use refresh_machine::grant::{self, ClientAuth, GrantError};
+use refresh_machine::{RefreshOutcome, RefreshToken, Response};
+
+use crate::secret::Secret;
+use crate::session::{RefreshReply, TokenPair};
+
+/// A token endpoint and the client's credentials for it.
+#[derive(Clone, Debug)]
+pub struct TokenEndpoint {
+    url: Uri,
+    client_id: String,
+    client_secret: Option<Secret>,
+    scope: Option<String>,
+}
+
+/// Why a grant request could not be built or its answer used.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// The token endpoint URL does not parse.
+    #[error("invalid token endpoint URL")]
+    InvalidUrl,
+    /// Building or parsing the grant failed (never contains a token).
+    #[error("grant: {0}")]
+    Grant(#[from] GrantError),
+    /// The server answered a login with this status and no usable tokens.
+    #[error("token endpoint answered {status}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+    },
+}
+
+impl TokenEndpoint {
+    /// A public client (`client_id` in the body).
+    pub fn new(url: &str, client_id: &str) -> Result<Self, EndpointError> {
+        Ok(TokenEndpoint {
+            url: url.parse().map_err(|_| EndpointError::InvalidUrl)?,
+            client_id: client_id.into(),
+            client_secret: None,
+            scope: None,
+        })
+    }
+
+    /// A confidential client: id and secret sent as HTTP Basic (RFC 6749 §2.3.1).
+    pub fn with_client_secret(mut self, secret: &str) -> Self {
+        self.client_secret = Some(Secret::from(secret));
+        self
+    }
+
+    /// Ask for this scope on refresh.
+    pub fn with_scope(mut self, scope: &str) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// The endpoint's URL.
+    pub fn url(&self) -> &Uri {
+        &self.url
+    }
+
+    fn auth(&self) -> ClientAuth<'_> {
+        match &self.client_secret {
+            Some(secret) => ClientAuth::Basic {
+                client_id: &self.client_id,
+                client_secret: secret.expose(),
+            },
+            None => ClientAuth::Public {
+                client_id: &self.client_id,
+            },
+        }
+    }
+
+    fn post(&self, body: &str) -> Result<Request<Vec<u8>>, EndpointError> {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(self.url.clone())
+            .header(CONTENT_TYPE, grant::FORM_CONTENT_TYPE)
+            .header(http::header::ACCEPT, "application/json")
+            .body(body.as_bytes().to_vec())
+            .map_err(|_| EndpointError::InvalidUrl)?;
+        let mut buf = vec![0u8; 1024];
+        if let Some(value) = self.auth().authorization(&mut buf)? {
+            let mut value = HeaderValue::from_str(value).map_err(|_| GrantError::BufferTooSmall)?;
+            value.set_sensitive(true);
+            req.headers_mut().insert(AUTHORIZATION, value);
+        }
+        Ok(req)
+    }
+
+    fn body_buf(&self, secrets_len: usize) -> Vec<u8> {
+        // Percent-encoding at most triples a byte.
+        vec![
+            0u8;
+            3 * (secrets_len + self.client_id.len() + self.scope.as_ref().map_or(0, String::len))
+                + 256
+        ]
+    }
+
+    /// `POST grant_type=refresh_token` (RFC 6749 §6).
+    pub fn refresh_request(
+        &self,
+        refresh_token: &Secret,
+    ) -> Result<Request<Vec<u8>>, EndpointError> {
+        let mut buf = self.body_buf(refresh_token.expose().len());
+        let body = grant::refresh_grant_body(
+            &mut buf,
+            RefreshToken::new(refresh_token.expose()),
+            &self.auth(),
+            self.scope.as_deref(),
+        )?;
+        self.post(body)
+    }
+
+    /// `POST grant_type=password` (RFC 6749 §4.3): first login in tests and demos.
+    pub fn password_request(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Request<Vec<u8>>, EndpointError> {
+        let mut buf = self.body_buf(username.len() + password.len());
+        let body = grant::password_grant_body(
+            &mut buf,
+            username,
+            password,
+            &self.auth(),
+            self.scope.as_deref(),
+        )?;
+        self.post(body)
+    }
+}
+
+/// Classify a token endpoint answer for the session.
+pub fn classify(
+    status: u16,
+    headers: &HeaderMap,
+    mut body: Vec<u8>,
+) -> (RefreshReply, Option<GrantError>) {
+    let retry_after = Response::from_http(
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
+        headers,
+        refresh_machine::StdClock::unix_now(),
+    )
+    .retry_after;
+    let c = grant::classify_token_response(status, &mut body, retry_after);
+    let reply = match c.outcome {
+        RefreshOutcome::Success(set) => RefreshReply::Tokens(TokenPair {
+            access_token: Secret::from(set.access_token.expose_secret()),
+            refresh_token: set.refresh_token.map(|r| Secret::from(r.expose_secret())),
+            expires_in: set.expires_in,
+        }),
+        RefreshOutcome::Rejected => RefreshReply::Rejected,
+        RefreshOutcome::Transient { retry_after } => RefreshReply::Transient { retry_after },
+    };
+    let problem = c.problem;
+    zeroize::Zeroize::zeroize(&mut body);
+    (reply, problem)
+}
+
+/// A transport failure while talking to the token endpoint: always transient.
+pub fn transport_failure() -> RefreshReply {
+    RefreshReply::Transient { retry_after: None }
+}
+
+/// Parse a login (password grant) answer into tokens.
+pub fn parse_login(status: u16, mut body: Vec<u8>) -> Result<TokenPair, EndpointError> {
+    if status != 200 {
+        return match grant::parse_token_response(&mut body) {
+            Err(e @ GrantError::OAuth(_)) => Err(e.into()),
+            _ => Err(EndpointError::Status { status }),
+        };
+    }
+    let t = grant::parse_token_response(&mut body)?;
+    let pair = TokenPair {
+        access_token: Secret::from(t.access_token.expose_secret()),
+        refresh_token: t.refresh_token.map(|r| Secret::from(r.expose_secret())),
+        expires_in: t.expires_in.map(Duration::from_secs),
+    };
+    zeroize::Zeroize::zeroize(&mut body);
+    Ok(pair)
+}

@@ -1,0 +1,22 @@
+//! Thread-safe driving logic shared by refresh-machine's std adapters (ureq,
+//! reqwest): one [`Session`] per logged-in user, shared by every request and
+//! thread; each request drives the machine itself and performs the refresh
+//! when it is the first to claim it. Blocking drivers wait with
+//! [`Waiter::wait_blocking`], async ones race [`Waiter::into_parts`] against
+//! their runtime's timer.
+//!
+//! Also shared: the RFC 6749 refresh grant as `http` requests ([`grant`]), the
+//! origin allow-list ([`Origins`]) and owned, redacted secrets ([`Secret`]).
+
+pub mod grant;
+mod origin;
+mod secret;
+mod session;
+
+pub use origin::{InvalidOrigin, Origins};
+pub use refresh_machine;
+pub use secret::Secret;
+pub use session::{
+    Hooks, RefreshReply, RefreshTicket, RequestHandle, Session, Step, TokenPair, Waiter, CAPACITY,
+    TOKEN_CAP,
+};

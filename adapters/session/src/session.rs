@@ -1,0 +1,452 @@
+//! One machine behind a mutex, driven by the requests themselves.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use event_listener::{Event, EventListener, Listener};
+use refresh_machine::{
+    Action, Config, Error, Failure, RefreshId, RefreshMachine, RefreshOutcome, RequestId,
+    RequestSpec, Response, RetryReason, SendErrorKind, StdClock, TokenSet,
+};
+
+use crate::secret::Secret;
+
+/// Request slots per session. A full table is [`Error::Full`], returned to the caller.
+pub const CAPACITY: usize = 256;
+/// Largest token the session holds, in bytes.
+pub const TOKEN_CAP: usize = 4096;
+
+type Machine = RefreshMachine<CAPACITY, TOKEN_CAP>;
+
+/// Tokens as the driver should store them (owned copies; redacted in `Debug`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenPair {
+    /// The access token.
+    pub access_token: Secret,
+    /// The refresh token, if any.
+    pub refresh_token: Option<Secret>,
+    /// Remaining lifetime when stored, if known.
+    pub expires_in: Option<Duration>,
+}
+
+impl TokenPair {
+    /// As the machine's input.
+    pub fn as_token_set(&self) -> TokenSet<'_> {
+        let mut set = TokenSet::new(self.access_token.expose());
+        if let Some(r) = &self.refresh_token {
+            set = set.with_refresh_token(r.expose());
+        }
+        if let Some(d) = self.expires_in {
+            set = set.with_expires_in(d);
+        }
+        set
+    }
+}
+
+/// What a token endpoint answered, owned (see [`crate::grant::classify`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefreshReply {
+    /// New tokens; `refresh_token` is `None` when the server did not rotate it.
+    Tokens(TokenPair),
+    /// The grant is dead (`invalid_grant` and friends): the user must log in.
+    Rejected,
+    /// Try again later (network error, 5xx, 429, malformed body).
+    Transient {
+        /// The server's `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
+}
+
+type PersistHook = Box<dyn Fn(Option<&TokenPair>) + Send + Sync>;
+type LoginRequiredHook = Box<dyn Fn() + Send + Sync>;
+
+/// Callbacks for session events. Called without the session's lock held.
+#[derive(Default)]
+pub struct Hooks {
+    /// The tokens changed: store them; `None` means delete them.
+    pub persist: Option<PersistHook>,
+    /// The session is lost (signalled once per lost session).
+    pub login_required: Option<LoginRequiredHook>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("persist", &self.persist.is_some())
+            .field("login_required", &self.login_required.is_some())
+            .finish()
+    }
+}
+
+enum Notice {
+    Persist(Option<TokenPair>),
+    LoginRequired,
+}
+
+/// A session shared by every request of a client: `Send + Sync`, put it in an `Arc`.
+///
+/// Each request drives the machine itself through its [`RequestHandle`]:
+/// it asks for the next [`Step`], performs it (send, refresh) and reports the
+/// result. A request that has nothing to do gets a [`Waiter`] that wakes on the
+/// next change or at the machine's next deadline: no polling loop, no sleeps.
+/// The refresh is performed by whichever request claims it first.
+pub struct Session {
+    machine: Mutex<Machine>,
+    changed: Event,
+    clock: StdClock,
+    hooks: Hooks,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("machine", &*self.lock())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The next thing a request must do.
+#[derive(Debug)]
+pub enum Step<'s> {
+    /// Send (or re-send) the request with `Authorization: Bearer <token>`,
+    /// then report with [`RequestHandle::response`] or [`RequestHandle::send_error`].
+    Send {
+        /// Token to attach.
+        token: Secret,
+        /// `Some` when this is a retry.
+        retry: Option<RetryReason>,
+    },
+    /// Perform the refresh, then [`RefreshTicket::complete`] it.
+    Refresh(RefreshTicket<'s>),
+    /// Nothing to do yet: wait, then ask again.
+    Wait(Waiter),
+    /// The request is over: deliver the last response, or fail.
+    Done(Result<(), Failure>),
+}
+
+/// Parks a request until the session changes or its next deadline passes.
+#[derive(Debug)]
+pub struct Waiter {
+    listener: EventListener,
+    deadline: Option<std::time::Instant>,
+}
+
+impl Waiter {
+    /// Block the thread until woken or the deadline passes.
+    pub fn wait_blocking(self) {
+        match self.deadline {
+            Some(d) => {
+                let _ = self.listener.wait_deadline(d);
+            }
+            None => self.listener.wait(),
+        }
+    }
+
+    /// For async drivers: a future that resolves on the next change, and the
+    /// deadline to race it against (with the runtime's timer).
+    pub fn into_parts(self) -> (EventListener, Option<std::time::Instant>) {
+        (self.listener, self.deadline)
+    }
+}
+
+/// The right (and duty) to perform one refresh. Dropped without
+/// [`complete`](Self::complete) (the performing request was cancelled or
+/// panicked), it reports a transient failure so another request takes over at
+/// once instead of waiting for the refresh deadline.
+pub struct RefreshTicket<'s> {
+    session: &'s Session,
+    id: RefreshId,
+    refresh_token: Secret,
+    done: bool,
+}
+
+impl std::fmt::Debug for RefreshTicket<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshTicket")
+            .field("id", &self.id)
+            .field("refresh_token", &self.refresh_token)
+            .finish()
+    }
+}
+
+impl RefreshTicket<'_> {
+    /// The refresh token to present to the token endpoint (and nowhere else).
+    pub fn refresh_token(&self) -> &Secret {
+        &self.refresh_token
+    }
+
+    /// Report the token endpoint's answer.
+    pub fn complete(mut self, reply: RefreshReply) {
+        self.done = true;
+        self.session.refresh_outcome(self.id, &reply);
+    }
+}
+
+impl Drop for RefreshTicket<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.session
+                .refresh_outcome(self.id, &RefreshReply::Transient { retry_after: None });
+        }
+    }
+}
+
+/// One request's handle on the session. Dropping it before [`Step::Done`]
+/// cancels the request (its slot is released).
+#[derive(Debug)]
+pub struct RequestHandle<'s> {
+    session: &'s Session,
+    id: RequestId,
+    finished: bool,
+}
+
+impl Session {
+    /// A logged-out session. `seed` feeds backoff jitter: pass real randomness
+    /// (e.g. from the OS) in production; tests may fix it.
+    pub fn new(config: Config, seed: u64, hooks: Hooks) -> Session {
+        Session {
+            machine: Mutex::new(Machine::new(config, seed)),
+            changed: Event::new(),
+            clock: StdClock::new(),
+            hooks,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Machine> {
+        // A panic while holding the lock cannot leave the machine half-updated
+        // (every input is applied as one call), so poisoning is ignored.
+        self.machine.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wake_all(&self) {
+        self.changed.notify(usize::MAX);
+    }
+
+    /// Install tokens (first login, or after `LoginRequired`).
+    pub fn login(&self, tokens: &TokenPair) -> Result<(), Error> {
+        let result = {
+            let mut m = self.lock();
+            let now = self.clock.now();
+            m.login(now, tokens.as_token_set())
+        };
+        self.after_change();
+        result
+    }
+
+    /// End the session: every pending request fails `LoggedOut`.
+    pub fn logout(&self) {
+        {
+            let mut m = self.lock();
+            let now = self.clock.now();
+            m.logout(now);
+        }
+        self.after_change();
+    }
+
+    /// The current tokens, if logged in.
+    pub fn tokens(&self) -> Option<TokenPair> {
+        let m = self.lock();
+        let now = self.clock.now();
+        m.tokens().map(|t| TokenPair {
+            access_token: Secret::from(t.access_token.expose_secret()),
+            refresh_token: t.refresh_token.map(|r| Secret::from(r.expose_secret())),
+            expires_in: t.expires_at.map(|e| e.saturating_duration_since(now)),
+        })
+    }
+
+    /// Where the session stands.
+    pub fn state(&self) -> refresh_machine::SessionState {
+        self.lock().session()
+    }
+
+    /// Counts describing the machine (requests live, waiting, refresh in flight...).
+    pub fn snapshot(&self) -> refresh_machine::Snapshot {
+        self.lock().snapshot()
+    }
+
+    /// Begin a request.
+    pub fn start(&self, spec: RequestSpec) -> Result<RequestHandle<'_>, Error> {
+        let id = {
+            let mut m = self.lock();
+            let now = self.clock.now();
+            m.start_request(now, spec)?
+        };
+        // Starting may have queued a refresh that a parked request can perform.
+        self.after_change();
+        Ok(RequestHandle {
+            session: self,
+            id,
+            finished: false,
+        })
+    }
+
+    /// Deliver session notices (outside the lock) and wake every parked request.
+    fn after_change(&self) {
+        let notices = {
+            let mut m = self.lock();
+            self.collect_notices(&mut m)
+        };
+        self.deliver(notices);
+        self.wake_all();
+    }
+
+    /// Drain persist/login-required notices; leave a queued refresh for a request to claim.
+    fn collect_notices(&self, m: &mut Machine) -> Vec<Notice> {
+        let mut notices = Vec::new();
+        loop {
+            match m.poll_notice() {
+                Some(Action::PersistTokens { tokens }) => {
+                    let now = self.clock.now();
+                    notices.push(Notice::Persist(tokens.map(|t| TokenPair {
+                        access_token: Secret::from(t.access_token.expose_secret()),
+                        refresh_token: t.refresh_token.map(|r| Secret::from(r.expose_secret())),
+                        expires_in: t.expires_at.map(|e| e.saturating_duration_since(now)),
+                    })));
+                }
+                Some(Action::LoginRequired) => notices.push(Notice::LoginRequired),
+                _ => break,
+            }
+        }
+        notices
+    }
+
+    fn deliver(&self, notices: Vec<Notice>) {
+        for n in notices {
+            match n {
+                Notice::Persist(tokens) => {
+                    if let Some(hook) = &self.hooks.persist {
+                        hook(tokens.as_ref());
+                    }
+                }
+                Notice::LoginRequired => {
+                    if let Some(hook) = &self.hooks.login_required {
+                        hook();
+                    }
+                }
+            }
+        }
+    }
+
+    fn refresh_outcome(&self, id: RefreshId, reply: &RefreshReply) {
+        {
+            let mut m = self.lock();
+            let now = self.clock.now();
+            let outcome = match reply {
+                RefreshReply::Tokens(t) => RefreshOutcome::Success(t.as_token_set()),
+                RefreshReply::Rejected => RefreshOutcome::Rejected,
+                RefreshReply::Transient { retry_after } => RefreshOutcome::Transient {
+                    retry_after: *retry_after,
+                },
+            };
+            // An outcome the machine no longer expects (it timed out and moved on)
+            // is refused; that is its decision to make, nothing to report.
+            let _ = m.handle_refresh_outcome(now, id, outcome);
+        }
+        self.after_change();
+    }
+}
+
+impl<'s> RequestHandle<'s> {
+    /// The request's id in the machine.
+    pub fn id(&self) -> RequestId {
+        self.id
+    }
+
+    /// What to do next. Never blocks.
+    pub fn next(&mut self) -> Step<'s> {
+        let session = self.session;
+        let mut m = session.lock();
+        let now = session.clock.now();
+        m.handle_timeout(now);
+        let notices = session.collect_notices(&mut m);
+        if !notices.is_empty() {
+            drop(m);
+            session.deliver(notices);
+            m = session.lock();
+        }
+        if let Some(Action::Refresh { id, refresh_token }) = m.poll_session() {
+            let ticket = RefreshTicket {
+                session,
+                id,
+                refresh_token: Secret::from(refresh_token.expose_secret()),
+                done: false,
+            };
+            return Step::Refresh(ticket);
+        }
+        loop {
+            let action = match m.poll_request(self.id) {
+                Ok(a) => a,
+                // Only after logout raced with us and the outcome was already taken.
+                Err(_) => {
+                    self.finished = true;
+                    return Step::Done(Err(Failure::LoggedOut));
+                }
+            };
+            match action {
+                Some(Action::Send { token, .. }) => {
+                    return Step::Send {
+                        token: Secret::from(token.expose_secret()),
+                        retry: None,
+                    }
+                }
+                Some(Action::Retry { token, reason, .. }) => {
+                    return Step::Send {
+                        token: Secret::from(token.expose_secret()),
+                        retry: Some(reason),
+                    }
+                }
+                Some(Action::Deliver { .. }) => {
+                    self.finished = true;
+                    return Step::Done(Ok(()));
+                }
+                Some(Action::Fail { failure, .. }) => {
+                    self.finished = true;
+                    return Step::Done(Err(failure));
+                }
+                // Informational: keep polling.
+                Some(_) => continue,
+                None => {
+                    // Listen before releasing the lock: no wake-up can be lost.
+                    let listener = session.changed.listen();
+                    let deadline = m.poll_timeout().map(|t| session.clock.to_std(t));
+                    return Step::Wait(Waiter { listener, deadline });
+                }
+            }
+        }
+    }
+
+    /// The response to the last send arrived.
+    pub fn response(&mut self, response: Response) {
+        self.report(|m, now, id| m.handle_response(now, id, response));
+    }
+
+    /// The last send failed before a response.
+    pub fn send_error(&mut self, kind: SendErrorKind) {
+        self.report(|m, now, id| m.handle_send_error(now, id, kind));
+    }
+
+    fn report(
+        &mut self,
+        f: impl FnOnce(&mut Machine, refresh_machine::Instant, RequestId) -> Result<(), Error>,
+    ) {
+        {
+            let mut m = self.session.lock();
+            let now = self.session.clock.now();
+            // Refused only if a logout already ended the request; `next` reports that.
+            let _ = f(&mut m, now, self.id);
+        }
+        self.session.after_change();
+    }
+}
+
+impl Drop for RequestHandle<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            {
+                let mut m = self.session.lock();
+                let _ = m.cancel(self.id);
+            }
+            self.session.after_change();
+        }
+    }
+}

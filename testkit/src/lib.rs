@@ -1,0 +1,10 @@
+//! Test kit for refresh-machine: a strict loopback OAuth2 server and the
+//! end-to-end scenario table every adapter runs.
+//!
+//! The server issues rotating refresh tokens and revokes the whole token family
+//! when a spent one is presented again, as production servers with rotation do,
+//! so a client that refreshes twice for one expiry loses its session here too.
+
+pub mod server;
+
+pub use server::{AuthServer, Counters, IssuedTokens, ResourceFault, ServerOptions, TokenFault};

@@ -1,0 +1,702 @@
+//! The loopback OAuth2 server.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use tokio::sync::{oneshot, Notify};
+
+/// How the server behaves. Defaults: 60 s access tokens, user `alice`/`wonderland`,
+/// public client `demo-client`, `expires_in` advertised.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Lifetime of access tokens (sub-second allowed).
+    pub access_ttl: Duration,
+    /// Put `expires_in` in token responses (many servers do; some do not).
+    pub advertise_expiry: bool,
+    /// The client id the token endpoint accepts.
+    pub client_id: String,
+    /// When set, the client must authenticate with HTTP Basic (RFC 6749 §2.3.1).
+    pub client_secret: Option<String>,
+    /// The resource owner for the password grant.
+    pub username: String,
+    /// Their password.
+    pub password: String,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            access_ttl: Duration::from_secs(60),
+            advertise_expiry: true,
+            client_id: "demo-client".into(),
+            client_secret: None,
+            username: "alice".into(),
+            password: "wonderland".into(),
+        }
+    }
+}
+
+/// A fault of the token endpoint, applied to the next `times` token requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenFault {
+    /// Answer with this status (e.g. 500, 503) and an optional `Retry-After` in seconds.
+    Status(u16, Option<u64>),
+    /// Do not answer for this long (then answer normally, if the client still listens).
+    Hang(Duration),
+    /// Close the connection without an answer.
+    Close,
+    /// Answer 200 with a body that is not valid JSON.
+    Malformed,
+}
+
+/// A fault of the resource routes, applied to the next `times` resource requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceFault {
+    /// 503 with `Retry-After` in seconds.
+    Unavailable(u64),
+    /// 401 `invalid_token`, whatever the token.
+    AlwaysUnauthorized,
+    /// Process the request (an order is recorded), then close the connection
+    /// without an answer: the response is lost after the server acted.
+    CloseAfterProcessing,
+}
+
+/// What the server has seen. Fetch with [`AuthServer::counters`] or `GET /counters`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Password grants answered with tokens.
+    pub logins: u64,
+    /// Refresh-token grant requests (every one, whatever its outcome).
+    pub refresh_calls: u64,
+    /// Refresh grants answered with new tokens.
+    pub refresh_ok: u64,
+    /// Spent refresh tokens presented again (each one revoked a family).
+    pub reuse_detections: u64,
+    /// Token requests answered `invalid_grant`.
+    pub invalid_grants: u64,
+    /// Token requests hit by a fault.
+    pub token_faults: u64,
+    /// Resource requests answered 2xx.
+    pub ok: u64,
+    /// Resource requests answered 401.
+    pub unauthorized: u64,
+    /// Resource requests answered 403 `insufficient_scope`.
+    pub forbidden: u64,
+    /// Resource requests hit by a fault.
+    pub resource_faults: u64,
+    /// Orders recorded by `POST /api/orders` (including duplicates).
+    pub orders: u64,
+    /// Orders whose `Idempotency-Key` had been seen before.
+    pub duplicate_orders: u64,
+    /// Requests of any kind that carried an `Authorization` header.
+    pub with_authorization: u64,
+    /// Requests of any kind.
+    pub requests: u64,
+}
+
+#[derive(Debug)]
+struct Access {
+    family: usize,
+    expires: Instant,
+    revoked: bool,
+}
+
+#[derive(Debug)]
+struct Refresh {
+    family: usize,
+    spent: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    families_revoked: Vec<bool>,
+    access: HashMap<String, Access>,
+    refresh: HashMap<String, Refresh>,
+    issued: u64,
+    counters: Counters,
+    token_fault: Option<(TokenFault, u32)>,
+    resource_fault: Option<(ResourceFault, u32)>,
+    idempotency_keys: HashSet<String>,
+    /// Requests to `/api/slow` parked until released.
+    held: u64,
+}
+
+struct Shared {
+    options: ServerOptions,
+    state: Mutex<State>,
+    gate: Notify,
+    gate_open: std::sync::atomic::AtomicBool,
+    held_changed: std::sync::Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A token pair issued by [`AuthServer::login`].
+#[derive(Clone)]
+pub struct IssuedTokens {
+    /// The access token.
+    pub access_token: String,
+    /// The refresh token.
+    pub refresh_token: String,
+    /// Its lifetime.
+    pub expires_in: Duration,
+}
+
+impl std::fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedTokens")
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A strict OAuth2 authorization + resource server on 127.0.0.1, in-process.
+///
+/// Routes: `POST /token` (password and refresh_token grants, rotation, reuse
+/// detection), `GET /api/me`, `POST /api/orders` (counts `Idempotency-Key`
+/// duplicates), `GET /api/admin` (403 `insufficient_scope`), `GET /api/slow`
+/// (parked until [`AuthServer::release`]), `GET /counters`.
+/// Stopped (and its thread joined) on drop.
+pub struct AuthServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for AuthServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthServer {
+    /// Start with default options.
+    pub fn start() -> std::io::Result<AuthServer> {
+        Self::start_with(ServerOptions::default())
+    }
+
+    /// Start on an ephemeral loopback port.
+    pub fn start_with(options: ServerOptions) -> std::io::Result<AuthServer> {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            options,
+            state: Mutex::new(State::default()),
+            gate: Notify::new(),
+            gate_open: std::sync::atomic::AtomicBool::new(false),
+            held_changed: std::sync::Condvar::new(),
+        });
+        let (tx, mut rx) = oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let server_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("authserver-{}", addr.port()))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match tokio::net::TcpListener::from_std(std_listener) {
+                        Ok(l) => l,
+                        Err(_) => return,
+                    };
+                    let mut connections = tokio::task::JoinSet::new();
+                    loop {
+                        tokio::select! {
+                            _ = &mut rx => break,
+                            accepted = listener.accept() => {
+                                let Ok((stream, _)) = accepted else { continue };
+                                let shared = server_shared.clone();
+                                connections.spawn(async move {
+                                    let io = hyper_util::rt::TokioIo::new(stream);
+                                    let service = hyper::service::service_fn(move |req| {
+                                        let shared = shared.clone();
+                                        async move { handle(shared, req).await }
+                                    });
+                                    let _ = hyper::server::conn::http1::Builder::new()
+                                        .serve_connection(io, service)
+                                        .await;
+                                });
+                            }
+                        }
+                    }
+                    connections.abort_all();
+                });
+            })?;
+        Ok(AuthServer {
+            addr,
+            shared,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn origin(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `origin() + path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.origin(), path)
+    }
+
+    /// The token endpoint's URL.
+    pub fn token_url(&self) -> String {
+        self.url("/token")
+    }
+
+    /// The options it runs with.
+    pub fn options(&self) -> &ServerOptions {
+        &self.shared.options
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> Counters {
+        self.shared.lock().counters
+    }
+
+    /// Log in directly (as the password grant would): a new token family.
+    pub fn login(&self) -> IssuedTokens {
+        let mut st = self.shared.lock();
+        st.counters.logins += 1;
+        issue(&self.shared.options, &mut st, None)
+    }
+
+    /// Fail the next `times` token requests with `fault`.
+    pub fn set_token_fault(&self, fault: TokenFault, times: u32) {
+        self.shared.lock().token_fault = Some((fault, times));
+    }
+
+    /// Fail the next `times` resource requests with `fault`.
+    pub fn set_resource_fault(&self, fault: ResourceFault, times: u32) {
+        self.shared.lock().resource_fault = Some((fault, times));
+    }
+
+    /// Remove all faults.
+    pub fn clear_faults(&self) {
+        let mut st = self.shared.lock();
+        st.token_fault = None;
+        st.resource_fault = None;
+    }
+
+    /// Revoke every access token issued so far (refresh tokens stay valid),
+    /// as a server does after a key rotation.
+    pub fn revoke_access_tokens(&self) {
+        for a in self.shared.lock().access.values_mut() {
+            a.revoked = true;
+        }
+    }
+
+    /// Block until `n` requests are parked on `/api/slow` (false on timeout).
+    pub fn wait_held(&self, n: u64, timeout: Duration) -> bool {
+        let st = self.shared.lock();
+        let (st, result) = self
+            .shared
+            .held_changed
+            .wait_timeout_while(st, timeout, |st| st.held < n)
+            .unwrap_or_else(|e| e.into_inner());
+        drop(st);
+        !result.timed_out()
+    }
+
+    /// Let every parked `/api/slow` request (and later ones) through.
+    pub fn release(&self) {
+        self.shared
+            .gate_open
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.gate.notify_waiters();
+    }
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        self.release();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn issue(options: &ServerOptions, st: &mut State, family: Option<usize>) -> IssuedTokens {
+    let family = family.unwrap_or_else(|| {
+        st.families_revoked.push(false);
+        st.families_revoked.len() - 1
+    });
+    st.issued += 1;
+    let n = st.issued;
+    // Unguessable enough for a test server; unique per issue.
+    let access_token = format!("at-{family}-{n}-{:016x}", mix(n ^ 0xA5A5));
+    let refresh_token = format!("rt-{family}-{n}-{:016x}", mix(n ^ 0x5A5A));
+    st.access.insert(
+        access_token.clone(),
+        Access {
+            family,
+            expires: Instant::now() + options.access_ttl,
+            revoked: false,
+        },
+    );
+    st.refresh.insert(
+        refresh_token.clone(),
+        Refresh {
+            family,
+            spent: false,
+        },
+    );
+    IssuedTokens {
+        access_token,
+        refresh_token,
+        expires_in: options.access_ttl,
+    }
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+type Resp = Response<Full<Bytes>>;
+
+/// Returned as the service's error: hyper then drops the connection unanswered.
+#[derive(Debug)]
+struct CloseConnection;
+
+impl std::fmt::Display for CloseConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection closed by fault injection")
+    }
+}
+
+impl std::error::Error for CloseConnection {}
+
+fn json(status: StatusCode, body: String) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    r
+}
+
+fn oauth_error(status: StatusCode, code: &str) -> Resp {
+    json(status, format!(r#"{{"error":"{code}"}}"#))
+}
+
+fn with_retry_after(mut r: Resp, secs: Option<u64>) -> Resp {
+    if let Some(s) = secs {
+        r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s));
+    }
+    r
+}
+
+fn take_fault<T: Copy>(slot: &mut Option<(T, u32)>) -> Option<T> {
+    let (fault, times) = slot.as_mut()?;
+    let fault = *fault;
+    *times -= 1;
+    if *times == 0 {
+        *slot = None;
+    }
+    Some(fault)
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, CloseConnection> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    {
+        let mut st = shared.lock();
+        st.counters.requests += 1;
+        if parts.headers.contains_key(AUTHORIZATION) {
+            st.counters.with_authorization += 1;
+        }
+    }
+    match (parts.method.clone(), parts.uri.path()) {
+        (Method::POST, "/token") => token(&shared, &parts.headers, &body).await,
+        (Method::GET, "/counters") => {
+            let c = shared.lock().counters;
+            Ok(json(
+                StatusCode::OK,
+                serde_json::to_string(&c).unwrap_or_default(),
+            ))
+        }
+        (_, path) if path.starts_with("/api/") => resource(&shared, &parts, path).await,
+        _ => Ok(json(
+            StatusCode::NOT_FOUND,
+            r#"{"error":"not_found"}"#.into(),
+        )),
+    }
+}
+
+async fn token(
+    shared: &Shared,
+    headers: &hyper::HeaderMap,
+    body: &[u8],
+) -> Result<Resp, CloseConnection> {
+    let fault = {
+        let mut st = shared.lock();
+        let f = take_fault(&mut st.token_fault);
+        if f.is_some() {
+            st.counters.token_faults += 1;
+        }
+        f
+    };
+    let params: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
+    if params.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        shared.lock().counters.refresh_calls += 1;
+    }
+    match fault {
+        Some(TokenFault::Status(code, retry)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Ok(with_retry_after(
+                oauth_error(status, "temporarily_unavailable"),
+                retry,
+            ));
+        }
+        Some(TokenFault::Hang(d)) => tokio::time::sleep(d).await,
+        Some(TokenFault::Close) => return Err(CloseConnection),
+        Some(TokenFault::Malformed) => {
+            return Ok(json(StatusCode::OK, r#"{"access_token": "#.into()))
+        }
+        None => {}
+    }
+    let options = &shared.options;
+    if !client_ok(options, headers, &params) {
+        let mut r = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        r.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Basic realm="token""#),
+        );
+        return Ok(r);
+    }
+    let mut st = shared.lock();
+    let issued = match params.get("grant_type").map(String::as_str) {
+        Some("password") => {
+            if params.get("username") != Some(&options.username)
+                || params.get("password") != Some(&options.password)
+            {
+                st.counters.invalid_grants += 1;
+                return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant"));
+            }
+            st.counters.logins += 1;
+            issue(options, &mut st, None)
+        }
+        Some("refresh_token") => {
+            let presented = params.get("refresh_token").cloned().unwrap_or_default();
+            let Some(r) = st.refresh.get(&presented) else {
+                st.counters.invalid_grants += 1;
+                return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant"));
+            };
+            let (family, spent) = (r.family, r.spent);
+            if spent {
+                // Reuse: someone holds a copy of a rotated token. Revoke the family.
+                st.counters.reuse_detections += 1;
+                st.counters.invalid_grants += 1;
+                st.families_revoked[family] = true;
+                return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant"));
+            }
+            if st.families_revoked[family] {
+                st.counters.invalid_grants += 1;
+                return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant"));
+            }
+            if let Some(r) = st.refresh.get_mut(&presented) {
+                r.spent = true;
+            }
+            st.counters.refresh_ok += 1;
+            issue(options, &mut st, Some(family))
+        }
+        _ => {
+            return Ok(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+            ))
+        }
+    };
+    let mut body = serde_json::json!({
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "refresh_token": issued.refresh_token,
+    });
+    if options.advertise_expiry {
+        // Whole seconds, rounded up, at least 1.
+        let secs = options.access_ttl.as_millis().div_ceil(1000).max(1) as u64;
+        body["expires_in"] = secs.into();
+    }
+    Ok(json(StatusCode::OK, body.to_string()))
+}
+
+fn client_ok(
+    options: &ServerOptions,
+    headers: &hyper::HeaderMap,
+    params: &HashMap<String, String>,
+) -> bool {
+    match &options.client_secret {
+        Some(secret) => {
+            let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+                return false;
+            };
+            let Some(encoded) = value.strip_prefix("Basic ") else {
+                return false;
+            };
+            let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else {
+                return false;
+            };
+            let Ok(decoded) = String::from_utf8(decoded) else {
+                return false;
+            };
+            let Some((id, pw)) = decoded.split_once(':') else {
+                return false;
+            };
+            let id: String = form_urlencoded::parse(format!("a={id}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            let pw: String = form_urlencoded::parse(format!("a={pw}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            id == options.client_id && &pw == secret
+        }
+        None => params.get("client_id") == Some(&options.client_id),
+    }
+}
+
+fn unauthorized(st: &mut State, code: Option<&str>) -> Resp {
+    st.counters.unauthorized += 1;
+    let mut r = json(
+        StatusCode::UNAUTHORIZED,
+        format!(r#"{{"error":"{}"}}"#, code.unwrap_or("unauthorized")),
+    );
+    let challenge = match code {
+        Some(code) => format!(r#"Bearer realm="api", error="{code}""#),
+        None => r#"Bearer realm="api""#.into(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert(WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+async fn resource(
+    shared: &Shared,
+    parts: &hyper::http::request::Parts,
+    path: &str,
+) -> Result<Resp, CloseConnection> {
+    if path == "/api/slow" {
+        {
+            let mut st = shared.lock();
+            st.held += 1;
+        }
+        shared.held_changed.notify_all();
+        loop {
+            let notified = shared.gate.notified();
+            if shared.gate_open.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            notified.await;
+        }
+    }
+    let mut st = shared.lock();
+    let fault = take_fault(&mut st.resource_fault);
+    if fault.is_some() {
+        st.counters.resource_faults += 1;
+    }
+    match fault {
+        Some(ResourceFault::Unavailable(secs)) => {
+            return Ok(with_retry_after(
+                json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    r#"{"error":"unavailable"}"#.into(),
+                ),
+                Some(secs),
+            ))
+        }
+        Some(ResourceFault::AlwaysUnauthorized) => {
+            return Ok(unauthorized(&mut st, Some("invalid_token")))
+        }
+        Some(ResourceFault::CloseAfterProcessing) | None => {}
+    }
+    let token = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let Some(token) = token else {
+        return Ok(unauthorized(&mut st, None));
+    };
+    let valid = st.access.get(&token).is_some_and(|a| {
+        !a.revoked && a.expires > Instant::now() && !st.families_revoked[a.family]
+    });
+    if !valid {
+        return Ok(unauthorized(&mut st, Some("invalid_token")));
+    }
+    let response = match (&parts.method, path) {
+        (&Method::GET, "/api/me") | (&Method::GET, "/api/slow") => {
+            json(StatusCode::OK, r#"{"user":"alice"}"#.into())
+        }
+        (&Method::POST, "/api/orders") => {
+            st.counters.orders += 1;
+            if let Some(key) = parts
+                .headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+            {
+                if !st.idempotency_keys.insert(key.to_owned()) {
+                    st.counters.duplicate_orders += 1;
+                }
+            }
+            let n = st.counters.orders;
+            json(StatusCode::CREATED, format!(r#"{{"order":{n}}}"#))
+        }
+        (&Method::GET, "/api/admin") => {
+            st.counters.forbidden += 1;
+            let mut r = json(
+                StatusCode::FORBIDDEN,
+                r#"{"error":"insufficient_scope"}"#.into(),
+            );
+            r.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static(
+                    r#"Bearer realm="api", error="insufficient_scope", scope="admin""#,
+                ),
+            );
+            return Ok(r);
+        }
+        _ => {
+            return Ok(json(
+                StatusCode::NOT_FOUND,
+                r#"{"error":"not_found"}"#.into(),
+            ))
+        }
+    };
+    if fault == Some(ResourceFault::CloseAfterProcessing) {
+        return Err(CloseConnection);
+    }
+    st.counters.ok += 1;
+    Ok(response)
+}
