@@ -8,3 +8,6 @@
 pub mod server;
 
 pub use server::{AuthServer, Counters, IssuedTokens, ResourceFault, ServerOptions, TokenFault};
+pub mod scenarios;
+
+pub use scenarios::{Harness, Outcome, TestClient};

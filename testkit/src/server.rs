@@ -304,6 +304,13 @@ impl AuthServer {
         }
     }
 
+    /// Revoke every token family: refresh tokens answer `invalid_grant` from now on.
+    pub fn revoke_sessions(&self) {
+        for f in self.shared.lock().families_revoked.iter_mut() {
+            *f = true;
+        }
+    }
+
     /// Block until `n` requests are parked on `/api/slow` (false on timeout).
     pub fn wait_held(&self, n: u64, timeout: Duration) -> bool {
         let st = self.shared.lock();
@@ -606,6 +613,20 @@ async fn resource(
     parts: &hyper::http::request::Parts,
     path: &str,
 ) -> Result<Resp, CloseConnection> {
+    if path == "/api/redirect" {
+        // Open redirect for tests: `?to=<url>`; answers before any token check.
+        let to = parts
+            .uri
+            .query()
+            .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "to"))
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| "/api/me".into());
+        let mut r = json(StatusCode::FOUND, String::new());
+        if let Ok(v) = HeaderValue::from_str(&to) {
+            r.headers_mut().insert(hyper::header::LOCATION, v);
+        }
+        return Ok(r);
+    }
     if path == "/api/slow" {
         {
             let mut st = shared.lock();

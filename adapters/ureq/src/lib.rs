@@ -43,8 +43,9 @@ use std::time::Duration;
 use http::header::{AUTHORIZATION, LOCATION};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use refresh_machine_session::grant::{self, EndpointError, TokenEndpoint};
+pub use refresh_machine_session::refresh_machine::Config;
 use refresh_machine_session::refresh_machine::{
-    self as core_machine, Config, Failure, RequestSpec, SendErrorKind, StdClock,
+    self as core_machine, Failure, RequestSpec, SendErrorKind, StdClock,
 };
 pub use refresh_machine_session::{Hooks, Origins, RefreshReply, Secret, Session, TokenPair};
 use refresh_machine_session::{InvalidOrigin, Step};

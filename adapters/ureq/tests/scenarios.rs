@@ -1,0 +1,88 @@
+//! The shared end-to-end scenario table, against the loopback test server.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use refresh_machine_testkit::{AuthServer, Harness, Outcome, TestClient};
+use refresh_machine_ureq::{Client, Error, Hooks};
+
+#[derive(Clone)]
+struct UreqClient {
+    client: Client,
+    login_required: Arc<AtomicU32>,
+}
+
+impl TestClient for UreqClient {
+    fn get(&self, url: &str) -> Outcome {
+        outcome(self.client.get(url))
+    }
+
+    fn post(&self, url: &str, idempotency_key: Option<&str>) -> Outcome {
+        let mut req = http::Request::post(url).header("content-type", "application/json");
+        if let Some(k) = idempotency_key {
+            req = req.header("idempotency-key", k);
+        }
+        outcome(
+            self.client
+                .send(req.body(br#"{"item":"book"}"#.to_vec()).unwrap()),
+        )
+    }
+
+    fn has_tokens(&self) -> bool {
+        self.client.session().tokens().is_some()
+    }
+
+    fn login_required_signals(&self) -> u32 {
+        self.login_required.load(Ordering::SeqCst)
+    }
+}
+
+fn outcome(r: Result<http::Response<Vec<u8>>, Error>) -> Outcome {
+    match r {
+        Ok(resp) => Outcome::Status(resp.status().as_u16()),
+        Err(Error::LoginRequired) => Outcome::LoginRequired,
+        Err(Error::RefreshUnavailable) => Outcome::RefreshUnavailable,
+        Err(Error::Unauthorized(_)) => Outcome::Unauthorized,
+        Err(Error::Forbidden(_)) => Outcome::Forbidden,
+        Err(Error::Transport(_)) => Outcome::Transport,
+        Err(Error::BodyNotReplayable(_)) => Outcome::BodyNotReplayable,
+        Err(e) => Outcome::Other(e.to_string()),
+    }
+}
+
+struct Ureq;
+
+impl Harness for Ureq {
+    type Client = UreqClient;
+
+    fn client(&self, server: &AuthServer, config: refresh_machine_ureq::Config) -> UreqClient {
+        let login_required = Arc::new(AtomicU32::new(0));
+        let counter = login_required.clone();
+        let client = Client::builder()
+            .token_endpoint(&server.token_url(), &server.options().client_id)
+            .unwrap()
+            .allow_origin(&server.origin())
+            .unwrap()
+            .config(config)
+            .timeout(Duration::from_secs(10))
+            .seed(7)
+            .hooks(Hooks {
+                login_required: Some(Box::new(move || {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                })),
+                ..Hooks::default()
+            })
+            .build();
+        let o = server.options();
+        client
+            .login_with_password(&o.username, &o.password)
+            .unwrap();
+        UreqClient {
+            client,
+            login_required,
+        }
+    }
+}
+
+refresh_machine_testkit::scenario_tests!(Ureq);
