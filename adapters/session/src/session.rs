@@ -353,7 +353,7 @@ impl<'s> RequestHandle<'s> {
     }
 
     /// What to do next. Never blocks.
-    pub fn next(&mut self) -> Step<'s> {
+    pub fn next_step(&mut self) -> Step<'s> {
         let session = self.session;
         let mut m = session.lock();
         let now = session.clock.now();

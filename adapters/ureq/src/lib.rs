@@ -344,7 +344,7 @@ impl Client {
         })?;
         let mut last = Last::None;
         loop {
-            match handle.next() {
+            match handle.next_step() {
                 Step::Send { token, .. } => match self.attempt(&parts, &mut body, Some(&token)) {
                     Ok((resp, token_went)) => {
                         let mut status = resp.status();

@@ -1,0 +1,294 @@
+//! The demo: a burst of concurrent requests meets an expired token, round
+//! after round, for refresh-machine and for a naive "refresh on every 401"
+//! client, each against its own strict OAuth2 server (refresh-token rotation
+//! with reuse detection, like production servers).
+//!
+//! Run: `cargo run --release --example storm [-- --requests N --rounds K]`
+
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use refresh_machine_testkit::{AuthServer, Counters, ServerOptions};
+use refresh_machine_ureq::Client;
+
+struct Args {
+    requests: usize,
+    rounds: usize,
+    ttl: Duration,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        requests: 50,
+        rounds: 3,
+        ttl: Duration::from_millis(1500),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| -> Result<u64, String> {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .ok_or(format!("{name} needs a number"))
+        };
+        match flag.as_str() {
+            "--requests" => args.requests = value("--requests")?.clamp(1, 200) as usize,
+            "--rounds" => args.rounds = value("--rounds")?.clamp(1, 100) as usize,
+            "--ttl-ms" => args.ttl = Duration::from_millis(value("--ttl-ms")?.clamp(200, 60_000)),
+            "-h" | "--help" => {
+                println!("storm [--requests N (50)] [--rounds K (3)] [--ttl-ms MS (1500)]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other} (try --help)")),
+        }
+    }
+    Ok(args)
+}
+
+/// Totals for one client over all rounds.
+#[derive(Default)]
+struct Tally {
+    ok: usize,
+    failed: usize,
+    sessions_lost: usize,
+    wall: Duration,
+}
+
+/// What nearly every hand-written interceptor does: on 401, refresh with the
+/// refresh token it holds, store the result, retry once.
+#[derive(Clone)]
+struct NaiveClient {
+    agent: ureq::Agent,
+    token_url: String,
+    client_id: String,
+    tokens: Arc<Mutex<(String, String)>>,
+}
+
+impl NaiveClient {
+    fn login(server: &AuthServer) -> NaiveClient {
+        let t = server.login();
+        NaiveClient {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(10)))
+                .build()
+                .into(),
+            token_url: server.token_url(),
+            client_id: server.options().client_id.clone(),
+            tokens: Arc::new(Mutex::new((t.access_token, t.refresh_token))),
+        }
+    }
+
+    fn relogin(&self, server: &AuthServer) {
+        let t = server.login();
+        *self.tokens.lock().unwrap() = (t.access_token, t.refresh_token);
+    }
+
+    fn get(&self, url: &str) -> bool {
+        let access = self.tokens.lock().unwrap().0.clone();
+        if self.send(url, &access) == Some(200) {
+            return true;
+        }
+        // 401: refresh (every thread that saw a 401 does this) and retry once.
+        let refresh = self.tokens.lock().unwrap().1.clone();
+        let Some(new_access) = self.refresh(&refresh) else {
+            return false;
+        };
+        self.send(url, &new_access) == Some(200)
+    }
+
+    fn send(&self, url: &str, access: &str) -> Option<u16> {
+        let resp = self
+            .agent
+            .get(url)
+            .header("authorization", &format!("Bearer {access}"))
+            .call()
+            .ok()?;
+        Some(resp.status().as_u16())
+    }
+
+    fn refresh(&self, refresh: &str) -> Option<String> {
+        let mut resp = self
+            .agent
+            .post(&self.token_url)
+            .send_form([
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh),
+                ("client_id", &self.client_id),
+            ])
+            .ok()?;
+        if resp.status() != 200 {
+            return None;
+        }
+        let body = resp.body_mut().read_to_string().ok()?;
+        let field = |name: &str| -> Option<String> {
+            let start = body.find(&format!("\"{name}\":\""))? + name.len() + 4;
+            let len = body[start..].find('"')?;
+            Some(body[start..start + len].to_owned())
+        };
+        let (access, refresh) = (field("access_token")?, field("refresh_token")?);
+        *self.tokens.lock().unwrap() = (access.clone(), refresh);
+        Some(access)
+    }
+}
+
+fn burst<F>(n: usize, f: F) -> (usize, usize)
+where
+    F: Fn() -> bool + Send + Sync + 'static,
+{
+    let f = Arc::new(f);
+    let barrier = Arc::new(Barrier::new(n));
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let (f, barrier) = (f.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                f()
+            })
+        })
+        .collect();
+    let ok = threads
+        .into_iter()
+        .map(|t| t.join().unwrap_or(false))
+        .filter(|ok| *ok)
+        .count();
+    (ok, n - ok)
+}
+
+fn row(name: &str, requests: usize, t: &Tally, c: &Counters) {
+    println!(
+        "{name:<16} {:>9} {:>7} {:>7} {:>9} {:>10} {:>10} {:>9.2}s",
+        requests,
+        t.ok,
+        t.failed,
+        c.refresh_calls,
+        c.reuse_detections,
+        t.sessions_lost,
+        t.wall.as_secs_f64()
+    );
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("storm: {e}");
+            std::process::exit(2);
+        }
+    };
+    let options = ServerOptions {
+        access_ttl: args.ttl,
+        // Expiry is discovered by 401, as with servers that omit `expires_in`:
+        // the hard case, where every request of the burst fails at once.
+        advertise_expiry: false,
+        ..ServerOptions::default()
+    };
+    let ours_server = AuthServer::start_with(options.clone()).expect("start test server");
+    let naive_server = AuthServer::start_with(options).expect("start test server");
+
+    println!("refresh-machine storm demo");
+    println!(
+        "{} rounds x {} concurrent GET /api/me; access tokens live {} ms; the server rotates",
+        args.rounds,
+        args.requests,
+        args.ttl.as_millis()
+    );
+    println!("refresh tokens and revokes the whole session if a spent one is presented again.");
+    println!();
+
+    let ours = Client::builder()
+        .token_endpoint(&ours_server.token_url(), &ours_server.options().client_id)
+        .and_then(|b| b.allow_origin(&ours_server.origin()))
+        .expect("valid URLs")
+        .timeout(Duration::from_secs(10))
+        .build();
+    ours.login_with_password("alice", "wonderland")
+        .expect("login to the test server");
+    let naive = NaiveClient::login(&naive_server);
+
+    let mut ours_tally = Tally::default();
+    let mut naive_tally = Tally::default();
+    for round in 1..=args.rounds {
+        // Let the access tokens expire.
+        std::thread::sleep(args.ttl + Duration::from_millis(100));
+
+        let url = ours_server.url("/api/me");
+        let client = ours.clone();
+        let t0 = Instant::now();
+        let (ok, failed) = burst(args.requests, move || {
+            client.get(&url).is_ok_and(|r| r.status() == 200)
+        });
+        ours_tally.wall += t0.elapsed();
+        ours_tally.ok += ok;
+        ours_tally.failed += failed;
+        if ours.session().tokens().is_none() {
+            ours_tally.sessions_lost += 1;
+            ours.login_with_password("alice", "wonderland")
+                .expect("login to the test server");
+        }
+
+        let url = naive_server.url("/api/me");
+        let client = naive.clone();
+        let t0 = Instant::now();
+        let (nok, nfailed) = burst(args.requests, move || client.get(&url));
+        naive_tally.wall += t0.elapsed();
+        naive_tally.ok += nok;
+        naive_tally.failed += nfailed;
+        let lost = naive_server.counters().reuse_detections > 0 && {
+            // Revoked family: the naive client's tokens no longer work.
+            let access = naive.tokens.lock().unwrap().0.clone();
+            naive.send(&naive_server.url("/api/me"), &access) != Some(200)
+        };
+        if lost {
+            naive_tally.sessions_lost += 1;
+            naive.relogin(&naive_server);
+        }
+        println!(
+            "round {round}/{}: refresh-machine {ok}/{} ok, {} refreshes so far | naive {nok}/{} ok, {} refreshes so far{}",
+            args.rounds,
+            args.requests,
+            ours_server.counters().refresh_calls,
+            args.requests,
+            naive_server.counters().refresh_calls,
+            if lost { ", session lost" } else { "" }
+        );
+    }
+
+    println!();
+    println!(
+        "{:<16} {:>9} {:>7} {:>7} {:>9} {:>10} {:>10} {:>10}",
+        "client", "requests", "ok", "failed", "refreshes", "reuse det.", "sess. lost", "wall time"
+    );
+    let total = args.requests * args.rounds;
+    row(
+        "refresh-machine",
+        total,
+        &ours_tally,
+        &ours_server.counters(),
+    );
+    row(
+        "naive 401-retry",
+        total,
+        &naive_tally,
+        &naive_server.counters(),
+    );
+    println!();
+    println!(
+        "refresh-machine: one refresh per expiry ({} for {} rounds), no session lost.",
+        ours_server.counters().refresh_calls,
+        args.rounds
+    );
+    println!(
+        "naive client: every request that saw the 401 refreshed on its own; the second use of a\n\
+         spent refresh token made the server revoke the session ({} times).",
+        naive_tally.sessions_lost
+    );
+    let c = ours_server.counters();
+    let healthy = c.refresh_calls == args.rounds as u64
+        && c.reuse_detections == 0
+        && ours_tally.sessions_lost == 0
+        && ours_tally.failed == 0;
+    if !healthy {
+        eprintln!("storm: refresh-machine did not meet its promise; see the table above");
+        std::process::exit(1);
+    }
+}
