@@ -1,0 +1,133 @@
+//! ureq-specific behaviour beyond the shared scenario table.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use refresh_machine_testkit::{AuthServer, ServerOptions};
+use refresh_machine_ureq::{Client, Error, Hooks, RefreshReply, Secret, TokenPair};
+
+fn opaque() -> AuthServer {
+    AuthServer::start_with(ServerOptions {
+        advertise_expiry: false,
+        ..ServerOptions::default()
+    })
+    .unwrap()
+}
+
+fn client_for(s: &AuthServer) -> refresh_machine_ureq::ClientBuilder {
+    Client::builder()
+        .token_endpoint(&s.token_url(), &s.options().client_id)
+        .unwrap()
+        .allow_origin(&s.origin())
+        .unwrap()
+        .timeout(Duration::from_secs(10))
+        .seed(1)
+}
+
+#[test]
+fn a_streamed_body_gets_the_401_back_unchanged() {
+    let s = opaque();
+    let c = client_for(&s).build();
+    c.login_with_password("alice", "wonderland").unwrap();
+    s.revoke_access_tokens();
+    let req = http::Request::post(s.url("/api/orders")).body(()).unwrap();
+    let body = std::io::Cursor::new(br#"{"item":"pen"}"#.to_vec());
+    match c.send_streaming(req, body) {
+        Err(Error::BodyNotReplayable(Some(resp))) => {
+            assert_eq!(resp.status(), 401);
+            assert!(resp.headers().contains_key("www-authenticate"));
+        }
+        other => panic!("expected BodyNotReplayable with the 401, got {other:?}"),
+    }
+    assert_eq!(s.counters().orders, 0);
+    // The next buffered request refreshes and succeeds.
+    let ok = c
+        .post(&s.url("/api/orders"), br#"{"item":"pen"}"#.to_vec())
+        .unwrap();
+    assert_eq!(ok.status(), 201);
+    assert_eq!(s.counters().refresh_calls, 1);
+}
+
+#[test]
+fn a_custom_refresher_is_used_and_rotated_tokens_are_persisted() {
+    let s = opaque();
+    let calls = Arc::new(AtomicU32::new(0));
+    let stored: Arc<Mutex<Vec<Option<TokenPair>>>> = Arc::default();
+    let server = Arc::new(s);
+    let (srv, n) = (server.clone(), calls.clone());
+    let sink = stored.clone();
+    let c = client_for(&server)
+        .refresh_with(move |_old: &Secret| {
+            n.fetch_add(1, Ordering::SeqCst);
+            // Stands in for any custom grant: here the server mints a new family.
+            let t = srv.login();
+            RefreshReply::Tokens(TokenPair {
+                access_token: Secret::from(t.access_token),
+                refresh_token: Some(Secret::from(t.refresh_token)),
+                expires_in: None,
+            })
+        })
+        .hooks(Hooks {
+            persist: Some(Box::new(move |t| sink.lock().unwrap().push(t.cloned()))),
+            ..Hooks::default()
+        })
+        .build();
+    let first = server.login();
+    c.set_tokens(&TokenPair {
+        access_token: Secret::from(first.access_token),
+        refresh_token: Some(Secret::from(first.refresh_token)),
+        expires_in: None,
+    })
+    .unwrap();
+    server.revoke_access_tokens();
+    assert_eq!(c.get(&server.url("/api/me")).unwrap().status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let stored = stored.lock().unwrap();
+    assert_eq!(stored.len(), 2, "login and refresh are both persisted");
+    assert_eq!(
+        stored[1].as_ref().map(|t| t.access_token.clone()),
+        c.session().tokens().map(|t| t.access_token),
+    );
+    drop(stored);
+    c.logout();
+    assert!(matches!(
+        c.get(&server.url("/api/me")),
+        Err(Error::LoggedOut)
+    ));
+}
+
+#[test]
+fn secrets_are_redacted_in_debug() {
+    let s = opaque();
+    let c = client_for(&s).client_secret("s3cret-value").build();
+    c.set_tokens(&TokenPair {
+        access_token: Secret::from("access-abc-123"),
+        refresh_token: Some(Secret::from("refresh-xyz-789")),
+        expires_in: None,
+    })
+    .unwrap();
+    let text = format!("{c:?} {:?}", c.session().tokens());
+    for secret in ["access-abc-123", "refresh-xyz-789", "s3cret-value"] {
+        assert!(!text.contains(secret), "{secret} leaked in {text}");
+    }
+}
+
+#[test]
+fn a_confidential_client_authenticates_with_basic() {
+    let s = AuthServer::start_with(ServerOptions {
+        advertise_expiry: false,
+        client_secret: Some("top secret".into()),
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let c = client_for(&s).client_secret("top secret").build();
+    c.login_with_password("alice", "wonderland").unwrap();
+    s.revoke_access_tokens();
+    assert_eq!(c.get(&s.url("/api/me")).unwrap().status(), 200);
+    assert_eq!(s.counters().refresh_ok, 1);
+    // A wrong secret cannot log in: typed endpoint error, no token in the text.
+    let bad = client_for(&s).client_secret("wrong").build();
+    let err = bad.login_with_password("alice", "wonderland").unwrap_err();
+    assert!(matches!(err, Error::Endpoint(_)), "{err:?}");
+}
