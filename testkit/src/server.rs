@@ -50,7 +50,7 @@ impl Default for ServerOptions {
 pub enum TokenFault {
     /// Answer with this status (e.g. 500, 503) and an optional `Retry-After` in seconds.
     Status(u16, Option<u64>),
-    /// Do not answer for this long (then answer normally, if the client still listens).
+    /// Do not answer for this long, then answer 504 without processing the grant.
     Hang(Duration),
     /// Close the connection without an answer.
     Close,
@@ -484,7 +484,14 @@ async fn token(
                 retry,
             ));
         }
-        Some(TokenFault::Hang(d)) => tokio::time::sleep(d).await,
+        Some(TokenFault::Hang(d)) => {
+            // A gateway's timeout: the grant is never processed.
+            tokio::time::sleep(d).await;
+            return Ok(oauth_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "temporarily_unavailable",
+            ));
+        }
         Some(TokenFault::Close) => return Err(CloseConnection),
         Some(TokenFault::Malformed) => {
             return Ok(json(StatusCode::OK, r#"{"access_token": "#.into()))
