@@ -10,7 +10,7 @@
 //! do not stack a second retry middleware for the same statuses.
 //!
 //! Runtime-agnostic: waiting uses `event-listener`; backoff deadlines go
-//! through the [`Timer`] you supply ([`TokioTimer`] with the `tokio` feature).
+//! through the [`Timer`] you supply (`TokioTimer` with the `tokio` feature).
 //!
 //! ```no_run
 //! # #[cfg(feature = "tokio")]
@@ -250,7 +250,9 @@ impl Builder {
 
     /// The middleware.
     pub fn build(self) -> RefreshMiddleware {
-        let seed = self.seed.unwrap_or_else(random_seed);
+        let seed = self
+            .seed
+            .unwrap_or_else(refresh_machine_session::random_seed);
         RefreshMiddleware {
             inner: Arc::new(Inner {
                 session: Session::new(self.config, seed, self.hooks),
@@ -262,13 +264,6 @@ impl Builder {
             }),
         }
     }
-}
-
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(StdClock::unix_now().unwrap_or(0));
-    h.finish()
 }
 
 enum Last {
@@ -488,8 +483,7 @@ impl reqwest_middleware::Middleware for RefreshMiddleware {
 }
 
 fn same_origin(a: &http::Uri, b: &str) -> bool {
-    let mut o = Origins::new();
-    o.allow(&a.to_string()).is_ok() && b.parse().is_ok_and(|b| o.contains(&b))
+    b.parse().is_ok_and(|b| Origins::same_origin(a, &b))
 }
 
 fn send_error_kind(e: &reqwest_middleware::Error) -> SendErrorKind {

@@ -14,6 +14,15 @@ mod secret;
 mod session;
 
 pub use origin::{InvalidOrigin, Origins};
+
+/// A jitter seed without a dependency: std's per-process random hasher keys
+/// mixed with the time. Not for cryptography; only to de-synchronise clients.
+pub fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(refresh_machine::StdClock::unix_now().unwrap_or(0));
+    h.finish()
+}
 pub use refresh_machine;
 pub use secret::Secret;
 pub use session::{

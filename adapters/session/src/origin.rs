@@ -50,6 +50,14 @@ impl Origins {
         Ok(())
     }
 
+    /// Whether `a` and `b` are the same origin (scheme, host, port).
+    pub fn same_origin(a: &Uri, b: &Uri) -> bool {
+        match (origin_of(a), origin_of(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        }
+    }
+
     /// Whether a request to `uri` may carry the token.
     pub fn contains(&self, uri: &Uri) -> bool {
         origin_of(uri).is_some_and(|o| self.0.contains(&o))

@@ -210,7 +210,9 @@ impl ClientBuilder {
             .timeout_global(Some(self.agent_timeout.unwrap_or(Duration::from_secs(30))))
             .build()
             .into();
-        let seed = self.seed.unwrap_or_else(random_seed);
+        let seed = self
+            .seed
+            .unwrap_or_else(refresh_machine_session::random_seed);
         Client {
             inner: Arc::new(Inner {
                 agent,
@@ -221,14 +223,6 @@ impl ClientBuilder {
             }),
         }
     }
-}
-
-/// Randomness without a dependency: std's per-process random hasher keys.
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(StdClock::unix_now().unwrap_or(0));
-    h.finish()
 }
 
 enum Body {
@@ -501,8 +495,7 @@ impl Read for ReadSend {
 }
 
 fn same_origin(a: &Uri, b: &Uri) -> bool {
-    let mut o = Origins::new();
-    o.allow(&a.to_string()).is_ok() && o.contains(b)
+    Origins::same_origin(a, b)
 }
 
 /// Resolve a `Location` against the current URL (absolute, or absolute-path).
