@@ -57,14 +57,9 @@ fn session() -> (usize, M) {
     }
     actions += drain(&mut m, &mut sent, &mut refresh);
     // All eight get 401 at once: one refresh.
-    for id in sent
-        .iter()
-        .flatten()
-        .copied()
-        .collect::<heapless_ids::Ids>()
-        .iter()
-    {
-        m.handle_response(now, *id, Response::status(401)).unwrap();
+    // `sent` is a plain array: iterate over a copy while `drain` may update it.
+    for id in sent.into_iter().flatten() {
+        m.handle_response(now, id, Response::status(401)).unwrap();
     }
     actions += drain(&mut m, &mut sent, &mut refresh);
     let rid = refresh.take().unwrap();
@@ -80,12 +75,8 @@ fn session() -> (usize, M) {
     .unwrap();
     actions += drain(&mut m, &mut sent, &mut refresh);
     // Half get 503 with Retry-After, one a connect error, one is cancelled, the rest succeed.
-    let ids = sent
-        .iter()
-        .flatten()
-        .copied()
-        .collect::<heapless_ids::Ids>();
-    for (k, id) in ids.iter().enumerate() {
+    let ids = sent;
+    for (k, id) in ids.iter().flatten().enumerate() {
         match k {
             0..=3 => m
                 .handle_response(
@@ -109,12 +100,8 @@ fn session() -> (usize, M) {
         now = t;
         m.handle_timeout(now);
         actions += drain(&mut m, &mut sent, &mut refresh);
-        let ids = sent
-            .iter()
-            .flatten()
-            .copied()
-            .collect::<heapless_ids::Ids>();
-        for id in ids.iter() {
+        let ids = sent;
+        for id in ids.iter().flatten() {
             m.handle_response(now, *id, Response::status(200)).unwrap();
         }
         actions += drain(&mut m, &mut sent, &mut refresh);
@@ -133,31 +120,6 @@ fn session() -> (usize, M) {
     actions += drain(&mut m, &mut sent, &mut refresh);
     assert_eq!(m.snapshot().live, 0);
     (actions, m)
-}
-
-/// Ids without a heap: a fixed array (the test must not allocate either).
-mod heapless_ids {
-    use refresh_machine::RequestId;
-
-    pub struct Ids {
-        ids: [Option<RequestId>; 8],
-    }
-
-    impl Ids {
-        pub fn iter(&self) -> impl Iterator<Item = &RequestId> {
-            self.ids.iter().flatten()
-        }
-    }
-
-    impl FromIterator<RequestId> for Ids {
-        fn from_iter<I: IntoIterator<Item = RequestId>>(iter: I) -> Self {
-            let mut ids = [None; 8];
-            for (slot, id) in ids.iter_mut().zip(iter) {
-                *slot = Some(id);
-            }
-            Ids { ids }
-        }
-    }
 }
 
 #[test]

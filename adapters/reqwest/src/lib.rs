@@ -50,7 +50,7 @@ use http::{Extensions, HeaderValue};
 use refresh_machine_session::grant::{self, EndpointError, TokenEndpoint};
 pub use refresh_machine_session::refresh_machine::Config;
 use refresh_machine_session::refresh_machine::{
-    self as core_machine, Failure, RequestSpec, SendErrorKind, StdClock,
+    self as core_machine, Failure, RequestSpec, SendErrorKind,
 };
 pub use refresh_machine_session::{Hooks, Origins, RefreshReply, Secret, Session, TokenPair};
 use refresh_machine_session::{InvalidOrigin, Step};
@@ -155,7 +155,6 @@ struct Inner {
     /// Talks to the token endpoint (not through the middleware stack).
     http: reqwest::Client,
     timer: Box<dyn Timer>,
-    refresh_timeout: Duration,
 }
 
 /// The middleware. Cheap to clone; clones share one session.
@@ -260,7 +259,6 @@ impl Builder {
                 refresher: self.refresher,
                 http: self.http.unwrap_or_default(),
                 timer: self.timer,
-                refresh_timeout: self.config.refresh_timeout,
             }),
         }
     }
@@ -353,7 +351,7 @@ impl RefreshMiddleware {
                 let Ok(mut req) = reqwest::Request::try_from(req) else {
                     return RefreshReply::Rejected;
                 };
-                *req.timeout_mut() = Some(self.inner.refresh_timeout);
+                *req.timeout_mut() = Some(self.inner.session.config().refresh_timeout);
                 let resp = match self.inner.http.execute(req).await {
                     Ok(r) => r,
                     Err(_) => return grant::transport_failure(),
@@ -416,20 +414,14 @@ impl RefreshMiddleware {
                     attempt.headers_mut().insert(AUTHORIZATION, value);
                     match next.clone().run(attempt, extensions).await {
                         Ok(resp) => {
-                            let mut status = resp.status();
-                            if status == http::StatusCode::UNAUTHORIZED
-                                && !same_origin(&uri, resp.url().as_str())
-                            {
-                                // Redirected to another origin, where reqwest did not
-                                // send the token: this 401 says nothing about it.
-                                status = http::StatusCode::BAD_REQUEST;
-                            }
-                            let r = core_machine::Response::from_http(
-                                status,
-                                resp.headers(),
-                                StdClock::unix_now(),
-                            );
-                            handle.response(r);
+                            // reqwest follows redirects and drops the token when the
+                            // origin changes: the final hop carried it only if same-origin.
+                            let token_sent = resp
+                                .url()
+                                .as_str()
+                                .parse()
+                                .is_ok_and(|u| Origins::same_origin(&uri, &u));
+                            handle.http_response(resp.status(), resp.headers(), token_sent);
                             last = Last::Response(resp);
                         }
                         Err(e) => {
@@ -480,10 +472,6 @@ impl reqwest_middleware::Middleware for RefreshMiddleware {
     ) -> reqwest_middleware::Result<Response> {
         self.drive(req, extensions, next).await
     }
-}
-
-fn same_origin(a: &http::Uri, b: &str) -> bool {
-    b.parse().is_ok_and(|b| Origins::same_origin(a, &b))
 }
 
 fn send_error_kind(e: &reqwest_middleware::Error) -> SendErrorKind {

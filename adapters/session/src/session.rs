@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use event_listener::{Event, EventListener, Listener};
 use refresh_machine::{
-    Action, Config, Error, Failure, RefreshId, RefreshMachine, RefreshOutcome, RequestId,
-    RequestSpec, Response, RetryReason, SendErrorKind, StdClock, TokenSet,
+    Action, Config, Error, Failure, Instant, RefreshId, RefreshMachine, RefreshOutcome, RequestId,
+    RequestSpec, Response, RetryReason, SendErrorKind, StdClock, StoredTokens, TokenSet,
 };
 
 use crate::secret::Secret;
@@ -30,6 +30,15 @@ pub struct TokenPair {
 }
 
 impl TokenPair {
+    /// Owned copies of the machine's tokens; the lifetime is what remains at `now`.
+    fn from_stored(t: StoredTokens<'_>, now: Instant) -> TokenPair {
+        TokenPair {
+            access_token: Secret::from(t.access_token.expose_secret()),
+            refresh_token: t.refresh_token.map(|r| Secret::from(r.expose_secret())),
+            expires_in: t.expires_at.map(|e| e.saturating_duration_since(now)),
+        }
+    }
+
     /// As the machine's input.
     pub fn as_token_set(&self) -> TokenSet<'_> {
         let mut set = TokenSet::new(self.access_token.expose());
@@ -218,40 +227,41 @@ impl Session {
         self.machine.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn wake_all(&self) {
+    /// Feed one input under the lock, then (lock released) deliver the session
+    /// notices it produced and wake every parked request: a change may have
+    /// released waiters or queued a refresh that a parked request can perform.
+    fn apply<R>(&self, input: impl FnOnce(&mut Machine, Instant) -> R) -> R {
+        let (result, notices) = {
+            let mut m = self.lock();
+            let now = self.clock.now();
+            let result = input(&mut m, now);
+            (result, self.collect_notices(&mut m))
+        };
+        self.deliver(notices);
         self.changed.notify(usize::MAX);
+        result
     }
 
     /// Install tokens (first login, or after `LoginRequired`).
     pub fn login(&self, tokens: &TokenPair) -> Result<(), Error> {
-        let result = {
-            let mut m = self.lock();
-            let now = self.clock.now();
-            m.login(now, tokens.as_token_set())
-        };
-        self.after_change();
-        result
+        self.apply(|m, now| m.login(now, tokens.as_token_set()))
     }
 
     /// End the session: every pending request fails `LoggedOut`.
     pub fn logout(&self) {
-        {
-            let mut m = self.lock();
-            let now = self.clock.now();
-            m.logout(now);
-        }
-        self.after_change();
+        self.apply(|m, now| m.logout(now));
     }
 
     /// The current tokens, if logged in.
     pub fn tokens(&self) -> Option<TokenPair> {
         let m = self.lock();
         let now = self.clock.now();
-        m.tokens().map(|t| TokenPair {
-            access_token: Secret::from(t.access_token.expose_secret()),
-            refresh_token: t.refresh_token.map(|r| Secret::from(r.expose_secret())),
-            expires_in: t.expires_at.map(|e| e.saturating_duration_since(now)),
-        })
+        m.tokens().map(|t| TokenPair::from_stored(t, now))
+    }
+
+    /// The limits the session runs with.
+    pub fn config(&self) -> Config {
+        *self.lock().config()
     }
 
     /// Where the session stands.
@@ -266,28 +276,12 @@ impl Session {
 
     /// Begin a request.
     pub fn start(&self, spec: RequestSpec) -> Result<RequestHandle<'_>, Error> {
-        let id = {
-            let mut m = self.lock();
-            let now = self.clock.now();
-            m.start_request(now, spec)?
-        };
-        // Starting may have queued a refresh that a parked request can perform.
-        self.after_change();
+        let id = self.apply(|m, now| m.start_request(now, spec))?;
         Ok(RequestHandle {
             session: self,
             id,
             finished: false,
         })
-    }
-
-    /// Deliver session notices (outside the lock) and wake every parked request.
-    fn after_change(&self) {
-        let notices = {
-            let mut m = self.lock();
-            self.collect_notices(&mut m)
-        };
-        self.deliver(notices);
-        self.wake_all();
     }
 
     /// Drain persist/login-required notices; leave a queued refresh for a request to claim.
@@ -297,11 +291,9 @@ impl Session {
             match m.poll_notice() {
                 Some(Action::PersistTokens { tokens }) => {
                     let now = self.clock.now();
-                    notices.push(Notice::Persist(tokens.map(|t| TokenPair {
-                        access_token: Secret::from(t.access_token.expose_secret()),
-                        refresh_token: t.refresh_token.map(|r| Secret::from(r.expose_secret())),
-                        expires_in: t.expires_at.map(|e| e.saturating_duration_since(now)),
-                    })));
+                    notices.push(Notice::Persist(
+                        tokens.map(|t| TokenPair::from_stored(t, now)),
+                    ));
                 }
                 Some(Action::LoginRequired) => notices.push(Notice::LoginRequired),
                 _ => break,
@@ -328,21 +320,16 @@ impl Session {
     }
 
     fn refresh_outcome(&self, id: RefreshId, reply: &RefreshReply) {
-        {
-            let mut m = self.lock();
-            let now = self.clock.now();
-            let outcome = match reply {
-                RefreshReply::Tokens(t) => RefreshOutcome::Success(t.as_token_set()),
-                RefreshReply::Rejected => RefreshOutcome::Rejected,
-                RefreshReply::Transient { retry_after } => RefreshOutcome::Transient {
-                    retry_after: *retry_after,
-                },
-            };
-            // An outcome the machine no longer expects (it timed out and moved on)
-            // is refused; that is its decision to make, nothing to report.
-            let _ = m.handle_refresh_outcome(now, id, outcome);
-        }
-        self.after_change();
+        let outcome = match reply {
+            RefreshReply::Tokens(t) => RefreshOutcome::Success(t.as_token_set()),
+            RefreshReply::Rejected => RefreshOutcome::Rejected,
+            RefreshReply::Transient { retry_after } => RefreshOutcome::Transient {
+                retry_after: *retry_after,
+            },
+        };
+        // An outcome the machine no longer expects (it timed out and moved on)
+        // is refused; that is its decision to make, nothing to report.
+        let _ = self.apply(|m, now| m.handle_refresh_outcome(now, id, outcome));
     }
 }
 
@@ -420,33 +407,41 @@ impl<'s> RequestHandle<'s> {
         self.report(|m, now, id| m.handle_response(now, id, response));
     }
 
+    /// The response to the last send arrived, as `http` status and headers.
+    /// `token_sent` is false when the hop that answered did not carry the token
+    /// (a redirect to another origin): its 401 says nothing about the token, so
+    /// the request ends with that response instead of refreshing.
+    pub fn http_response(
+        &mut self,
+        status: http::StatusCode,
+        headers: &http::HeaderMap,
+        token_sent: bool,
+    ) {
+        let status = if status == http::StatusCode::UNAUTHORIZED && !token_sent {
+            http::StatusCode::BAD_REQUEST
+        } else {
+            status
+        };
+        self.response(Response::from_http(status, headers, StdClock::unix_now()));
+    }
+
     /// The last send failed before a response.
     pub fn send_error(&mut self, kind: SendErrorKind) {
         self.report(|m, now, id| m.handle_send_error(now, id, kind));
     }
 
-    fn report(
-        &mut self,
-        f: impl FnOnce(&mut Machine, refresh_machine::Instant, RequestId) -> Result<(), Error>,
-    ) {
-        {
-            let mut m = self.session.lock();
-            let now = self.session.clock.now();
-            // Refused only if a logout already ended the request; `next` reports that.
-            let _ = f(&mut m, now, self.id);
-        }
-        self.session.after_change();
+    fn report(&mut self, f: impl FnOnce(&mut Machine, Instant, RequestId) -> Result<(), Error>) {
+        let id = self.id;
+        // Refused only if a logout already ended the request; `next_step` reports that.
+        let _ = self.session.apply(|m, now| f(m, now, id));
     }
 }
 
 impl Drop for RequestHandle<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            {
-                let mut m = self.session.lock();
-                let _ = m.cancel(self.id);
-            }
-            self.session.after_change();
+            let id = self.id;
+            let _ = self.session.apply(|m, _| m.cancel(id));
         }
     }
 }

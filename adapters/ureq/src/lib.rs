@@ -45,7 +45,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use refresh_machine_session::grant::{self, EndpointError, TokenEndpoint};
 pub use refresh_machine_session::refresh_machine::Config;
 use refresh_machine_session::refresh_machine::{
-    self as core_machine, Failure, RequestSpec, SendErrorKind, StdClock,
+    self as core_machine, Failure, RequestSpec, SendErrorKind,
 };
 pub use refresh_machine_session::{Hooks, Origins, RefreshReply, Secret, Session, TokenPair};
 use refresh_machine_session::{InvalidOrigin, Step};
@@ -108,7 +108,6 @@ struct Inner {
     session: Session,
     origins: Origins,
     refresher: Refresher,
-    refresh_timeout: Duration,
 }
 
 /// A cloneable, thread-safe client. All clones share one session.
@@ -219,7 +218,6 @@ impl ClientBuilder {
                 session: Session::new(self.config, seed, self.hooks),
                 origins: self.origins,
                 refresher: self.refresher,
-                refresh_timeout: self.config.refresh_timeout,
             }),
         }
     }
@@ -341,18 +339,7 @@ impl Client {
             match handle.next_step() {
                 Step::Send { token, .. } => match self.attempt(&parts, &mut body, Some(&token)) {
                     Ok((resp, token_went)) => {
-                        let mut status = resp.status();
-                        if status == StatusCode::UNAUTHORIZED && !token_went {
-                            // A 401 from an origin the token was not sent to says
-                            // nothing about the token: deliver it as it is.
-                            status = StatusCode::BAD_REQUEST;
-                        }
-                        let r = core_machine::Response::from_http(
-                            status,
-                            resp.headers(),
-                            StdClock::unix_now(),
-                        );
-                        handle.response(r);
+                        handle.http_response(resp.status(), resp.headers(), token_went);
                         last = Last::Response(resp);
                     }
                     Err(e) => {
@@ -398,7 +385,7 @@ impl Client {
                 .map_err(ureq::Error::Http)?;
             *req.headers_mut() = parts.headers.clone();
             req.headers_mut().remove(AUTHORIZATION);
-            let same_origin = same_origin(&origin_uri, &uri);
+            let same_origin = Origins::same_origin(&origin_uri, &uri);
             let attach = token.filter(|_| same_origin && self.inner.origins.contains(&uri));
             if let Some(t) = attach {
                 let mut value = HeaderValue::from_str(&format!("Bearer {}", t.expose()))
@@ -468,7 +455,7 @@ impl Client {
                     .inner
                     .agent
                     .configure_request(req)
-                    .timeout_global(Some(self.inner.refresh_timeout))
+                    .timeout_global(Some(self.inner.session.config().refresh_timeout))
                     .build();
                 match self.inner.agent.run(req) {
                     Ok(mut resp) => {
@@ -492,10 +479,6 @@ impl Read for ReadSend {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.0.read(buf)
     }
-}
-
-fn same_origin(a: &Uri, b: &Uri) -> bool {
-    Origins::same_origin(a, b)
 }
 
 /// Resolve a `Location` against the current URL (absolute, or absolute-path).
@@ -526,33 +509,25 @@ fn send_error_kind(e: &ureq::Error) -> SendErrorKind {
 }
 
 fn failure_to_error(failure: Failure, last: Last) -> Error {
-    let response = match last {
-        Last::Response(r) => Some(Box::new(r)),
-        Last::Error(e) => {
-            if let Failure::Transport(_) | Failure::BodyNotReplayable = failure {
-                return match failure {
-                    Failure::BodyNotReplayable => Error::BodyNotReplayable(None),
-                    _ => Error::Transport(e),
-                };
-            }
-            None
-        }
-        Last::None => None,
+    let (response, transport) = match last {
+        Last::Response(r) => (Some(Box::new(r)), None),
+        Last::Error(e) => (None, Some(e)),
+        Last::None => (None, None),
     };
     match failure {
         Failure::LoginRequired => Error::LoginRequired,
         Failure::LoggedOut => Error::LoggedOut,
         Failure::RefreshUnavailable => Error::RefreshUnavailable,
-        Failure::Unauthorized => match response {
-            Some(r) => Error::Unauthorized(r),
-            None => Error::LoginRequired,
-        },
-        Failure::Forbidden => match response {
-            Some(r) => Error::Forbidden(r),
-            None => Error::Invalid("forbidden without a response".into()),
-        },
+        Failure::Unauthorized => response.map_or(Error::LoginRequired, Error::Unauthorized),
+        Failure::Forbidden => response.map_or_else(
+            || Error::Invalid("forbidden without a response".into()),
+            Error::Forbidden,
+        ),
         Failure::BodyNotReplayable => Error::BodyNotReplayable(response),
-        Failure::Transport(kind) => Error::Invalid(format!("transport failure {kind}")),
+        Failure::Transport(kind) => transport.map_or_else(
+            || Error::Invalid(format!("transport failure {kind}")),
+            Error::Transport,
+        ),
         other => Error::Invalid(format!("request failed: {other}")),
     }
 }
