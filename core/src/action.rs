@@ -6,7 +6,7 @@ use crate::token::{AccessToken, RefreshToken, StoredTokens};
 use crate::Instant;
 
 /// Why a request is being sent again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RetryReason {
     /// It got 401 and a new token has been obtained since.
     NewToken,

@@ -3,7 +3,7 @@
 use core::time::Duration;
 
 /// Exponential backoff with full jitter: a delay drawn uniformly from `[0, min(max, base * 2^n)]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Backoff {
     /// Ceiling of the first retry's delay.
     pub base: Duration,
@@ -16,7 +16,7 @@ pub struct Backoff {
 /// Each transient failure takes one token, each success gives back `success_credit_milli / 1000`.
 /// Retries are allowed only while more than half the bucket is left, so an outage
 /// stops retries instead of multiplying the load.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RetryBudget {
     /// Bucket size in whole tokens.
     pub max_tokens: u32,
@@ -25,7 +25,7 @@ pub struct RetryBudget {
 }
 
 /// Configuration of a [`crate::RefreshMachine`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct Config {
     /// How many 401s one request may answer with a new token before it fails `Unauthorized`.

@@ -34,7 +34,7 @@ pub enum Error {
 }
 
 /// Why a request ended without a response to deliver.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum Failure {
     /// Still 401 after the allowed refresh-and-retry rounds.

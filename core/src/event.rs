@@ -40,7 +40,7 @@ impl Response {
 }
 
 /// How a send failed before a response arrived.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SendErrorKind {
     /// Connecting failed (DNS, refused, TLS handshake): the server never saw the request.

@@ -14,7 +14,7 @@ use crate::www_authenticate::BearerError;
 use crate::Instant;
 
 /// Where the session stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SessionState {
     /// No tokens: before the first login or after logout. Requests fail `LoggedOut`.
     LoggedOut,
@@ -25,7 +25,7 @@ pub enum SessionState {
 }
 
 /// Where the single refresh slot stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum RefreshState {
     Idle,
     /// Decided, not yet handed out by `poll`; the deadline starts when decided.
@@ -40,7 +40,7 @@ enum RefreshState {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Phase {
     Free,
     /// Will be sent with the current token at the next poll.
@@ -57,7 +57,7 @@ enum Phase {
     Finished(Option<Failure>),
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Hash)]
 struct Slot {
     generation: u32,
     phase: Phase,
@@ -115,6 +115,10 @@ pub struct Snapshot {
 /// outputs are drained with [`poll_action`](Self::poll_action) until `None`.
 /// Timers: sleep until [`poll_timeout`](Self::poll_timeout), then call
 /// [`handle_timeout`](Self::handle_timeout).
+///
+/// `Clone` copies the tokens too: a clone is a second handle on the same
+/// secrets (useful to explore "what if" in tests, rarely in production).
+#[derive(Clone)]
 pub struct RefreshMachine<const N: usize, const TOKEN_CAP: usize = 2048> {
     config: Config,
     session: SessionState,
@@ -177,6 +181,34 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             rng: seed,
             slots: [Slot::FREE; N],
         }
+    }
+
+    /// Feeds the complete internal state, tokens included, to `state`.
+    ///
+    /// For model checkers: two machines that feed the same bytes behave
+    /// identically for every future input, so a state already explored can be
+    /// skipped. Use a keyed or cryptographic hasher if the hash may leave
+    /// the process, since the tokens are part of it.
+    pub fn hash_state<H: core::hash::Hasher>(&self, state: &mut H) {
+        use core::hash::Hash;
+        self.config.hash(state);
+        self.session.hash(state);
+        self.access.as_str().hash(state);
+        self.refresh_token.as_str().hash(state);
+        self.has_refresh_token.hash(state);
+        self.token_gen.hash(state);
+        self.expires_at.hash(state);
+        self.lifetime.hash(state);
+        self.token_rejected.hash(state);
+        self.refresh.hash(state);
+        self.refresh_seq.hash(state);
+        self.abandoned.hash(state);
+        self.refresh_failures.hash(state);
+        self.persist_pending.hash(state);
+        self.login_required_pending.hash(state);
+        self.budget_milli.hash(state);
+        self.rng.hash(state);
+        self.slots.hash(state);
     }
 
     /// The configuration.

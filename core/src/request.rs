@@ -20,7 +20,7 @@ impl RequestId {
 pub struct RefreshId(pub(crate) u32);
 
 /// Properties of a request that decide which retries are safe.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RequestSpec {
     /// Safe to send again after an error that may have reached the server:
     /// an idempotent method, or a request carrying an `Idempotency-Key`.

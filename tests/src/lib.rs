@@ -6,7 +6,10 @@
 //! invariants breaks. The model test, the exhaustive small-scope test and the
 //! fuzz targets all reuse it, so "what correct means" is written once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+
+pub mod world;
 
 use refresh_machine::{
     Action, Config, Failure, Instant, RefreshId, RefreshMachine, RequestId, RetryReason,
@@ -71,13 +74,13 @@ pub fn drain<const N: usize, const C: usize>(m: &mut RefreshMachine<N, C>) -> Ve
     out
 }
 
-#[derive(Default, Debug)]
+#[derive(Default, Debug, Clone, Hash)]
 struct RequestRecord {
     sends: u32,
     /// Tokens this request got a (non-scope) 401 for.
-    rejected: HashSet<String>,
+    rejected: BTreeSet<String>,
     /// (token, transient retries so far) of every send: never repeated.
-    sent: HashSet<(String, u32)>,
+    sent: BTreeSet<(String, u32)>,
     last_token: Option<String>,
     transient: u32,
     outcomes: u32,
@@ -102,10 +105,10 @@ struct RequestRecord {
 /// 5. `LoginRequired` at most once per lost session;
 /// 6. at most one outcome per request, none for a cancelled request; and,
 ///    after [`Checker::assert_all_finished`], exactly one for every other.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Checker {
     config: Config,
-    requests: HashMap<RequestId, RequestRecord>,
+    requests: BTreeMap<RequestId, RequestRecord>,
     order: Vec<RequestId>,
     outstanding_refresh: Option<RefreshId>,
     /// The access token the driver was last told to persist.
@@ -122,11 +125,23 @@ pub struct Checker {
 }
 
 impl Checker {
+    /// Feed the checker's state (statistics excluded) to `h`.
+    pub fn hash_state<H: Hasher>(&self, h: &mut H) {
+        self.config.hash(h);
+        self.requests.hash(h);
+        self.order.hash(h);
+        self.outstanding_refresh.hash(h);
+        self.current_access.hash(h);
+        self.session_lost.hash(h);
+        self.logged_out.hash(h);
+        self.login_required_signals.hash(h);
+    }
+
     /// A checker for a machine built with `config`.
     pub fn new(config: Config) -> Self {
         Checker {
             config,
-            requests: HashMap::new(),
+            requests: BTreeMap::new(),
             order: Vec::new(),
             outstanding_refresh: None,
             current_access: None,
