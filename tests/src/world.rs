@@ -310,7 +310,7 @@ impl World {
                     SendErrorKind::Connect,
                     SendErrorKind::Timeout,
                     SendErrorKind::Io,
-                ][kind as usize];
+                ][usize::from(kind % 3)];
                 self.checker.on_response(id, false, true);
                 self.m
                     .handle_send_error(self.now, id, kind)
