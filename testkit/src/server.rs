@@ -30,6 +30,9 @@ pub struct ServerOptions {
     pub username: String,
     /// Their password.
     pub password: String,
+    /// Pad access tokens to at least this many bytes (to exercise token
+    /// capacity limits); 0 leaves them short.
+    pub access_token_padding: usize,
 }
 
 impl Default for ServerOptions {
@@ -41,6 +44,7 @@ impl Default for ServerOptions {
             client_secret: None,
             username: "alice".into(),
             password: "wonderland".into(),
+            access_token_padding: 0,
         }
     }
 }
@@ -352,7 +356,10 @@ fn issue(options: &ServerOptions, st: &mut State, family: Option<usize>) -> Issu
     st.issued += 1;
     let n = st.issued;
     // Unguessable enough for a test server; unique per issue.
-    let access_token = format!("at-{family}-{n}-{:016x}", mix(n ^ 0xA5A5));
+    let mut access_token = format!("at-{family}-{n}-{:016x}", mix(n ^ 0xA5A5));
+    while access_token.len() < options.access_token_padding {
+        access_token.push('x');
+    }
     let refresh_token = format!("rt-{family}-{n}-{:016x}", mix(n ^ 0x5A5A));
     st.access.insert(
         access_token.clone(),
@@ -686,6 +693,17 @@ async fn resource(
     let response = match (&parts.method, path) {
         (&Method::GET, "/api/me") | (&Method::GET, "/api/slow") => {
             json(StatusCode::OK, r#"{"user":"alice"}"#.into())
+        }
+        (&Method::GET, "/api/blob") => {
+            // `?size=N`: a body of N bytes (capped at 1 MiB), for buffer limits.
+            let size = parts
+                .uri
+                .query()
+                .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "size"))
+                .and_then(|(_, v)| v.parse::<usize>().ok())
+                .unwrap_or(0)
+                .min(1 << 20);
+            json(StatusCode::OK, "x".repeat(size))
         }
         (&Method::POST, "/api/orders") => {
             st.counters.orders += 1;

@@ -503,4 +503,3 @@ pub fn run(config: Config, seed: u64, ops: &[Op]) {
     }
     w.settle();
 }
-

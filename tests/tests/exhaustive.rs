@@ -172,4 +172,3 @@ fn the_alphabet_reaches_refresh_and_login_required() {
     assert_eq!(w.checker.total_refreshes, 1);
     assert_eq!(w.m.session(), SessionState::Active);
 }
-

@@ -1,0 +1,613 @@
+//! Token refresh for firmware: [`refresh_machine::RefreshMachine`] driven by
+//! the [reqwless] HTTP client over `embedded-nal-async` / `embedded-io-async`.
+//!
+//! `#![no_std]`, no `alloc`. Every buffer is the caller's: tokens live in the
+//! machine (`TOKEN_CAP` bytes each), requests and refresh bodies are written
+//! into a scratch buffer given to [`Client::new`], and each response is read
+//! into the buffer given to [`Client::send`].
+//!
+//! # In scope
+//! - One request at a time per [`Client`] (`send` takes `&mut self`). Tasks
+//!   that share one client put it behind an async mutex (for example
+//!   `embassy_sync::mutex::Mutex`); the refresh then happens once, in line,
+//!   and every other task waits on the mutex instead of refreshing again.
+//! - 401 → one refresh → one retry, proactive refresh before a known expiry,
+//!   `invalid_grant` → [`Error::LoginRequired`], a network blip or 5xx at the
+//!   token endpoint → backoff and [`Error::RefreshUnavailable`], never a logout.
+//! - Non-idempotent requests (POST, PATCH without `Idempotency-Key`) are not
+//!   resent after an error that may have reached the server.
+//! - Tokens are only sent to the API origin given to [`Client::new`]: requests
+//!   take a path, not a URL, and redirects are delivered, not followed.
+//!
+//! # Not in scope
+//! TLS set-up (build the [`reqwless::client::HttpClient`] with
+//! `new_with_tls` and pass it in), persistence (poll
+//! [`Client::take_tokens_changed`] and write [`Client::tokens`] to flash
+//! yourself), response headers other than the ones the machine reads.
+//!
+//! # Run loop
+//! There is none to write: [`Client::send`] polls the machine, performs each
+//! action (send, refresh, wait until the machine's next deadline with
+//! [`Clock::sleep_until`]) and returns when the machine delivers or fails the
+//! request.
+#![no_std]
+#![forbid(unsafe_code)]
+
+mod clock;
+mod error;
+
+use core::fmt::Write as _;
+use core::time::Duration;
+
+use embassy_futures::select::{select, Either};
+use embedded_nal_async::{Dns, TcpConnect};
+use refresh_machine::grant::{
+    classify_token_response, password_grant_body, refresh_grant_body, ClientAuth, GrantError,
+    FORM_CONTENT_TYPE,
+};
+use refresh_machine::retry_after::parse_retry_after;
+use refresh_machine::www_authenticate::parse_bearer_challenge;
+use refresh_machine::{
+    Action, Config, Instant, RefreshId, RefreshMachine, RefreshOutcome, RequestSpec, Response,
+    SendErrorKind, SessionState, StoredTokens, TokenSet,
+};
+use reqwless::client::HttpClient;
+use reqwless::request::{Method, RequestBuilder};
+
+pub use clock::Clock;
+pub use error::Error;
+pub use refresh_machine;
+pub use reqwless;
+
+/// Longest URL (origin plus path) the client will build.
+pub const URL_CAP: usize = 256;
+/// Most caller headers per request.
+pub const MAX_HEADERS: usize = 8;
+
+/// Where the client talks to.
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoints<'a> {
+    /// The API origin the access token belongs to, e.g. `http://10.0.0.2:8080`
+    /// (no trailing slash, no path).
+    pub api_origin: &'a str,
+    /// The token endpoint URL.
+    pub token_url: &'a str,
+    /// How the client identifies itself to the token endpoint.
+    pub client: ClientAuth<'a>,
+    /// `scope` for refresh and password grants.
+    pub scope: Option<&'a str>,
+}
+
+/// One API request: a path on the API origin, never a full URL.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'r> {
+    /// HTTP method.
+    pub method: Method,
+    /// Path and query, starting with `/`.
+    pub path: &'r str,
+    /// Body, if any.
+    pub body: Option<&'r [u8]>,
+    /// `Content-Type` of the body.
+    pub content_type: Option<&'r str>,
+    /// Extra headers (at most [`MAX_HEADERS`]); an `Idempotency-Key` makes a
+    /// POST safe to resend.
+    pub headers: &'r [(&'r str, &'r str)],
+}
+
+impl<'r> Request<'r> {
+    /// `GET path`.
+    pub const fn get(path: &'r str) -> Self {
+        Request {
+            method: Method::GET,
+            path,
+            body: None,
+            content_type: None,
+            headers: &[],
+        }
+    }
+
+    /// `POST path` with a JSON body.
+    pub const fn post_json(path: &'r str, body: &'r [u8]) -> Self {
+        Request {
+            method: Method::POST,
+            path,
+            body: Some(body),
+            content_type: Some("application/json"),
+            headers: &[],
+        }
+    }
+
+    /// The same request with these extra headers.
+    pub const fn with_headers(mut self, headers: &'r [(&'r str, &'r str)]) -> Self {
+        self.headers = headers;
+        self
+    }
+}
+
+/// A response the machine delivered.
+#[derive(Debug)]
+pub struct Reply<'rx> {
+    /// HTTP status.
+    pub status: u16,
+    /// The body, in the caller's receive buffer.
+    pub body: &'rx [u8],
+}
+
+/// What the run loop must do next for the caller's request.
+enum Step {
+    Send,
+    /// The refresh grant body is in the scratch buffer, this long.
+    Refresh(RefreshId, usize),
+    Deliver,
+    Idle,
+}
+
+/// An HTTP client that refreshes its access token correctly, with no heap.
+///
+/// `TOKEN_CAP` bounds each token; the scratch buffer must hold
+/// `"Bearer " + TOKEN_CAP` and the refresh grant's form body.
+pub struct Client<'a, T, D, C, const TOKEN_CAP: usize>
+where
+    T: TcpConnect + 'a,
+    D: Dns + 'a,
+{
+    http: HttpClient<'a, T, D>,
+    clock: C,
+    machine: RefreshMachine<1, TOKEN_CAP>,
+    endpoints: Endpoints<'a>,
+    scratch: &'a mut [u8],
+    request_timeout: Duration,
+    tokens_changed: bool,
+    /// Why the last refresh or send could not be used, for the error the
+    /// caller gets if the machine then fails the request.
+    problem: Option<Error>,
+}
+
+impl<'a, T, D, C, const TOKEN_CAP: usize> Client<'a, T, D, C, TOKEN_CAP>
+where
+    T: TcpConnect + 'a,
+    D: Dns + 'a,
+    C: Clock,
+{
+    /// A logged-out client. `seed` is randomness for backoff jitter (from the
+    /// chip's RNG); `scratch` is the request-building buffer.
+    pub fn new(
+        http: HttpClient<'a, T, D>,
+        clock: C,
+        endpoints: Endpoints<'a>,
+        config: Config,
+        seed: u64,
+        scratch: &'a mut [u8],
+    ) -> Self {
+        Client {
+            http,
+            clock,
+            machine: RefreshMachine::new(config, seed),
+            endpoints,
+            scratch,
+            request_timeout: Duration::from_secs(30),
+            tokens_changed: false,
+            problem: None,
+        }
+    }
+
+    /// Give up on an API request that has not answered in this long (default 30 s).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Start a session with tokens obtained elsewhere (e.g. read from flash).
+    pub fn set_tokens(&mut self, tokens: TokenSet<'_>) -> Result<(), Error> {
+        let now = self.clock.now();
+        self.machine.login(now, tokens)?;
+        self.drain_notices();
+        Ok(())
+    }
+
+    /// First login with the resource-owner password grant. `rx` receives the
+    /// token endpoint's answer and must hold it whole.
+    pub async fn login_with_password(
+        &mut self,
+        username: &str,
+        password: &str,
+        rx: &mut [u8],
+    ) -> Result<(), Error> {
+        let len = password_grant_body(
+            self.scratch,
+            username,
+            password,
+            &self.endpoints.client,
+            self.endpoints.scope,
+        )
+        .map_err(|_| Error::ScratchTooSmall)?
+        .len();
+        let (status, body, _) = token_call(
+            &mut self.http,
+            self.endpoints.token_url,
+            &self.endpoints.client,
+            self.scratch,
+            len,
+            rx,
+        )
+        .await
+        .map_err(|e| match e {
+            TokenCallError::TooLarge => Error::TokenResponseTooLarge,
+            TokenCallError::Scratch => Error::ScratchTooSmall,
+            TokenCallError::Transport => Error::Transport(SendErrorKind::Io),
+        })?;
+        if status != 200 {
+            return Err(Error::LoginRefused { status });
+        }
+        let parsed = refresh_machine::grant::parse_token_response(body)?;
+        let now = self.clock.now();
+        self.machine.login(now, parsed.token_set())?;
+        self.drain_notices();
+        Ok(())
+    }
+
+    /// End the session: tokens are forgotten.
+    pub fn logout(&mut self) {
+        let now = self.clock.now();
+        self.machine.logout(now);
+        self.drain_notices();
+    }
+
+    /// The current tokens, to persist.
+    pub fn tokens(&self) -> Option<StoredTokens<'_>> {
+        self.machine.tokens()
+    }
+
+    /// Whether the tokens changed (refresh, login, loss) since the last call.
+    pub fn take_tokens_changed(&mut self) -> bool {
+        core::mem::take(&mut self.tokens_changed)
+    }
+
+    /// Where the session stands.
+    pub fn session(&self) -> SessionState {
+        self.machine.session()
+    }
+
+    /// The machine's counters (for tests and metrics).
+    pub fn snapshot(&self) -> refresh_machine::Snapshot {
+        self.machine.snapshot()
+    }
+
+    fn drain_notices(&mut self) {
+        while let Some(a) = self.machine.poll_action() {
+            if let Action::PersistTokens { .. } = a {
+                self.tokens_changed = true;
+            }
+        }
+    }
+
+    /// Send `req` to the API origin with the current access token, refreshing
+    /// and retrying as the machine decides. The response body is read into `rx`.
+    pub async fn send<'rx>(
+        &mut self,
+        req: Request<'_>,
+        rx: &'rx mut [u8],
+    ) -> Result<Reply<'rx>, Error> {
+        let has_key = req
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"));
+        let spec = RequestSpec::for_method(req.method.as_str(), has_key);
+        self.problem = None;
+        let id = self.machine.start_request(self.clock.now(), spec)?;
+        let mut delivered: Option<(u16, Result<usize, Error>)> = None;
+        let mut last: Option<(u16, Result<usize, Error>)> = None;
+        let mut token_len = 0;
+        loop {
+            let mut step = Step::Idle;
+            while let Some(action) = self.machine.poll_action() {
+                match action {
+                    Action::Send { token, .. } | Action::Retry { token, .. } => {
+                        token_len = bearer(self.scratch, token.expose_secret())?;
+                        step = Step::Send;
+                    }
+                    Action::Refresh { id, refresh_token } => {
+                        let len = refresh_grant_body(
+                            self.scratch,
+                            refresh_token,
+                            &self.endpoints.client,
+                            self.endpoints.scope,
+                        )
+                        .map_err(|_| Error::ScratchTooSmall)?
+                        .len();
+                        step = Step::Refresh(id, len);
+                    }
+                    Action::Deliver { .. } => {
+                        delivered = last.take();
+                        step = Step::Deliver;
+                    }
+                    Action::Fail { failure, .. } => {
+                        return Err(self.problem.take().unwrap_or(failure.into()));
+                    }
+                    Action::PersistTokens { .. } => self.tokens_changed = true,
+                    Action::Wait { .. } | Action::Backoff { .. } | Action::LoginRequired => {}
+                }
+            }
+            match step {
+                Step::Deliver => break,
+                Step::Send => {
+                    let outcome = self.perform_send(&req, token_len, rx).await;
+                    let now = self.clock.now();
+                    match outcome {
+                        Ok((response, body)) => {
+                            last = Some((response.status, body));
+                            self.machine.handle_response(now, id, response)?;
+                        }
+                        Err(kind) => self.machine.handle_send_error(now, id, kind)?,
+                    }
+                }
+                Step::Refresh(rid, len) => {
+                    let outcome = self.perform_refresh(len, rx).await;
+                    let now = self.clock.now();
+                    self.feed_refresh(now, rid, outcome, rx)?;
+                }
+                Step::Idle => match self.machine.poll_timeout() {
+                    Some(deadline) => {
+                        self.clock.sleep_until(deadline).await;
+                        self.machine.handle_timeout(self.clock.now());
+                    }
+                    None => return Err(Error::Stalled),
+                },
+            }
+        }
+        match delivered {
+            Some((status, Ok(len))) => Ok(Reply {
+                status,
+                body: &rx[..len],
+            }),
+            Some((_, Err(e))) => Err(e),
+            None => Err(Error::Stalled),
+        }
+    }
+
+    /// One API request; the body is read into `rx` when it fits.
+    async fn perform_send(
+        &mut self,
+        req: &Request<'_>,
+        token_len: usize,
+        rx: &mut [u8],
+    ) -> Result<(Response, Result<usize, Error>), SendErrorKind> {
+        let mut url: heapless::String<URL_CAP> = heapless::String::new();
+        if !req.path.starts_with('/')
+            || write!(url, "{}{}", self.endpoints.api_origin, req.path).is_err()
+        {
+            // Caught before anything went out: the server never saw it.
+            return Err(SendErrorKind::Connect);
+        }
+        let authorization =
+            core::str::from_utf8(&self.scratch[..token_len]).map_err(|_| SendErrorKind::Connect)?;
+        let mut headers: heapless::Vec<(&str, &str), { MAX_HEADERS + 2 }> = heapless::Vec::new();
+        let _ = headers.push(("Authorization", authorization));
+        if let Some(ct) = req.content_type {
+            let _ = headers.push(("Content-Type", ct));
+        }
+        for h in req.headers.iter().take(MAX_HEADERS) {
+            if !h.0.eq_ignore_ascii_case("authorization") {
+                let _ = headers.push(*h);
+            }
+        }
+        let unix_now = self.clock.unix_now();
+        let deadline = self.clock.now().saturating_add(self.request_timeout);
+        let problem = &mut self.problem;
+        let io = async {
+            let handle = self
+                .http
+                .request(req.method, &url)
+                .await
+                .map_err(|_| SendErrorKind::Connect)?;
+            let mut handle = handle.headers(&headers);
+            // Reads status, the two headers the machine needs, and the body.
+            macro_rules! read {
+                ($response:expr) => {{
+                    let response = match $response {
+                        Ok(r) => r,
+                        Err(reqwless::Error::BufferTooSmall) => {
+                            // Answered, but unreadable here: a retry would fare no better.
+                            *problem = Some(Error::ResponseHeadersTooLarge);
+                            return Err(SendErrorKind::Io);
+                        }
+                        Err(_) => return Err(SendErrorKind::Io),
+                    };
+                    let mut event = Response::status(response.status.0);
+                    for (name, value) in response.headers() {
+                        if name.eq_ignore_ascii_case("www-authenticate")
+                            && event.bearer_error.is_none()
+                        {
+                            event.bearer_error =
+                                parse_bearer_challenge(value).ok().and_then(|c| c.error);
+                        } else if name.eq_ignore_ascii_case("retry-after") {
+                            event.retry_after = parse_retry_after(value)
+                                .ok()
+                                .and_then(|r| r.delay(unix_now));
+                        }
+                    }
+                    let body = match response.body().read_to_end().await {
+                        Ok(b) => Ok(b.len()),
+                        Err(reqwless::Error::BufferTooSmall) => Err(Error::ResponseTooLarge {
+                            status: event.status,
+                        }),
+                        Err(_) => return Err(SendErrorKind::Io),
+                    };
+                    Ok((event, body))
+                }};
+            }
+            match req.body {
+                Some(body) => {
+                    let mut handle = handle.body(body);
+                    read!(handle.send(rx).await)
+                }
+                None => read!(handle.send(rx).await),
+            }
+        };
+        match select(io, self.clock.sleep_until(deadline)).await {
+            Either::First(r) => r,
+            Either::Second(()) => Err(SendErrorKind::Timeout),
+        }
+    }
+
+    /// The refresh grant whose body is in the scratch buffer, bounded by the
+    /// machine's refresh deadline.
+    async fn perform_refresh(&mut self, len: usize, rx: &mut [u8]) -> RefreshResult {
+        let unix_now = self.clock.unix_now();
+        let Some(deadline) = self.machine.poll_timeout() else {
+            return RefreshResult::Transport;
+        };
+        let io = token_call(
+            &mut self.http,
+            self.endpoints.token_url,
+            &self.endpoints.client,
+            self.scratch,
+            len,
+            rx,
+        );
+        match select(io, self.clock.sleep_until(deadline)).await {
+            Either::First(Ok((status, body, retry_after))) => RefreshResult::Answer {
+                status,
+                len: body.len(),
+                retry_after: retry_after.and_then(|v| v.delay(unix_now)),
+            },
+            Either::First(Err(TokenCallError::TooLarge)) => RefreshResult::TooLarge,
+            Either::First(Err(TokenCallError::Scratch)) => RefreshResult::Scratch,
+            Either::First(Err(TokenCallError::Transport)) => RefreshResult::Transport,
+            Either::Second(()) => RefreshResult::TimedOut,
+        }
+    }
+
+    fn feed_refresh(
+        &mut self,
+        now: Instant,
+        rid: RefreshId,
+        result: RefreshResult,
+        rx: &mut [u8],
+    ) -> Result<(), Error> {
+        let outcome = match result {
+            RefreshResult::Answer {
+                status,
+                len,
+                retry_after,
+            } => {
+                let classified = classify_token_response(status, &mut rx[..len], retry_after);
+                if let Some(GrantError::OAuth(code)) = classified.problem {
+                    if matches!(classified.outcome, RefreshOutcome::Rejected) {
+                        self.problem = Some(Error::RefreshRejected(code));
+                    }
+                }
+                let r = self
+                    .machine
+                    .handle_refresh_outcome(now, rid, classified.outcome);
+                if let Err(refresh_machine::Error::TokenTooLarge { capacity }) = r {
+                    self.problem = Some(Error::TokenTooLarge { capacity });
+                    return Ok(());
+                }
+                return r.map_err(Error::from);
+            }
+            // The answer did not fit: the server may have rotated the refresh
+            // token, so presenting the old one again would look like reuse.
+            // The session is over; say why.
+            RefreshResult::TooLarge => {
+                self.problem = Some(Error::TokenResponseTooLarge);
+                RefreshOutcome::Rejected
+            }
+            RefreshResult::Scratch => {
+                self.problem = Some(Error::ScratchTooSmall);
+                RefreshOutcome::Transient { retry_after: None }
+            }
+            RefreshResult::Transport => RefreshOutcome::Transient { retry_after: None },
+            // The machine abandoned it at its deadline; handle_timeout says so.
+            RefreshResult::TimedOut => {
+                self.machine.handle_timeout(now);
+                return Ok(());
+            }
+        };
+        match self.machine.handle_refresh_outcome(now, rid, outcome) {
+            Ok(()) | Err(refresh_machine::Error::UnknownRefresh) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+enum RefreshResult {
+    Answer {
+        status: u16,
+        len: usize,
+        retry_after: Option<Duration>,
+    },
+    TooLarge,
+    Scratch,
+    Transport,
+    TimedOut,
+}
+
+enum TokenCallError {
+    TooLarge,
+    Scratch,
+    Transport,
+}
+
+/// POST the form body in `scratch[..len]` to the token endpoint; read the
+/// answer into `rx`.
+async fn token_call<'rx, T: TcpConnect, D: Dns>(
+    http: &mut HttpClient<'_, T, D>,
+    token_url: &str,
+    client: &ClientAuth<'_>,
+    scratch: &mut [u8],
+    len: usize,
+    rx: &'rx mut [u8],
+) -> Result<
+    (
+        u16,
+        &'rx mut [u8],
+        Option<refresh_machine::retry_after::RetryAfter>,
+    ),
+    TokenCallError,
+> {
+    let (form, rest) = scratch.split_at_mut(len);
+    let form: &[u8] = form;
+    let authorization = client
+        .authorization(rest)
+        .map_err(|_| TokenCallError::Scratch)?;
+    let basic = [("Authorization", authorization.unwrap_or(""))];
+    let form_type = [("Content-Type", FORM_CONTENT_TYPE)];
+    let both = [basic[0], form_type[0]];
+    let headers: &[(&str, &str)] = if authorization.is_some() {
+        &both
+    } else {
+        &form_type
+    };
+    let handle = http
+        .request(Method::POST, token_url)
+        .await
+        .map_err(|_| TokenCallError::Transport)?;
+    let mut handle = handle.headers(headers).body(form);
+    let response = handle.send(rx).await.map_err(|e| match e {
+        reqwless::Error::BufferTooSmall => TokenCallError::TooLarge,
+        _ => TokenCallError::Transport,
+    })?;
+    let status = response.status.0;
+    let mut retry_after = None;
+    for (name, value) in response.headers() {
+        if name.eq_ignore_ascii_case("retry-after") {
+            retry_after = parse_retry_after(value).ok();
+        }
+    }
+    let body = response.body().read_to_end().await.map_err(|e| match e {
+        reqwless::Error::BufferTooSmall => TokenCallError::TooLarge,
+        _ => TokenCallError::Transport,
+    })?;
+    Ok((status, body, retry_after))
+}
+
+/// `Bearer <token>` into `buf`; its length.
+fn bearer(buf: &mut [u8], token: &str) -> Result<usize, Error> {
+    const PREFIX: &[u8] = b"Bearer ";
+    let len = PREFIX.len() + token.len();
+    let out = buf.get_mut(..len).ok_or(Error::ScratchTooSmall)?;
+    out[..PREFIX.len()].copy_from_slice(PREFIX);
+    out[PREFIX.len()..].copy_from_slice(token.as_bytes());
+    Ok(len)
+}

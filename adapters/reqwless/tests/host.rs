@@ -1,0 +1,349 @@
+//! The embedded adapter on the host: the same `Client` firmware uses, over
+//! `std-embedded-nal-async` (real loopback sockets implementing the
+//! `embedded-nal-async` traits), against the test authorization server.
+//!
+//! The clock is the host's monotonic clock plus an offset the test can move
+//! forward, so token expiry is reached by shifting time, not by sleeping.
+//! Backoff delays are configured in milliseconds; every wait is bounded by the
+//! machine's own limits (refresh attempts, deadlines).
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use futures::executor::block_on;
+use refresh_machine::grant::{ClientAuth, OAuthError};
+use refresh_machine::{Backoff, Config, Instant, SessionState, TokenSet};
+use refresh_machine_reqwless::reqwless::client::HttpClient;
+use refresh_machine_reqwless::{Client, Clock, Endpoints, Error, Request};
+use refresh_machine_testkit::{AuthServer, ResourceFault, ServerOptions, TokenFault};
+use std_embedded_nal_async::Stack;
+
+struct TestClock<'a> {
+    epoch: std::time::Instant,
+    offset: &'a Cell<Duration>,
+}
+
+impl Clock for TestClock<'_> {
+    fn now(&self) -> Instant {
+        Instant::from_duration(self.epoch.elapsed() + self.offset.get())
+    }
+
+    async fn sleep_until(&mut self, deadline: Instant) {
+        let wait = deadline.saturating_duration_since(self.now());
+        if !wait.is_zero() {
+            async_io::Timer::after(wait).await;
+        }
+    }
+}
+
+fn config() -> Config {
+    let mut c = Config::DEFAULT;
+    c.refresh_backoff = Backoff {
+        base: Duration::from_millis(5),
+        max: Duration::from_millis(20),
+    };
+    c.request_backoff = c.refresh_backoff;
+    c.refresh_timeout = Duration::from_secs(10);
+    c
+}
+
+const CAP: usize = 128;
+
+/// Build a client on `server` and hand it to `body`.
+fn with_client<R>(
+    server: &AuthServer,
+    offset: &Cell<Duration>,
+    body: impl AsyncFnOnce(&mut Client<'_, Stack, Stack, TestClock<'_>, CAP>) -> R,
+) -> R {
+    let stack = Stack::default();
+    let origin = server.origin();
+    let token_url = server.token_url();
+    let mut scratch = [0u8; 512];
+    let client_id = server.options().client_id.clone();
+    let endpoints = Endpoints {
+        api_origin: &origin,
+        token_url: &token_url,
+        client: ClientAuth::Public {
+            client_id: &client_id,
+        },
+        scope: None,
+    };
+    let clock = TestClock {
+        epoch: std::time::Instant::now(),
+        offset,
+    };
+    let mut client = Client::new(
+        HttpClient::new(&stack, &stack),
+        clock,
+        endpoints,
+        config(),
+        42,
+        &mut scratch,
+    )
+    .with_request_timeout(Duration::from_secs(10));
+    block_on(body(&mut client))
+}
+
+async fn login(client: &mut Client<'_, Stack, Stack, TestClock<'_>, CAP>) {
+    let mut rx = [0u8; 1024];
+    client
+        .login_with_password("alice", "wonderland", &mut rx)
+        .await
+        .expect("login");
+    assert!(client.take_tokens_changed());
+}
+
+async fn me(client: &mut Client<'_, Stack, Stack, TestClock<'_>, CAP>) -> Result<u16, Error> {
+    let mut rx = [0u8; 1024];
+    let reply = client.send(Request::get("/api/me"), &mut rx).await?;
+    assert_eq!(reply.body, br#"{"user":"alice"}"#);
+    Ok(reply.status)
+}
+
+#[test]
+fn expired_token_costs_one_refresh_and_one_retry() {
+    let server = AuthServer::start().unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    with_client(&server, &offset, async |c| {
+        login(c).await;
+        assert_eq!(me(c).await, Ok(200));
+        server.revoke_access_tokens();
+        assert_eq!(me(c).await, Ok(200));
+    });
+    let k = server.counters();
+    assert_eq!(k.refresh_calls, 1);
+    assert_eq!(k.refresh_ok, 1);
+    assert_eq!(
+        k.unauthorized, 1,
+        "exactly one 401, then the retry succeeded"
+    );
+    assert_eq!(k.ok, 2);
+    assert_eq!(k.reuse_detections, 0);
+}
+
+#[test]
+fn known_expiry_is_refreshed_before_sending() {
+    let server = AuthServer::start().unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    with_client(&server, &offset, async |c| {
+        login(c).await;
+        assert_eq!(me(c).await, Ok(200));
+        // The server said expires_in=60: one minute later on the device's clock
+        // the machine refreshes first instead of sending a dead token.
+        offset.set(Duration::from_secs(61));
+        assert_eq!(me(c).await, Ok(200));
+        assert!(c.take_tokens_changed());
+    });
+    let k = server.counters();
+    assert_eq!(k.refresh_calls, 1);
+    assert_eq!(k.unauthorized, 0);
+}
+
+#[test]
+fn rotation_presents_each_refresh_token_once() {
+    let server = AuthServer::start().unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    with_client(&server, &offset, async |c| {
+        login(c).await;
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            let rt = c.tokens().unwrap().refresh_token.unwrap();
+            seen.push(rt.expose_secret().to_owned());
+            server.revoke_access_tokens();
+            assert_eq!(me(c).await, Ok(200));
+            assert!(c.take_tokens_changed(), "rotated tokens must be persisted");
+        }
+        seen.dedup();
+        assert_eq!(seen.len(), 5, "every round used a new refresh token");
+    });
+    let k = server.counters();
+    assert_eq!(k.refresh_calls, 5);
+    assert_eq!(k.refresh_ok, 5);
+    assert_eq!(k.reuse_detections, 0);
+}
+
+#[test]
+fn invalid_grant_means_login_required_and_no_more_traffic() {
+    let server = AuthServer::start().unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    with_client(&server, &offset, async |c| {
+        login(c).await;
+        server.revoke_sessions();
+        assert_eq!(
+            me(c).await,
+            Err(Error::RefreshRejected(OAuthError::InvalidGrant))
+        );
+        assert_eq!(c.session(), SessionState::LoginRequired);
+        let before = server.counters().requests;
+        assert_eq!(me(c).await, Err(Error::LoginRequired));
+        assert_eq!(server.counters().requests, before, "nothing was sent");
+        // A new login recovers.
+        login(c).await;
+        assert_eq!(me(c).await, Ok(200));
+    });
+    let k = server.counters();
+    assert_eq!(k.refresh_calls, 1);
+    assert_eq!(k.invalid_grants, 1);
+}
+
+#[test]
+fn token_endpoint_outage_keeps_the_session() {
+    let server = AuthServer::start().unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    with_client(&server, &offset, async |c| {
+        login(c).await;
+        server.set_token_fault(TokenFault::Status(503, None), 100);
+        server.revoke_access_tokens();
+        assert_eq!(me(c).await, Err(Error::RefreshUnavailable));
+        assert_eq!(
+            c.session(),
+            SessionState::Active,
+            "an outage is not a logout"
+        );
+        let attempts = server.counters().refresh_calls;
+        assert_eq!(attempts, u64::from(config().max_refresh_attempts));
+        server.clear_faults();
+        assert_eq!(me(c).await, Ok(200));
+    });
+    let k = server.counters();
+    assert_eq!(k.refresh_ok, 1);
+    assert_eq!(k.reuse_detections, 0);
+}
+
+#[test]
+fn connection_closed_by_the_token_endpoint_is_transient() {
+    let server = AuthServer::start().unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    with_client(&server, &offset, async |c| {
+        login(c).await;
+        server.set_token_fault(TokenFault::Close, 1);
+        server.revoke_access_tokens();
+        assert_eq!(me(c).await, Ok(200), "retried after backoff");
+    });
+    let k = server.counters();
+    assert_eq!(k.refresh_calls, 2);
+    assert_eq!(k.refresh_ok, 1);
+}
+
+#[test]
+fn oversized_token_is_a_typed_error() {
+    let server = AuthServer::start_with(ServerOptions {
+        access_token_padding: CAP + 1,
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    with_client(&server, &offset, async |c| {
+        let mut rx = [0u8; 1024];
+        assert_eq!(
+            c.login_with_password("alice", "wonderland", &mut rx).await,
+            Err(Error::TokenTooLarge { capacity: CAP })
+        );
+        assert_eq!(c.session(), SessionState::LoggedOut);
+        assert_eq!(me(c).await, Err(Error::LoggedOut));
+        // Tokens handed in directly are checked the same way.
+        let long = "t".repeat(CAP + 1);
+        assert_eq!(
+            c.set_tokens(TokenSet::new(&long)),
+            Err(Error::TokenTooLarge { capacity: CAP })
+        );
+    });
+}
+
+#[test]
+fn token_response_larger_than_the_buffer_ends_the_session_without_reuse() {
+    let server = AuthServer::start_with(ServerOptions {
+        access_token_padding: CAP,
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    with_client(&server, &offset, async |c| {
+        login(c).await;
+        server.revoke_access_tokens();
+        // Big enough for the API's answer, too small for the token response:
+        // the new refresh token cannot be read, so the old one must not be
+        // presented again (it would look like reuse and revoke the family).
+        let mut rx = [0u8; 220];
+        let r = c.send(Request::get("/api/me"), &mut rx).await;
+        assert_eq!(r.map(|r| r.status), Err(Error::TokenResponseTooLarge));
+        assert_eq!(c.session(), SessionState::LoginRequired);
+    });
+    let k = server.counters();
+    assert_eq!(k.refresh_calls, 1);
+    assert_eq!(k.reuse_detections, 0);
+}
+
+#[test]
+fn post_is_not_resent_after_the_server_acted() {
+    let server = AuthServer::start().unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    with_client(&server, &offset, async |c| {
+        login(c).await;
+        server.set_resource_fault(ResourceFault::CloseAfterProcessing, 1);
+        let mut rx = [0u8; 512];
+        let r = c
+            .send(Request::post_json("/api/orders", b"{}"), &mut rx)
+            .await;
+        assert!(matches!(r, Err(Error::Transport(_))), "{r:?}");
+        // With an Idempotency-Key the same failure is retried.
+        server.set_resource_fault(ResourceFault::CloseAfterProcessing, 1);
+        let headers = [("Idempotency-Key", "order-2")];
+        let r = c
+            .send(
+                Request::post_json("/api/orders", b"{}").with_headers(&headers),
+                &mut rx,
+            )
+            .await
+            .expect("retried");
+        assert_eq!(r.status, 201);
+    });
+    let k = server.counters();
+    assert_eq!(
+        k.orders, 3,
+        "one order for the POST, two for the keyed retry"
+    );
+    assert_eq!(k.duplicate_orders, 1);
+}
+
+#[test]
+fn redirects_are_delivered_not_followed() {
+    let server = AuthServer::start().unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    with_client(&server, &offset, async |c| {
+        login(c).await;
+        let mut rx = [0u8; 512];
+        let r = c
+            .send(
+                Request::get("/api/redirect?to=http://127.0.0.1:9/steal"),
+                &mut rx,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 302);
+    });
+    assert_eq!(server.counters().with_authorization, 1);
+}
+
+#[test]
+fn a_response_larger_than_the_buffer_is_a_typed_error_with_its_status() {
+    let server = AuthServer::start().unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    with_client(&server, &offset, async |c| {
+        login(c).await;
+        let mut rx = [0u8; 512];
+        let r = c.send(Request::get("/api/blob?size=400"), &mut rx).await;
+        assert_eq!(r.unwrap().body.len(), 400);
+        let r = c.send(Request::get("/api/blob?size=600"), &mut rx).await;
+        assert_eq!(
+            r.map(|r| r.status),
+            Err(Error::ResponseTooLarge { status: 200 })
+        );
+        let mut tiny = [0u8; 32];
+        let r = c.send(Request::get("/api/me"), &mut tiny).await;
+        assert_eq!(r.map(|r| r.status), Err(Error::ResponseHeadersTooLarge));
+        assert_eq!(c.session(), SessionState::Active);
+    });
+    let k = server.counters();
+    assert_eq!(k.refresh_calls, 0);
+}
