@@ -1,0 +1,58 @@
+//! A sensor posting readings to an OAuth2-protected API, surviving token
+//! expiry with no heap: the whole client (refresh-machine + reqwless adapter +
+//! reqwless) in one image, with every buffer a static-sized array.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+use core::hint::black_box;
+
+use panic_halt as _;
+use refresh_machine::grant::ClientAuth;
+use refresh_machine::{Config, TokenSet};
+use refresh_machine_firmware_example::{block_on, Link, Ticks};
+use refresh_machine_reqwless::reqwless::client::HttpClient;
+use refresh_machine_reqwless::{Client, Endpoints, Request};
+
+/// Token capacity: enough for typical opaque tokens and small JWTs.
+const TOKEN_CAP: usize = 1024;
+
+#[cortex_m_rt::entry]
+fn main() -> ! {
+    let link = Link::default();
+    let ticks = Ticks::default();
+    let mut scratch = [0u8; 1536];
+    let mut rx = [0u8; 2048];
+    let endpoints = Endpoints {
+        api_origin: "http://10.0.0.2:8080",
+        token_url: "http://10.0.0.2:8080/oauth/token",
+        client: ClientAuth::Public {
+            client_id: "sensor-7",
+        },
+        scope: None,
+    };
+    let mut client: Client<'_, Link, Link, &Ticks, TOKEN_CAP> = Client::new(
+        HttpClient::new(&link, &link),
+        &ticks,
+        endpoints,
+        Config::DEFAULT,
+        black_box(0x5eed),
+        &mut scratch,
+    );
+    // Tokens provisioned at the factory (or read back from flash).
+    let _ =
+        client.set_tokens(TokenSet::new(black_box("at-1")).with_refresh_token(black_box("rt-1")));
+    loop {
+        let reading = black_box(b"{\"celsius\":21.5}");
+        let sent = block_on(client.send(Request::post_json("/api/readings", reading), &mut rx));
+        black_box(sent.map(|r| r.status).ok());
+        if client.take_tokens_changed() {
+            // Write client.tokens() to flash here.
+            black_box(
+                client
+                    .tokens()
+                    .map(|t| t.access_token.expose_secret().len()),
+            );
+        }
+    }
+}
