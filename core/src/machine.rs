@@ -860,3 +860,70 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
 fn is_transient_status(status: u16) -> bool {
     matches!(status, 429 | 502 | 503 | 504)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_source_is_splitmix64() {
+        // Reference outputs of SplitMix64 seeded with 0 (Vigna's splitmix64.c).
+        let mut m: RefreshMachine<1, 8> = RefreshMachine::new(Config::DEFAULT, 0);
+        assert_eq!(m.next_random(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(m.next_random(), 0x6E78_9E6A_A1B9_65F4);
+        assert_eq!(m.next_random(), 0x06C4_5D18_8009_454F);
+    }
+
+    #[test]
+    fn jitter_is_full_jitter_up_to_the_ceiling() {
+        let mut m: RefreshMachine<1, 8> = RefreshMachine::new(Config::DEFAULT, 9);
+        let b = Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        for (attempt, ceiling_ms) in [
+            (0u8, 100u64),
+            (1, 200),
+            (2, 400),
+            (3, 800),
+            (4, 1000),
+            (40, 1000),
+        ] {
+            let ceiling = Duration::from_millis(ceiling_ms);
+            let mut highest = Duration::ZERO;
+            for _ in 0..400 {
+                let d = m.jitter(b, attempt);
+                assert!(d <= ceiling, "attempt {attempt}: {d:?} > {ceiling:?}");
+                highest = highest.max(d);
+            }
+            assert!(
+                highest * 10 > ceiling * 9,
+                "attempt {attempt}: max {highest:?}"
+            );
+        }
+        // The ceiling itself is a possible draw: with a 1 ns base both 0 and 1 occur.
+        let tiny = Backoff {
+            base: Duration::from_nanos(1),
+            max: Duration::from_nanos(1),
+        };
+        let draws: [Duration; 64] = core::array::from_fn(|_| m.jitter(tiny, 0));
+        assert!(draws.contains(&Duration::ZERO));
+        assert!(draws.contains(&Duration::from_nanos(1)));
+    }
+
+    #[test]
+    fn logout_wipes_the_token_bytes() {
+        let mut m: RefreshMachine<1, 16> = RefreshMachine::new(Config::DEFAULT, 0);
+        m.login(
+            Instant::ZERO,
+            TokenSet::new("access-1").with_refresh_token("refresh-1"),
+        )
+        .unwrap();
+        m.logout(Instant::ZERO);
+        assert_eq!(m.access.as_str(), "");
+        assert_eq!(m.refresh_token.as_str(), "");
+        assert!(!m.has_refresh_token);
+        assert_eq!(m.expires_at, None);
+        assert_eq!(m.lifetime, None);
+    }
+}

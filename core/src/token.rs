@@ -149,3 +149,26 @@ pub struct StoredTokens<'a> {
     /// When the access token expires on the driver's clock, if known.
     pub expires_at: Option<crate::Instant>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clear_zeroes_every_byte() {
+        let mut b: TokenBuf<8> = TokenBuf::new();
+        b.set("secret12");
+        assert_eq!(b.as_str(), "secret12");
+        b.clear();
+        assert_eq!(b.as_str(), "");
+        assert_eq!(b.bytes, [0; 8]);
+    }
+
+    #[test]
+    fn a_token_of_exactly_the_capacity_fits() {
+        assert_eq!(check_token("abcd", 4), Ok(()));
+        assert_eq!(check_token("abcde", 4), Err(TokenCheck::TooLarge));
+        assert_eq!(check_token("", 4), Err(TokenCheck::Invalid));
+        assert_eq!(check_token("a b", 4), Err(TokenCheck::Invalid));
+    }
+}

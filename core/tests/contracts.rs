@@ -1,0 +1,434 @@
+//! Small contracts of the public API that the behaviour tests do not pin
+//! down on their own (found by mutation testing: each test here kills
+//! mutants that survived the behaviour, model and exhaustive tests).
+
+use core::time::Duration;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::Hasher;
+
+use refresh_machine::grant::{parse_token_response, GrantError, OAuthError};
+use refresh_machine::{
+    is_idempotent_method, Action, Config, Failure, Instant, RefreshMachine, RefreshOutcome,
+    RequestId, RequestSpec, Response, SendErrorKind, StdClock, TokenSet,
+};
+
+type M = RefreshMachine<4, 64>;
+
+fn secs(s: u64) -> Instant {
+    Instant::from_duration(Duration::from_secs(s))
+}
+
+fn logged_in(config: Config, expires_s: Option<u64>) -> M {
+    let mut m = M::new(config, 1);
+    let mut set = TokenSet::new("a1").with_refresh_token("r1");
+    if let Some(s) = expires_s {
+        set = set.with_expires_in(Duration::from_secs(s));
+    }
+    m.login(Instant::ZERO, set).unwrap();
+    while m.poll_action().is_some() {}
+    m
+}
+
+/// Names of the actions `poll_action` gives now.
+fn drain(m: &mut M) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(a) = m.poll_action() {
+        out.push(match a {
+            Action::Send { .. } => "send".to_owned(),
+            Action::Retry { .. } => "retry".to_owned(),
+            Action::Wait { .. } => "wait".to_owned(),
+            Action::Backoff { .. } => "backoff".to_owned(),
+            Action::Deliver { .. } => "deliver".to_owned(),
+            Action::Fail { failure, .. } => format!("fail:{failure:?}"),
+            Action::Refresh { .. } => "refresh".to_owned(),
+            Action::PersistTokens { .. } => "persist".to_owned(),
+            Action::LoginRequired => "login-required".to_owned(),
+        });
+    }
+    out
+}
+
+fn fingerprint(m: &M) -> u64 {
+    let mut h = DefaultHasher::new();
+    m.hash_state(&mut h);
+    h.finish()
+}
+
+#[test]
+fn action_request_and_is_outcome() {
+    let mut m = logged_in(Config::DEFAULT, None);
+    let id = m
+        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
+        .unwrap();
+    let a = m.poll_action().unwrap();
+    assert!(matches!(a, Action::Send { .. }));
+    assert_eq!(a.request(), Some(id));
+    assert!(!a.is_outcome());
+    m.handle_response(Instant::ZERO, id, Response::status(200))
+        .unwrap();
+    let a = m.poll_action().unwrap();
+    assert_eq!(a.request(), Some(id));
+    assert!(a.is_outcome());
+    assert_eq!(Action::LoginRequired.request(), None);
+    assert!(!Action::LoginRequired.is_outcome());
+}
+
+#[test]
+fn max_sends_is_one_plus_the_retries() {
+    assert_eq!(Config::DEFAULT.max_sends(), 1 + 1 + 3);
+    let mut c = Config::DEFAULT;
+    c.max_auth_retries = 2;
+    c.max_transient_retries = 0;
+    assert_eq!(c.max_sends(), 3);
+}
+
+#[test]
+fn send_error_kinds_describe_themselves() {
+    let texts = [
+        SendErrorKind::Connect.to_string(),
+        SendErrorKind::Timeout.to_string(),
+        SendErrorKind::Io.to_string(),
+    ];
+    assert!(texts.iter().all(|t| !t.is_empty()));
+    assert_ne!(texts[0], texts[1]);
+    assert_ne!(texts[1], texts[2]);
+}
+
+#[test]
+fn debug_output_names_the_type_and_hides_tokens() {
+    let m = logged_in(Config::DEFAULT, None);
+    let text = format!("{m:?}");
+    assert!(text.contains("RefreshMachine"), "{text}");
+    assert!(!text.contains("a1\"") && !text.contains("r1"), "{text}");
+    let set = TokenSet::new("secret-access").with_refresh_token("secret-refresh");
+    let text = format!("{set:?}");
+    assert!(text.contains("TokenSet"), "{text}");
+    assert!(!text.contains("secret"), "{text}");
+}
+
+#[test]
+fn hash_state_tells_states_apart_and_clones_match() {
+    let mut a = logged_in(Config::DEFAULT, None);
+    let b = a.clone();
+    assert_eq!(fingerprint(&a), fingerprint(&b));
+    a.start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
+        .unwrap();
+    assert_ne!(fingerprint(&a), fingerprint(&b));
+}
+
+#[test]
+fn reseed_mixes_the_bits_into_the_state() {
+    // reseed(b) on seed s is the same state as seed s^b reseeded with nothing.
+    let mut a = M::new(Config::DEFAULT, 0b1100);
+    a.reseed(0b1010);
+    let mut b = M::new(Config::DEFAULT, 0b0110);
+    b.reseed(0);
+    assert_eq!(fingerprint(&a), fingerprint(&b));
+    let c = M::new(Config::DEFAULT, 0b0110);
+    assert_ne!(
+        fingerprint(&b),
+        fingerprint(&c),
+        "reseed advances the generator"
+    );
+}
+
+#[test]
+fn snapshot_counts_each_phase() {
+    let mut m = logged_in(Config::DEFAULT, None);
+    let gen0 = m.snapshot().token_generation;
+    let ids: Vec<RequestId> = (0..3)
+        .map(|_| {
+            m.start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
+                .unwrap()
+        })
+        .collect();
+    drain(&mut m);
+    let s = m.snapshot();
+    assert_eq!(
+        (s.live, s.in_flight, s.waiting, s.backing_off),
+        (3, 3, 0, 0)
+    );
+    // One goes into backoff, one gets a 401 (refresh: it and the rest wait).
+    m.handle_response(Instant::ZERO, ids[0], Response::status(503))
+        .unwrap();
+    drain(&mut m);
+    let s = m.snapshot();
+    assert_eq!((s.live, s.in_flight, s.backing_off), (3, 2, 1));
+    m.handle_response(Instant::ZERO, ids[1], Response::status(401))
+        .unwrap();
+    drain(&mut m);
+    let s = m.snapshot();
+    assert_eq!((s.in_flight, s.waiting, s.backing_off), (1, 1, 1));
+    assert!(s.refresh_in_flight);
+    assert_eq!(s.token_generation, gen0);
+}
+
+#[test]
+fn token_generation_moves_with_each_new_token() {
+    let mut m = logged_in(Config::DEFAULT, None);
+    let g0 = m.snapshot().token_generation;
+    let id = m
+        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
+        .unwrap();
+    drain(&mut m);
+    m.handle_response(Instant::ZERO, id, Response::status(401))
+        .unwrap();
+    let refresh = loop {
+        match m.poll_action() {
+            Some(Action::Refresh { id, .. }) => break id,
+            Some(_) => {}
+            None => panic!("no refresh"),
+        }
+    };
+    m.handle_refresh_outcome(
+        Instant::ZERO,
+        refresh,
+        RefreshOutcome::Success(TokenSet::new("a2")),
+    )
+    .unwrap();
+    assert_eq!(m.snapshot().token_generation, g0 + 1);
+}
+
+#[test]
+fn sends_counts_each_send_of_a_request() {
+    let mut m = logged_in(Config::DEFAULT, None);
+    let id = m
+        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
+        .unwrap();
+    assert_eq!(m.sends(id), Ok(0));
+    drain(&mut m);
+    assert_eq!(m.sends(id), Ok(1));
+    m.handle_response(Instant::ZERO, id, Response::status(503))
+        .unwrap();
+    drain(&mut m);
+    let t = m.poll_timeout().unwrap();
+    m.handle_timeout(t);
+    assert_eq!(drain(&mut m), ["retry"]);
+    assert_eq!(m.sends(id), Ok(2));
+}
+
+#[test]
+fn poll_request_gives_that_request_its_action() {
+    let mut m = logged_in(Config::DEFAULT, None);
+    let a = m
+        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
+        .unwrap();
+    let b = m
+        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
+        .unwrap();
+    let action = m.poll_request(b).unwrap().expect("b has a send");
+    assert_eq!(action.request(), Some(b));
+    assert!(m.poll_request(b).unwrap().is_none());
+    assert_eq!(
+        m.poll_request(a).unwrap().and_then(|x| x.request()),
+        Some(a)
+    );
+}
+
+#[test]
+fn wait_and_backoff_are_announced_once() {
+    let mut m = logged_in(Config::DEFAULT, None);
+    let a = m
+        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
+        .unwrap();
+    let b = m
+        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
+        .unwrap();
+    drain(&mut m);
+    m.handle_response(Instant::ZERO, a, Response::status(503))
+        .unwrap();
+    assert_eq!(drain(&mut m), ["backoff"]);
+    assert!(drain(&mut m).is_empty(), "backoff announced twice");
+    m.handle_response(Instant::ZERO, b, Response::status(401))
+        .unwrap();
+    let first = drain(&mut m);
+    assert!(first.contains(&"wait".to_owned()), "{first:?}");
+    assert!(drain(&mut m).is_empty(), "wait announced twice");
+}
+
+#[test]
+fn deadlines_do_not_fire_early() {
+    let mut c = Config::DEFAULT;
+    c.refresh_timeout = Duration::from_secs(10);
+    let mut m = logged_in(c, None);
+    let id = m
+        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
+        .unwrap();
+    drain(&mut m);
+    m.handle_response(Instant::ZERO, id, Response::status(401))
+        .unwrap();
+    drain(&mut m);
+    assert!(m.snapshot().refresh_in_flight);
+    m.handle_timeout(secs(9));
+    assert!(
+        m.snapshot().refresh_in_flight,
+        "refresh abandoned before its deadline"
+    );
+    m.handle_timeout(secs(10));
+    assert!(!m.snapshot().refresh_in_flight);
+    // Now in refresh backoff: not re-queued before it ends.
+    let until = m.poll_timeout().unwrap();
+    assert!(until > secs(10));
+    m.handle_timeout(Instant::from_duration(
+        until.since_epoch() - Duration::from_nanos(1),
+    ));
+    assert!(!drain(&mut m).contains(&"refresh".to_owned()));
+    m.handle_timeout(until);
+    assert!(drain(&mut m).contains(&"refresh".to_owned()));
+}
+
+#[test]
+fn expiry_margin_boundaries() {
+    // expires_in 100 s, skew 30 s: usable strictly before t = 70 s.
+    let mut m = logged_in(Config::DEFAULT, Some(100));
+    m.start_request(secs(69), RequestSpec::IDEMPOTENT).unwrap();
+    assert_eq!(drain(&mut m), ["send"]);
+    let mut m = logged_in(Config::DEFAULT, Some(100));
+    m.start_request(secs(70), RequestSpec::IDEMPOTENT).unwrap();
+    let acts = drain(&mut m);
+    assert!(
+        acts.contains(&"refresh".to_owned()) && !acts.contains(&"send".to_owned()),
+        "{acts:?}"
+    );
+    // expires_in 20 s (shorter than the skew): the margin is half the lifetime.
+    let mut m = logged_in(Config::DEFAULT, Some(20));
+    m.start_request(secs(9), RequestSpec::IDEMPOTENT).unwrap();
+    assert_eq!(drain(&mut m), ["send"]);
+    let mut m = logged_in(Config::DEFAULT, Some(20));
+    m.start_request(secs(10), RequestSpec::IDEMPOTENT).unwrap();
+    assert!(!drain(&mut m).contains(&"send".to_owned()));
+}
+
+#[test]
+fn a_queued_request_does_not_go_out_with_a_refused_token() {
+    let mut m = logged_in(Config::DEFAULT, None);
+    let a = m
+        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
+        .unwrap();
+    assert_eq!(drain(&mut m), ["send"]);
+    // b is queued (not polled yet) when a's 401 arrives.
+    let _b = m
+        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
+        .unwrap();
+    m.handle_response(Instant::ZERO, a, Response::status(401))
+        .unwrap();
+    let acts = drain(&mut m);
+    assert!(!acts.contains(&"send".to_owned()), "{acts:?}");
+    assert_eq!(acts.iter().filter(|a| *a == "wait").count(), 2, "{acts:?}");
+}
+
+#[test]
+fn a_body_that_cannot_be_replayed_fails_with_that_reason() {
+    let mut m = logged_in(Config::DEFAULT, None);
+    let spec = RequestSpec {
+        idempotent: true,
+        replayable: false,
+    };
+    let id = m.start_request(Instant::ZERO, spec).unwrap();
+    drain(&mut m);
+    m.handle_send_error(Instant::ZERO, id, SendErrorKind::Connect)
+        .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        [format!("fail:{:?}", Failure::BodyNotReplayable)]
+    );
+}
+
+#[test]
+fn successes_refill_the_retry_budget() {
+    let mut c = Config::DEFAULT;
+    c.retry_budget.max_tokens = 3; // retries allowed while more than 1500 milli are left
+    c.retry_budget.success_credit_milli = 1000;
+    let mut m = logged_in(c, None);
+    let mut call = |m: &mut M, statuses: &[u16]| -> Vec<String> {
+        let id = m
+            .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
+            .unwrap();
+        let mut all = drain(m);
+        for &s in statuses {
+            m.handle_response(
+                Instant::ZERO,
+                id,
+                Response::status(s).with_retry_after(Duration::ZERO),
+            )
+            .unwrap();
+            all.extend(drain(m));
+            if let Some(t) = m.poll_timeout() {
+                m.handle_timeout(t);
+                all.extend(drain(m));
+            }
+        }
+        all
+    };
+    // 3000 -> 2000: retried; 2000 -> 1000: not retried, delivered.
+    assert_eq!(
+        call(&mut m, &[503, 503]),
+        ["send", "backoff", "retry", "deliver"]
+    );
+    // One success: 2000. A failure then takes it to 1000: delivered as is.
+    assert_eq!(call(&mut m, &[200]), ["send", "deliver"]);
+    assert_eq!(call(&mut m, &[503]), ["send", "deliver"]);
+    // Two successes: 3000 (capped). A failure is retried again.
+    call(&mut m, &[200]);
+    call(&mut m, &[200]);
+    assert_eq!(
+        call(&mut m, &[503, 200]),
+        ["send", "backoff", "retry", "deliver"]
+    );
+}
+
+#[test]
+fn idempotent_methods_per_rfc_9110() {
+    for m in ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"] {
+        assert!(is_idempotent_method(m), "{m}");
+    }
+    for m in ["POST", "PATCH", "CONNECT", "get"] {
+        assert!(!is_idempotent_method(m), "{m}");
+    }
+}
+
+#[test]
+fn instants_and_the_std_clock() {
+    assert_eq!(
+        secs(5).saturating_duration_since(secs(2)),
+        Duration::from_secs(3)
+    );
+    assert_eq!(secs(2).saturating_duration_since(secs(5)), Duration::ZERO);
+    let clock = StdClock::new();
+    let std_now = std::time::Instant::now();
+    let a = clock.to_instant(std_now + Duration::from_secs(5));
+    assert!(a >= secs(5), "{a:?}");
+    let back = clock.to_std(a);
+    assert!(back >= std_now + Duration::from_secs(5));
+    assert!(back <= std_now + Duration::from_secs(6));
+    let t1 = clock.now();
+    std::thread::sleep(Duration::from_millis(2));
+    assert!(clock.now() > t1);
+    let unix = StdClock::unix_now().unwrap();
+    assert!(unix > 1_700_000_000, "{unix}");
+}
+
+#[test]
+fn every_standard_oauth_error_code_is_recognised() {
+    for (code, want) in [
+        ("invalid_request", OAuthError::InvalidRequest),
+        ("invalid_client", OAuthError::InvalidClient),
+        ("invalid_grant", OAuthError::InvalidGrant),
+        ("unauthorized_client", OAuthError::UnauthorizedClient),
+        ("unsupported_grant_type", OAuthError::UnsupportedGrantType),
+        ("invalid_scope", OAuthError::InvalidScope),
+        (
+            "temporarily_unavailable",
+            OAuthError::TemporarilyUnavailable,
+        ),
+        ("made_up", OAuthError::Other),
+    ] {
+        let mut body = format!(r#"{{"error":"{code}"}}"#).into_bytes();
+        match parse_token_response(&mut body) {
+            Err(GrantError::OAuth(got)) => assert_eq!(got, want, "{code}"),
+            Err(e) => panic!("{code}: {e:?}"),
+            Ok(_) => panic!("{code}: parsed as tokens"),
+        }
+        assert_eq!(want.code() == code, want != OAuthError::Other);
+    }
+}
