@@ -340,7 +340,7 @@ fn successes_refill_the_retry_budget() {
     c.retry_budget.max_tokens = 3; // retries allowed while more than 1500 milli are left
     c.retry_budget.success_credit_milli = 1000;
     let mut m = logged_in(c, None);
-    let mut call = |m: &mut M, statuses: &[u16]| -> Vec<String> {
+    let call = |m: &mut M, statuses: &[u16]| -> Vec<String> {
         let id = m
             .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
             .unwrap();
