@@ -432,3 +432,23 @@ fn every_standard_oauth_error_code_is_recognised() {
         assert_eq!(want.code() == code, want != OAuthError::Other);
     }
 }
+
+#[test]
+fn std_clock_saturates_far_future_instants() {
+    let clock = StdClock::new();
+    let base = clock.to_std(Instant::ZERO);
+    let far = clock.to_std(Instant::from_duration(Duration::MAX));
+    assert_eq!(far - base, Duration::from_secs(86_400 * 365));
+}
+
+#[test]
+fn oauth_errors_and_client_auth_print_safely() {
+    assert_eq!(OAuthError::InvalidGrant.to_string(), "invalid_grant");
+    let auth = refresh_machine::grant::ClientAuth::Basic {
+        client_id: "app",
+        client_secret: "hunter2",
+    };
+    let text = format!("{auth:?}");
+    assert!(text.contains("app") && text.contains("redacted"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+}
