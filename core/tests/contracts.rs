@@ -452,3 +452,20 @@ fn oauth_errors_and_client_auth_print_safely() {
     assert!(text.contains("app") && text.contains("redacted"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+#[test]
+fn password_grant_body_is_form_encoded() {
+    let mut buf = [0u8; 128];
+    let body = refresh_machine::grant::password_grant_body(
+        &mut buf,
+        "alice",
+        "a b&c",
+        &refresh_machine::grant::ClientAuth::Public { client_id: "app" },
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        body,
+        "grant_type=password&username=alice&password=a+b%26c&client_id=app"
+    );
+}
