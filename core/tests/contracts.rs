@@ -9,7 +9,7 @@ use std::hash::Hasher;
 use refresh_machine::grant::{parse_token_response, GrantError, OAuthError};
 use refresh_machine::{
     is_idempotent_method, Action, Config, Failure, Instant, RefreshMachine, RefreshOutcome,
-    RequestId, RequestSpec, Response, SendErrorKind, StdClock, TokenSet,
+    RequestId, RequestSpec, Response, SendErrorKind, TokenSet,
 };
 
 type M = RefreshMachine<4, 64>;
@@ -387,8 +387,10 @@ fn idempotent_methods_per_rfc_9110() {
     }
 }
 
+#[cfg(feature = "std")]
 #[test]
 fn instants_and_the_std_clock() {
+    use refresh_machine::StdClock;
     assert_eq!(
         secs(5).saturating_duration_since(secs(2)),
         Duration::from_secs(3)
@@ -433,8 +435,10 @@ fn every_standard_oauth_error_code_is_recognised() {
     }
 }
 
+#[cfg(feature = "std")]
 #[test]
 fn std_clock_saturates_far_future_instants() {
+    use refresh_machine::StdClock;
     let clock = StdClock::new();
     let base = clock.to_std(Instant::ZERO);
     let far = clock.to_std(Instant::from_duration(Duration::MAX));
