@@ -1,7 +1,8 @@
 //! Inputs: what happened to a request or a refresh.
 
+use crate::retry_after::parse_retry_after;
 use crate::token::TokenSet;
-use crate::www_authenticate::BearerError;
+use crate::www_authenticate::{parse_bearer_challenge, BearerError};
 use core::fmt;
 use core::time::Duration;
 
@@ -36,6 +37,38 @@ impl Response {
     pub const fn with_bearer_error(mut self, error: BearerError) -> Self {
         self.bearer_error = Some(error);
         self
+    }
+
+    /// Status plus the two headers the machine reads, from any client's
+    /// `(name, value)` pairs (names compared case-insensitively).
+    ///
+    /// Malformed headers are ignored (as if absent): a bad `Retry-After` falls
+    /// back to computed backoff, a bad `WWW-Authenticate` to plain-401
+    /// handling. The first `Retry-After` counts, and the first
+    /// `WWW-Authenticate` that parses as a Bearer challenge. `unix_now`
+    /// enables HTTP-date `Retry-After`.
+    pub fn from_headers<'h>(
+        status: u16,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        unix_now: Option<u64>,
+    ) -> Self {
+        let mut response = Response::status(status);
+        let mut retry_after_seen = false;
+        let mut challenge_seen = false;
+        for (name, value) in headers {
+            if !retry_after_seen && name.eq_ignore_ascii_case("retry-after") {
+                retry_after_seen = true;
+                response.retry_after = parse_retry_after(value)
+                    .ok()
+                    .and_then(|r| r.delay(unix_now));
+            } else if !challenge_seen && name.eq_ignore_ascii_case("www-authenticate") {
+                if let Ok(challenge) = parse_bearer_challenge(value) {
+                    challenge_seen = true;
+                    response.bearer_error = challenge.error;
+                }
+            }
+        }
+        response
     }
 }
 

@@ -45,8 +45,6 @@ use refresh_machine::grant::{
     classify_token_response, password_grant_body, refresh_grant_body, ClientAuth, GrantError,
     FORM_CONTENT_TYPE,
 };
-use refresh_machine::retry_after::parse_retry_after;
-use refresh_machine::www_authenticate::parse_bearer_challenge;
 use refresh_machine::{
     Action, Config, Instant, RefreshId, RefreshMachine, RefreshOutcome, RequestSpec, Response,
     SendErrorKind, SessionState, StoredTokens, TokenSet,
@@ -222,13 +220,15 @@ where
         )
         .map_err(|_| Error::ScratchTooSmall)?
         .len();
-        let (status, body, _) = token_call(
+        let unix_now = self.clock.unix_now();
+        let (answer, body) = token_call(
             &mut self.http,
             self.endpoints.token_url,
             &self.endpoints.client,
             self.scratch,
             len,
             rx,
+            unix_now,
         )
         .await
         .map_err(|e| match e {
@@ -236,8 +236,10 @@ where
             TokenCallError::Scratch => Error::ScratchTooSmall,
             TokenCallError::Transport => Error::Transport(SendErrorKind::Io),
         })?;
-        if status != 200 {
-            return Err(Error::LoginRefused { status });
+        if answer.status != 200 {
+            return Err(Error::LoginRefused {
+                status: answer.status,
+            });
         }
         let parsed = refresh_machine::grant::parse_token_response(body)?;
         let now = self.clock.now();
@@ -413,19 +415,8 @@ where
                         }
                         Err(_) => return Err(SendErrorKind::Io),
                     };
-                    let mut event = Response::status(response.status.0);
-                    for (name, value) in response.headers() {
-                        if name.eq_ignore_ascii_case("www-authenticate")
-                            && event.bearer_error.is_none()
-                        {
-                            event.bearer_error =
-                                parse_bearer_challenge(value).ok().and_then(|c| c.error);
-                        } else if name.eq_ignore_ascii_case("retry-after") {
-                            event.retry_after = parse_retry_after(value)
-                                .ok()
-                                .and_then(|r| r.delay(unix_now));
-                        }
-                    }
+                    let event =
+                        Response::from_headers(response.status.0, response.headers(), unix_now);
                     let body = match response.body().read_to_end().await {
                         Ok(b) => Ok(b.len()),
                         Err(reqwless::Error::BufferTooSmall) => Err(Error::ResponseTooLarge {
@@ -455,7 +446,7 @@ where
     async fn perform_refresh(&mut self, len: usize, rx: &mut [u8]) -> RefreshResult {
         let unix_now = self.clock.unix_now();
         let Some(deadline) = self.machine.poll_timeout() else {
-            return RefreshResult::Transport;
+            return RefreshResult::Failed(TokenCallError::Transport);
         };
         let io = token_call(
             &mut self.http,
@@ -464,16 +455,15 @@ where
             self.scratch,
             len,
             rx,
+            unix_now,
         );
         match select(io, self.clock.sleep_until(deadline)).await {
-            Either::First(Ok((status, body, retry_after))) => RefreshResult::Answer {
-                status,
+            Either::First(Ok((answer, body))) => RefreshResult::Answer {
+                status: answer.status,
                 len: body.len(),
-                retry_after: retry_after.and_then(|v| v.delay(unix_now)),
+                retry_after: answer.retry_after,
             },
-            Either::First(Err(TokenCallError::TooLarge)) => RefreshResult::TooLarge,
-            Either::First(Err(TokenCallError::Scratch)) => RefreshResult::Scratch,
-            Either::First(Err(TokenCallError::Transport)) => RefreshResult::Transport,
+            Either::First(Err(e)) => RefreshResult::Failed(e),
             Either::Second(()) => RefreshResult::TimedOut,
         }
     }
@@ -509,15 +499,17 @@ where
             // The answer did not fit: the server may have rotated the refresh
             // token, so presenting the old one again would look like reuse.
             // The session is over; say why.
-            RefreshResult::TooLarge => {
+            RefreshResult::Failed(TokenCallError::TooLarge) => {
                 self.problem = Some(Error::TokenResponseTooLarge);
                 RefreshOutcome::Rejected
             }
-            RefreshResult::Scratch => {
+            RefreshResult::Failed(TokenCallError::Scratch) => {
                 self.problem = Some(Error::ScratchTooSmall);
                 RefreshOutcome::Transient { retry_after: None }
             }
-            RefreshResult::Transport => RefreshOutcome::Transient { retry_after: None },
+            RefreshResult::Failed(TokenCallError::Transport) => {
+                RefreshOutcome::Transient { retry_after: None }
+            }
             // The machine abandoned it at its deadline; handle_timeout says so.
             RefreshResult::TimedOut => {
                 self.machine.handle_timeout(now);
@@ -537,9 +529,7 @@ enum RefreshResult {
         len: usize,
         retry_after: Option<Duration>,
     },
-    TooLarge,
-    Scratch,
-    Transport,
+    Failed(TokenCallError),
     TimedOut,
 }
 
@@ -550,7 +540,7 @@ enum TokenCallError {
 }
 
 /// POST the form body in `scratch[..len]` to the token endpoint; read the
-/// answer into `rx`.
+/// answer into `rx`. The `Response` carries the status and `Retry-After`.
 async fn token_call<'rx, T: TcpConnect, D: Dns>(
     http: &mut HttpClient<'_, T, D>,
     token_url: &str,
@@ -558,48 +548,39 @@ async fn token_call<'rx, T: TcpConnect, D: Dns>(
     scratch: &mut [u8],
     len: usize,
     rx: &'rx mut [u8],
-) -> Result<
-    (
-        u16,
-        &'rx mut [u8],
-        Option<refresh_machine::retry_after::RetryAfter>,
-    ),
-    TokenCallError,
-> {
+    unix_now: Option<u64>,
+) -> Result<(Response, &'rx mut [u8]), TokenCallError> {
     let (form, rest) = scratch.split_at_mut(len);
     let form: &[u8] = form;
-    let authorization = client
+    let form_type = ("Content-Type", FORM_CONTENT_TYPE);
+    let with_basic;
+    let headers: &[(&str, &str)] = match client
         .authorization(rest)
-        .map_err(|_| TokenCallError::Scratch)?;
-    let basic = [("Authorization", authorization.unwrap_or(""))];
-    let form_type = [("Content-Type", FORM_CONTENT_TYPE)];
-    let both = [basic[0], form_type[0]];
-    let headers: &[(&str, &str)] = if authorization.is_some() {
-        &both
-    } else {
-        &form_type
+        .map_err(|_| TokenCallError::Scratch)?
+    {
+        Some(basic) => {
+            with_basic = [("Authorization", basic), form_type];
+            &with_basic
+        }
+        None => &[form_type],
+    };
+    let too_large_or_transport = |e| match e {
+        reqwless::Error::BufferTooSmall => TokenCallError::TooLarge,
+        _ => TokenCallError::Transport,
     };
     let handle = http
         .request(Method::POST, token_url)
         .await
         .map_err(|_| TokenCallError::Transport)?;
     let mut handle = handle.headers(headers).body(form);
-    let response = handle.send(rx).await.map_err(|e| match e {
-        reqwless::Error::BufferTooSmall => TokenCallError::TooLarge,
-        _ => TokenCallError::Transport,
-    })?;
-    let status = response.status.0;
-    let mut retry_after = None;
-    for (name, value) in response.headers() {
-        if name.eq_ignore_ascii_case("retry-after") {
-            retry_after = parse_retry_after(value).ok();
-        }
-    }
-    let body = response.body().read_to_end().await.map_err(|e| match e {
-        reqwless::Error::BufferTooSmall => TokenCallError::TooLarge,
-        _ => TokenCallError::Transport,
-    })?;
-    Ok((status, body, retry_after))
+    let response = handle.send(rx).await.map_err(too_large_or_transport)?;
+    let answer = Response::from_headers(response.status.0, response.headers(), unix_now);
+    let body = response
+        .body()
+        .read_to_end()
+        .await
+        .map_err(too_large_or_transport)?;
+    Ok((answer, body))
 }
 
 /// `Bearer <token>` into `buf`; its length.
