@@ -48,6 +48,12 @@ fn drain(m: &mut M) -> Vec<String> {
     out
 }
 
+/// Start an idempotent request at time zero.
+fn start(m: &mut M) -> RequestId {
+    m.start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
+        .unwrap()
+}
+
 fn fingerprint(m: &M) -> u64 {
     let mut h = DefaultHasher::new();
     m.hash_state(&mut h);
@@ -57,9 +63,7 @@ fn fingerprint(m: &M) -> u64 {
 #[test]
 fn action_request_and_is_outcome() {
     let mut m = logged_in(Config::DEFAULT, None);
-    let id = m
-        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
-        .unwrap();
+    let id = start(&mut m);
     let a = m.poll_action().unwrap();
     assert!(matches!(a, Action::Send { .. }));
     assert_eq!(a.request(), Some(id));
@@ -111,8 +115,7 @@ fn hash_state_tells_states_apart_and_clones_match() {
     let mut a = logged_in(Config::DEFAULT, None);
     let b = a.clone();
     assert_eq!(fingerprint(&a), fingerprint(&b));
-    a.start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
-        .unwrap();
+    start(&mut a);
     assert_ne!(fingerprint(&a), fingerprint(&b));
 }
 
@@ -136,12 +139,7 @@ fn reseed_mixes_the_bits_into_the_state() {
 fn snapshot_counts_each_phase() {
     let mut m = logged_in(Config::DEFAULT, None);
     let gen0 = m.snapshot().token_generation;
-    let ids: Vec<RequestId> = (0..3)
-        .map(|_| {
-            m.start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
-                .unwrap()
-        })
-        .collect();
+    let ids: Vec<RequestId> = (0..3).map(|_| start(&mut m)).collect();
     drain(&mut m);
     let s = m.snapshot();
     assert_eq!(
@@ -167,9 +165,7 @@ fn snapshot_counts_each_phase() {
 fn token_generation_moves_with_each_new_token() {
     let mut m = logged_in(Config::DEFAULT, None);
     let g0 = m.snapshot().token_generation;
-    let id = m
-        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
-        .unwrap();
+    let id = start(&mut m);
     drain(&mut m);
     m.handle_response(Instant::ZERO, id, Response::status(401))
         .unwrap();
@@ -192,9 +188,7 @@ fn token_generation_moves_with_each_new_token() {
 #[test]
 fn sends_counts_each_send_of_a_request() {
     let mut m = logged_in(Config::DEFAULT, None);
-    let id = m
-        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
-        .unwrap();
+    let id = start(&mut m);
     assert_eq!(m.sends(id), Ok(0));
     drain(&mut m);
     assert_eq!(m.sends(id), Ok(1));
@@ -210,12 +204,8 @@ fn sends_counts_each_send_of_a_request() {
 #[test]
 fn poll_request_gives_that_request_its_action() {
     let mut m = logged_in(Config::DEFAULT, None);
-    let a = m
-        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
-        .unwrap();
-    let b = m
-        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
-        .unwrap();
+    let a = start(&mut m);
+    let b = start(&mut m);
     let action = m.poll_request(b).unwrap().expect("b has a send");
     assert_eq!(action.request(), Some(b));
     assert!(m.poll_request(b).unwrap().is_none());
@@ -228,12 +218,8 @@ fn poll_request_gives_that_request_its_action() {
 #[test]
 fn wait_and_backoff_are_announced_once() {
     let mut m = logged_in(Config::DEFAULT, None);
-    let a = m
-        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
-        .unwrap();
-    let b = m
-        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
-        .unwrap();
+    let a = start(&mut m);
+    let b = start(&mut m);
     drain(&mut m);
     m.handle_response(Instant::ZERO, a, Response::status(503))
         .unwrap();
@@ -251,9 +237,7 @@ fn deadlines_do_not_fire_early() {
     let mut c = Config::DEFAULT;
     c.refresh_timeout = Duration::from_secs(10);
     let mut m = logged_in(c, None);
-    let id = m
-        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
-        .unwrap();
+    let id = start(&mut m);
     drain(&mut m);
     m.handle_response(Instant::ZERO, id, Response::status(401))
         .unwrap();
@@ -302,14 +286,10 @@ fn expiry_margin_boundaries() {
 #[test]
 fn a_queued_request_does_not_go_out_with_a_refused_token() {
     let mut m = logged_in(Config::DEFAULT, None);
-    let a = m
-        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
-        .unwrap();
+    let a = start(&mut m);
     assert_eq!(drain(&mut m), ["send"]);
     // b is queued (not polled yet) when a's 401 arrives.
-    let _b = m
-        .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
-        .unwrap();
+    let _b = start(&mut m);
     m.handle_response(Instant::ZERO, a, Response::status(401))
         .unwrap();
     let acts = drain(&mut m);
@@ -341,9 +321,7 @@ fn successes_refill_the_retry_budget() {
     c.retry_budget.success_credit_milli = 1000;
     let mut m = logged_in(c, None);
     let call = |m: &mut M, statuses: &[u16]| -> Vec<String> {
-        let id = m
-            .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
-            .unwrap();
+        let id = start(m);
         let mut all = drain(m);
         for &s in statuses {
             m.handle_response(

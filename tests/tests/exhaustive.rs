@@ -40,6 +40,15 @@ fn fingerprint(w: &World) -> u64 {
 }
 
 impl Explorer {
+    fn new(max_requests: usize) -> Self {
+        Explorer {
+            max_requests,
+            memo: HashMap::new(),
+            settled: HashSet::new(),
+            transitions: 0,
+        }
+    }
+
     fn enabled(&self, w: &World) -> Vec<Op> {
         let mut ops = Vec::new();
         let started = w.checker.started();
@@ -106,12 +115,7 @@ impl Explorer {
 }
 
 fn check(requests: usize, depth: u32) -> (usize, u64, u64) {
-    let mut e = Explorer {
-        max_requests: requests,
-        memo: HashMap::new(),
-        settled: HashSet::new(),
-        transitions: 0,
-    };
+    let mut e = Explorer::new(requests);
     let root = World::new(Config::DEFAULT, 7);
     let interleavings = e.explore(&root, depth);
     println!(
@@ -141,12 +145,7 @@ fn every_interleaving_of_three_requests() {
 /// alphabet that silently stops exercising the machine).
 #[test]
 fn the_alphabet_reaches_refresh_and_login_required() {
-    let e = Explorer {
-        max_requests: 2,
-        memo: HashMap::new(),
-        settled: HashSet::new(),
-        transitions: 0,
-    };
+    let e = Explorer::new(2);
     let mut w = World::new(Config::DEFAULT, 7);
     let mut saw_refresh = false;
     // Start, 401, refresh rejected: the walk must find each op enabled in turn.
