@@ -33,6 +33,11 @@ pub struct ServerOptions {
     /// Pad access tokens to at least this many bytes (to exercise token
     /// capacity limits); 0 leaves them short.
     pub access_token_padding: usize,
+    /// Added to every token-endpoint answer (a remote authorization server's
+    /// round trip; the benchmarks use it). Zero by default.
+    pub token_latency: Duration,
+    /// Added to every resource answer (a remote API's round trip). Zero by default.
+    pub resource_latency: Duration,
 }
 
 impl Default for ServerOptions {
@@ -45,6 +50,8 @@ impl Default for ServerOptions {
             username: "alice".into(),
             password: "wonderland".into(),
             access_token_padding: 0,
+            token_latency: Duration::ZERO,
+            resource_latency: Duration::ZERO,
         }
     }
 }
@@ -197,7 +204,17 @@ impl AuthServer {
 
     /// Start on an ephemeral loopback port.
     pub fn start_with(options: ServerOptions) -> std::io::Result<AuthServer> {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        // A backlog for a thousand simultaneous connects (bursts in the
+        // benchmarks); the default of 128 would drop SYNs and add seconds.
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+        socket.listen(2048)?;
+        let std_listener: std::net::TcpListener = socket.into();
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -450,7 +467,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Clo
         }
     }
     match (parts.method.clone(), parts.uri.path()) {
-        (Method::POST, "/token") => token(&shared, &parts.headers, &body).await,
+        (Method::POST, "/token") => {
+            if !shared.options.token_latency.is_zero() {
+                tokio::time::sleep(shared.options.token_latency).await;
+            }
+            token(&shared, &parts.headers, &body).await
+        }
         (Method::GET, "/counters") => {
             let c = shared.lock().counters;
             Ok(json(
@@ -458,7 +480,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Clo
                 serde_json::to_string(&c).unwrap_or_default(),
             ))
         }
-        (_, path) if path.starts_with("/api/") => resource(&shared, &parts, path).await,
+        (_, path) if path.starts_with("/api/") => {
+            if !shared.options.resource_latency.is_zero() {
+                tokio::time::sleep(shared.options.resource_latency).await;
+            }
+            resource(&shared, &parts, path).await
+        }
         _ => Ok(json(
             StatusCode::NOT_FOUND,
             r#"{"error":"not_found"}"#.into(),

@@ -53,7 +53,7 @@ use refresh_machine_session::refresh_machine::{
     self as core_machine, Failure, RequestSpec, SendErrorKind,
 };
 pub use refresh_machine_session::{Hooks, Origins, RefreshReply, Secret, Session, TokenPair};
-use refresh_machine_session::{InvalidOrigin, Step};
+use refresh_machine_session::{InvalidOrigin, Start, Step, Waiter, SLOT_WAIT};
 use reqwest::header::AUTHORIZATION;
 use reqwest::{Request, Response};
 use reqwest_middleware::Next;
@@ -110,7 +110,8 @@ pub enum Error {
         /// The status that asked for the retry, if a response came.
         status: Option<u16>,
     },
-    /// Too many requests in flight for this session.
+    /// Every session slot stayed taken for `SLOT_WAIT` (30 s): the request
+    /// queued for one and gave up.
     #[error("too many concurrent requests")]
     Full,
     /// Configuration or request not usable.
@@ -366,6 +367,21 @@ impl RefreshMiddleware {
         }
     }
 
+    /// Until the session changes or the waiter's deadline passes.
+    async fn wait(&self, waiter: Waiter) {
+        let (listener, deadline) = waiter.into_parts();
+        match deadline {
+            None => listener.await,
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                let sleep = self.inner.timer.sleep(left);
+                match select(listener, sleep).await {
+                    Either::Left(_) | Either::Right(_) => {}
+                }
+            }
+        }
+    }
+
     async fn drive(
         &self,
         req: Request,
@@ -388,12 +404,20 @@ impl RefreshMiddleware {
             ..RequestSpec::from_http(req.method(), req.headers())
         };
         let mut original = Some(req);
-        let mut handle = self.inner.session.start(spec).map_err(|e| {
-            reqwest_middleware::Error::middleware(match e {
-                core_machine::Error::Full => Error::Full,
-                e => Error::Invalid(e.to_string()),
-            })
-        })?;
+        // More requests than the session has slots queue for one.
+        let queue_deadline = std::time::Instant::now() + SLOT_WAIT;
+        let mut handle = loop {
+            match self.inner.session.start_or_wait(spec, queue_deadline) {
+                Ok(Start::Started(h)) => break h,
+                Ok(Start::Full(waiter)) => self.wait(waiter).await,
+                Err(e) => {
+                    return Err(reqwest_middleware::Error::middleware(match e {
+                        core_machine::Error::Full => Error::Full,
+                        e => Error::Invalid(e.to_string()),
+                    }))
+                }
+            }
+        };
         let mut last = Last::None;
         loop {
             match handle.next_step() {
@@ -434,19 +458,7 @@ impl RefreshMiddleware {
                     let reply = self.refresh(ticket.refresh_token()).await;
                     ticket.complete(reply);
                 }
-                Step::Wait(waiter) => {
-                    let (listener, deadline) = waiter.into_parts();
-                    match deadline {
-                        None => listener.await,
-                        Some(d) => {
-                            let left = d.saturating_duration_since(std::time::Instant::now());
-                            let sleep = self.inner.timer.sleep(left);
-                            match select(listener, sleep).await {
-                                Either::Left(_) | Either::Right(_) => {}
-                            }
-                        }
-                    }
-                }
+                Step::Wait(waiter) => self.wait(waiter).await,
                 Step::Done(Ok(())) => {
                     return match last {
                         Last::Response(r) => Ok(r),

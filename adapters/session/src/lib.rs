@@ -26,6 +26,7 @@ pub fn random_seed() -> u64 {
 pub use refresh_machine;
 pub use secret::Secret;
 pub use session::{
-    Hooks, RefreshReply, RefreshTicket, RequestHandle, Session, Step, TokenPair, Waiter, CAPACITY,
+    Hooks, RefreshReply, RefreshTicket, RequestHandle, Session, Start, Step, TokenPair, Waiter,
+    CAPACITY, SLOT_WAIT,
     TOKEN_CAP,
 };

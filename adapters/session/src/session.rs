@@ -15,6 +15,9 @@ use crate::secret::Secret;
 pub const CAPACITY: usize = 256;
 /// Largest token the session holds, in bytes.
 pub const TOKEN_CAP: usize = 4096;
+/// How long the adapters queue a request for a free slot when all
+/// [`CAPACITY`] are taken, before failing it `Full`.
+pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 type Machine = RefreshMachine<CAPACITY, TOKEN_CAP>;
 
@@ -102,6 +105,8 @@ enum Notice {
 pub struct Session {
     machine: Mutex<Machine>,
     changed: Event,
+    /// Notified (one listener at a time) whenever a request's slot is freed.
+    slots: Event,
     clock: StdClock,
     hooks: Hooks,
 }
@@ -200,6 +205,15 @@ impl Drop for RefreshTicket<'_> {
     }
 }
 
+/// What [`Session::start_or_wait`] gives.
+#[derive(Debug)]
+pub enum Start<'s> {
+    /// The request has a slot.
+    Started(RequestHandle<'s>),
+    /// Every slot is taken: wait, then ask again.
+    Full(Waiter),
+}
+
 /// One request's handle on the session. Dropping it before [`Step::Done`]
 /// cancels the request (its slot is released).
 #[derive(Debug)]
@@ -216,6 +230,7 @@ impl Session {
         Session {
             machine: Mutex::new(Machine::new(config, seed)),
             changed: Event::new(),
+            slots: Event::new(),
             clock: StdClock::new(),
             hooks,
         }
@@ -282,6 +297,45 @@ impl Session {
             id,
             finished: false,
         })
+    }
+
+    /// Begin a request, or, when all [`CAPACITY`] slots are taken, get a
+    /// [`Waiter`] that wakes when one is freed (then call again). Bursts larger
+    /// than the session queue here instead of failing `Full`; past `deadline`
+    /// the answer is `Err(Full)`.
+    pub fn start_or_wait(
+        &self,
+        spec: RequestSpec,
+        deadline: std::time::Instant,
+    ) -> Result<Start<'_>, Error> {
+        let (id, notices) = {
+            let mut m = self.lock();
+            let now = self.clock.now();
+            match m.start_request(now, spec) {
+                Ok(id) => (id, self.collect_notices(&mut m)),
+                Err(Error::Full) if std::time::Instant::now() < deadline => {
+                    // Listen under the lock: a slot freed after this wakes us.
+                    let listener = self.slots.listen();
+                    return Ok(Start::Full(Waiter {
+                        listener,
+                        deadline: Some(deadline),
+                    }));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.deliver(notices);
+        self.changed.notify(usize::MAX);
+        Ok(Start::Started(RequestHandle {
+            session: self,
+            id,
+            finished: false,
+        }))
+    }
+
+    /// A request's slot was freed: let one queued request start.
+    fn slot_freed(&self) {
+        self.slots.notify(1);
     }
 
     /// Drain persist/login-required notices; leave a queued refresh for a request to claim.
@@ -366,6 +420,8 @@ impl<'s> RequestHandle<'s> {
                 // Only after logout raced with us and the outcome was already taken.
                 Err(_) => {
                     self.finished = true;
+                    drop(m);
+                    session.slot_freed();
                     return Step::Done(Err(Failure::LoggedOut));
                 }
             };
@@ -384,10 +440,14 @@ impl<'s> RequestHandle<'s> {
                 }
                 Some(Action::Deliver { .. }) => {
                     self.finished = true;
+                    drop(m);
+                    session.slot_freed();
                     return Step::Done(Ok(()));
                 }
                 Some(Action::Fail { failure, .. }) => {
                     self.finished = true;
+                    drop(m);
+                    session.slot_freed();
                     return Step::Done(Err(failure));
                 }
                 // Informational: keep polling.
@@ -442,6 +502,7 @@ impl Drop for RequestHandle<'_> {
         if !self.finished {
             let id = self.id;
             let _ = self.session.apply(|m, _| m.cancel(id));
+            self.session.slot_freed();
         }
     }
 }

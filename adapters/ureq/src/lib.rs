@@ -48,7 +48,7 @@ use refresh_machine_session::refresh_machine::{
     self as core_machine, Failure, RequestSpec, SendErrorKind,
 };
 pub use refresh_machine_session::{Hooks, Origins, RefreshReply, Secret, Session, TokenPair};
-use refresh_machine_session::{InvalidOrigin, Step};
+use refresh_machine_session::{InvalidOrigin, Start, Step, SLOT_WAIT};
 
 /// Redirect hops followed per attempt.
 const MAX_REDIRECTS: usize = 10;
@@ -78,7 +78,8 @@ pub enum Error {
     /// The last attempt failed in transport and was not (or no longer) retried.
     #[error("transport: {0}")]
     Transport(#[source] ureq::Error),
-    /// Too many requests in flight for this session.
+    /// Every session slot stayed taken for `SLOT_WAIT` (30 s): the request
+    /// queued for one and gave up.
     #[error("too many concurrent requests")]
     Full,
     /// The request or the configuration is not usable.
@@ -330,10 +331,16 @@ impl Client {
             replayable: matches!(body, Body::Bytes(_)),
             ..RequestSpec::from_http(&parts.method, &parts.headers)
         };
-        let mut handle = self.inner.session.start(spec).map_err(|e| match e {
-            core_machine::Error::Full => Error::Full,
-            e => Error::Invalid(e.to_string()),
-        })?;
+        // More requests than the session has slots queue for one.
+        let queue_deadline = std::time::Instant::now() + SLOT_WAIT;
+        let mut handle = loop {
+            match self.inner.session.start_or_wait(spec, queue_deadline) {
+                Ok(Start::Started(h)) => break h,
+                Ok(Start::Full(waiter)) => waiter.wait_blocking(),
+                Err(core_machine::Error::Full) => return Err(Error::Full),
+                Err(e) => return Err(Error::Invalid(e.to_string())),
+            }
+        };
         let mut last = Last::None;
         loop {
             match handle.next_step() {
