@@ -77,18 +77,17 @@ impl LogLogChart<'_> {
         for (i, s) in self.series.iter().enumerate() {
             let colour = COLOURS[i % COLOURS.len()];
             chart
-                .draw_series(LineSeries::new(s.points.iter().copied(), colour.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    s.points.iter().copied(),
+                    colour.stroke_width(2),
+                ))
                 .map_err(|e| err(&e))?
                 .label(s.name.clone())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
                 });
             chart
-                .draw_series(
-                    s.points
-                        .iter()
-                        .map(|p| Circle::new(*p, 4, colour.filled())),
-                )
+                .draw_series(s.points.iter().map(|p| Circle::new(*p, 4, colour.filled())))
                 .map_err(|e| err(&e))?;
         }
         chart

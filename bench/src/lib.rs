@@ -78,12 +78,13 @@ pub fn machine_description() -> String {
         .map_or_else(String::new, |kb| {
             format!(", {:.0} GiB", kb as f64 / 1024.0 / 1024.0)
         });
-    let rustc = std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map_or_else(|| "rustc (unknown version)".into(), |s| s.trim().to_owned());
+    let rustc =
+        std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map_or_else(|| "rustc (unknown version)".into(), |s| s.trim().to_owned());
     format!(
         "{cpu}, {cores} cores{mem}, {} {}; {rustc}, release profile",
         std::env::consts::OS,

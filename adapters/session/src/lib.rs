@@ -27,6 +27,5 @@ pub use refresh_machine;
 pub use secret::Secret;
 pub use session::{
     Hooks, RefreshReply, RefreshTicket, RequestHandle, Session, Start, Step, TokenPair, Waiter,
-    CAPACITY, SLOT_WAIT,
-    TOKEN_CAP,
+    CAPACITY, SLOT_WAIT, TOKEN_CAP,
 };
