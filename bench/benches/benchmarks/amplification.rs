@@ -1,4 +1,4 @@
-//! 3. Refresh amplification and recovery: N concurrent requests that all find
+//! Part 3: Refresh amplification and recovery: N concurrent requests that all find
 //! the token expired, through refresh-machine-reqwest and through the naive
 //! interceptor, against a server with a round-trip latency added to every
 //! answer (as a remote authorization server and API have).

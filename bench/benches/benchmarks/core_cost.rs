@@ -1,4 +1,4 @@
-//! 1. What the core costs per request (criterion), and its allocations.
+//! Part 1 of BENCHMARKS.md: What the core costs per request (criterion), and its allocations.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -87,8 +87,8 @@ fn expiry_burst(m: &mut BurstMachine, sent: &mut Vec<RequestId>) -> (usize, usiz
             .expect("a free slot");
     }
     let (mut refreshes, mut delivered) = drain(m, sent, &mut refresh);
-    for i in 0..sent.len() {
-        m.handle_response(now, sent[i], Response::status(401))
+    for &id in sent.iter() {
+        m.handle_response(now, id, Response::status(401))
             .expect("known request");
     }
     sent.clear();

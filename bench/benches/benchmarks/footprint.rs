@@ -1,4 +1,4 @@
-//! 4. Footprint: state sizes on this host, and the thumbv7em firmware images.
+//! Part 4: Footprint: state sizes on this host, and the thumbv7em firmware images.
 
 use std::path::Path;
 use std::process::Command;

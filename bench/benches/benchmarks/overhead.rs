@@ -1,4 +1,4 @@
-//! 2. Adapter overhead on loopback, no expiry: each adapter against the bare
+//! Part 2: Adapter overhead on loopback, no expiry: each adapter against the bare
 //! client it wraps, same server, batches interleaved (A B, B A, ...) so drift
 //! and warm-up hit both alike.
 
