@@ -144,6 +144,10 @@ pub struct RefreshMachine<const N: usize, const TOKEN_CAP: usize = 2048> {
     /// Retry bucket in thousandths of a token.
     budget_milli: u64,
     rng: u64,
+    /// One past the highest slot that may be live: scans stop here, so a
+    /// machine sized for bursts costs little when few requests are live.
+    /// Derived from `slots` (never below the truth), so not part of `hash_state`.
+    live_end: usize,
     slots: [Slot; N],
 }
 
@@ -179,6 +183,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             login_required_pending: false,
             budget_milli: u64::from(config.retry_budget.max_tokens) * 1000,
             rng: seed,
+            live_end: 0,
             slots: [Slot::FREE; N],
         }
     }
@@ -303,6 +308,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             .iter()
             .position(|s| !s.is_live())
             .ok_or(Error::Full)?;
+        self.live_end = self.live_end.max(index + 1);
         let generation = self.slots[index].generation.wrapping_add(1);
         self.slots[index] = Slot {
             generation,
@@ -322,6 +328,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     pub fn cancel(&mut self, id: RequestId) -> Result<(), Error> {
         let i = self.index(id)?;
         self.slots[i].phase = Phase::Free;
+        self.trim_live_end();
         Ok(())
     }
 
@@ -409,7 +416,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             RefreshState::Backoff { until } => Some(until),
             RefreshState::Idle => None,
         };
-        self.slots
+        self.slots[..self.live_end]
             .iter()
             .filter_map(|s| match s.phase {
                 Phase::Backoff { until } => Some(until),
@@ -436,7 +443,8 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             RefreshState::Backoff { until } if until <= now => self.queue_refresh(now),
             _ => {}
         }
-        for i in 0..N {
+        self.trim_live_end();
+        for i in 0..self.live_end {
             if let Phase::Backoff { until } = self.slots[i].phase {
                 if until <= now {
                     self.slots[i].phase = Phase::Ready;
@@ -454,7 +462,8 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
         if self.has_session_action() {
             return self.poll_session();
         }
-        let i = (0..N).find(|&i| self.slot_has_action(i))?;
+        self.trim_live_end();
+        let i = (0..self.live_end).find(|&i| self.slot_has_action(i))?;
         self.emit(i)
     }
 
@@ -494,6 +503,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     /// has its own task or thread).
     pub fn poll_request(&mut self, id: RequestId) -> Result<Option<Action<'_>>, Error> {
         let i = self.index(id)?;
+        self.trim_live_end();
         if self.slot_has_action(i) {
             Ok(self.emit(i))
         } else {
@@ -502,6 +512,13 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     }
 
     // ----- internals ----------------------------------------------------------
+
+    /// Lower `live_end` past free slots at the top.
+    fn trim_live_end(&mut self) {
+        while self.live_end > 0 && !self.slots[self.live_end - 1].is_live() {
+            self.live_end -= 1;
+        }
+    }
 
     fn has_session_action(&self) -> bool {
         self.persist_pending
@@ -626,7 +643,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
                 self.start_refresh(now);
             }
             // Requests queued earlier would go out with the same unusable token: hold them too.
-            for slot in self.slots.iter_mut() {
+            for slot in self.slots[..self.live_end].iter_mut() {
                 if slot.phase == Phase::Ready {
                     slot.phase = Phase::Waiting;
                     slot.announced = false;
@@ -662,7 +679,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
 
     /// A request queued to go out with a token that has just become known-bad must wait instead.
     fn reroute_ready(&mut self, now: Instant) {
-        for j in 0..N {
+        for j in 0..self.live_end {
             if self.slots[j].phase == Phase::Ready {
                 self.route(now, j);
             }
@@ -723,7 +740,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
         if self.refresh_failures >= self.config.max_refresh_attempts {
             // Give up this round but keep the tokens: the next request starts a new round.
             self.end_refresh_round();
-            for slot in self.slots.iter_mut() {
+            for slot in self.slots[..self.live_end].iter_mut() {
                 if slot.phase == Phase::Waiting {
                     slot.phase = Phase::Finished(Some(Failure::RefreshUnavailable));
                 }
@@ -756,7 +773,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
         self.abandoned = 0;
         self.clear_tokens();
         self.end_refresh_round();
-        for slot in self.slots.iter_mut() {
+        for slot in self.slots[..self.live_end].iter_mut() {
             if matches!(slot.phase, Phase::Waiting | Phase::Ready) {
                 slot.phase = Phase::Finished(Some(Failure::LoginRequired));
             }
@@ -764,7 +781,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     }
 
     fn fail_all(&mut self, failure: Failure) {
-        for slot in self.slots.iter_mut() {
+        for slot in self.slots[..self.live_end].iter_mut() {
             if !matches!(slot.phase, Phase::Free | Phase::Finished(_)) {
                 slot.phase = Phase::Finished(Some(failure));
             }
@@ -810,7 +827,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     }
 
     fn release_waiters(&mut self, now: Instant) {
-        for i in 0..N {
+        for i in 0..self.live_end {
             if self.slots[i].phase == Phase::Waiting {
                 self.slots[i].phase = Phase::Ready;
                 self.route(now, i);

@@ -66,6 +66,13 @@ fn overhead_table(rows: &[(&str, &str, overhead::Overhead)]) -> String {
             ]
         };
         t.row(line(bare_name, &o.bare, &o.bare));
+        if let Some(empty) = &o.empty_stack {
+            t.row(line(
+                &format!("{bare_name} in an empty reqwest-middleware stack"),
+                empty,
+                &o.bare,
+            ));
+        }
         t.row(line(ours_name, &o.ours, &o.bare));
     }
     t.markdown()
@@ -298,11 +305,15 @@ fn main() {
     };
     let _ = writeln!(
         w,
-        "ureq: {}. reqwest: {}. The reqwest row includes `reqwest-middleware` itself (the \
-         middleware stack, `Extensions`, cloning the request for a possible retry), which any \
-         middleware pays.\n",
+        "ureq: {}. reqwest: {}. The reqwest figure includes `reqwest-middleware` itself; the \
+         empty-stack row shows what that stack costs with no middleware in it ({} at p50), \
+         which any middleware pays.\n",
         verdict(&ureq_overhead),
-        verdict(&reqwest_overhead)
+        verdict(&reqwest_overhead),
+        reqwest_overhead.empty_stack.map_or_else(
+            || "n/a".to_owned(),
+            |e| ratio(e.p50.as_secs_f64(), reqwest_overhead.bare.p50.as_secs_f64())
+        )
     );
 
     // 3

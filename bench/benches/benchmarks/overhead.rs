@@ -1,5 +1,5 @@
 //! Part 2: Adapter overhead on loopback, no expiry: each adapter against the bare
-//! client it wraps, same server, batches interleaved (A B, B A, ...) so drift
+//! client it wraps, same server, batches interleaved (A B C, B C A, ...) so drift
 //! and warm-up hit both alike.
 
 use std::time::{Duration, Instant};
@@ -16,6 +16,8 @@ pub struct Overhead {
     pub bare: Summary,
     /// The same requests through refresh-machine.
     pub ours: Summary,
+    /// For middleware: the bare client inside an empty middleware stack.
+    pub empty_stack: Option<Summary>,
 }
 
 fn server() -> (AuthServer, TokenPair) {
@@ -33,26 +35,21 @@ fn server() -> (AuthServer, TokenPair) {
     (server, pair)
 }
 
-/// Run `batch` of `per_batch` requests for A and B alternately, `rounds` times.
-fn interleave(
-    rounds: usize,
-    mut a: impl FnMut(&mut Vec<Duration>),
-    mut b: impl FnMut(&mut Vec<Duration>),
-) -> (Summary, Summary) {
-    let (mut la, mut lb) = (Vec::new(), Vec::new());
+type Batch<'a> = Box<dyn FnMut(&mut Vec<Duration>) + 'a>;
+
+/// Run each client's batch in turn, `rounds` times, rotating who goes first.
+fn interleave(rounds: usize, mut clients: Vec<Batch<'_>>) -> Vec<Summary> {
+    let mut latencies = vec![Vec::new(); clients.len()];
     for r in 0..rounds {
-        if r % 2 == 0 {
-            a(&mut la);
-            b(&mut lb);
-        } else {
-            b(&mut lb);
-            a(&mut la);
+        for k in 0..clients.len() {
+            let i = (r + k) % clients.len();
+            clients[i](&mut latencies[i]);
         }
     }
-    (
-        summarize(&la).expect("samples"),
-        summarize(&lb).expect("samples"),
-    )
+    latencies
+        .iter()
+        .map(|l| summarize(l).expect("samples"))
+        .collect()
 }
 
 /// refresh-machine-ureq against a bare `ureq::Agent` configured the same way.
@@ -99,10 +96,14 @@ pub fn ureq(rounds: usize, per_batch: usize) -> Overhead {
     // Warm both (connections, allocator).
     bare_batch(&mut Vec::new());
     ours_batch(&mut Vec::new());
-    let (bare, ours) = interleave(rounds, bare_batch, ours_batch);
+    let s = interleave(rounds, vec![Box::new(bare_batch), Box::new(ours_batch)]);
     let c = server.counters();
     assert_eq!(c.refresh_calls, 0, "no expiry in this benchmark");
-    Overhead { bare, ours }
+    Overhead {
+        bare: s[0],
+        ours: s[1],
+        empty_stack: None,
+    }
 }
 
 /// refresh-machine-reqwest (as middleware) against a bare `reqwest::Client`,
@@ -125,6 +126,25 @@ pub fn reqwest(rounds: usize, per_batch: usize) -> Overhead {
     let ours = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(auth)
         .build();
+    let empty = reqwest_middleware::ClientBuilder::new(reqwest::Client::new()).build();
+    let empty_batch = |lat: &mut Vec<Duration>| {
+        rt.block_on(async {
+            for _ in 0..per_batch {
+                let t0 = Instant::now();
+                let resp = empty
+                    .get(&url)
+                    .header("authorization", &header)
+                    .send()
+                    .await
+                    .expect("empty-stack request");
+                let status = resp.status();
+                let body = resp.bytes().await.expect("body");
+                lat.push(t0.elapsed());
+                assert_eq!(status, 200, "empty middleware stack");
+                std::hint::black_box(body);
+            }
+        })
+    };
     let bare_batch = |lat: &mut Vec<Duration>| {
         rt.block_on(async {
             for _ in 0..per_batch {
@@ -162,11 +182,23 @@ pub fn reqwest(rounds: usize, per_batch: usize) -> Overhead {
     };
     bare_batch(&mut Vec::new());
     ours_batch(&mut Vec::new());
-    let (bare, ours) = interleave(rounds, bare_batch, ours_batch);
+    empty_batch(&mut Vec::new());
+    let s = interleave(
+        rounds,
+        vec![
+            Box::new(bare_batch),
+            Box::new(ours_batch),
+            Box::new(empty_batch),
+        ],
+    );
     assert_eq!(
         server.counters().refresh_calls,
         0,
         "no expiry in this benchmark"
     );
-    Overhead { bare, ours }
+    Overhead {
+        bare: s[0],
+        ours: s[1],
+        empty_stack: Some(s[2]),
+    }
 }
