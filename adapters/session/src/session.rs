@@ -333,9 +333,12 @@ impl Session {
         }))
     }
 
-    /// A request's slot was freed: let one queued request start.
+    /// A request's slot was freed: let one more queued request start.
+    /// `additional`: a plain `notify(1)` is a no-op while an earlier woken
+    /// waiter has not run yet, so slots freed in a quick row would wake one
+    /// waiter between them.
     fn slot_freed(&self) {
-        self.slots.notify(1);
+        self.slots.notify_additional(1);
     }
 
     /// Drain persist/login-required notices; leave a queued refresh for a request to claim.

@@ -1,0 +1,75 @@
+//! Requests beyond the session's slots queue for one and are woken when a
+//! slot frees; past their deadline they fail `Full`.
+
+use std::time::{Duration, Instant};
+
+use refresh_machine_session::refresh_machine::{Config, Error, RequestSpec};
+use refresh_machine_session::{Hooks, Session, Start, Step, TokenPair, CAPACITY};
+
+fn session() -> Session {
+    let s = Session::new(Config::DEFAULT, 1, Hooks::default());
+    s.login(&TokenPair {
+        access_token: "a1".into(),
+        refresh_token: Some("r1".into()),
+        expires_in: Some(Duration::from_secs(3600)),
+    })
+    .unwrap();
+    s
+}
+
+#[test]
+fn a_full_session_queues_and_wakes_on_a_freed_slot() {
+    let s = session();
+    let mut handles: Vec<_> = (0..CAPACITY)
+        .map(|_| s.start(RequestSpec::IDEMPOTENT).unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let Ok(Start::Full(waiter)) = s.start_or_wait(RequestSpec::IDEMPOTENT, deadline) else {
+        panic!("every slot is taken: the request must queue");
+    };
+    // One request completes: its slot is freed and the queued one is woken.
+    let mut done = handles.remove(0);
+    assert!(matches!(done.next_step(), Step::Send { .. }));
+    done.http_response(http::StatusCode::OK, &http::HeaderMap::new(), true);
+    assert!(matches!(done.next_step(), Step::Done(Ok(()))));
+    waiter.wait_blocking();
+    assert!(
+        Instant::now() < deadline,
+        "woken by the freed slot, not by the deadline"
+    );
+    let Ok(Start::Started(mut queued)) = s.start_or_wait(RequestSpec::IDEMPOTENT, deadline) else {
+        panic!("a slot is free now");
+    };
+    assert!(matches!(queued.next_step(), Step::Send { .. }));
+}
+
+#[test]
+fn a_cancelled_request_frees_its_slot_for_the_queue() {
+    let s = session();
+    let mut handles: Vec<_> = (0..CAPACITY)
+        .map(|_| s.start(RequestSpec::IDEMPOTENT).unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let Ok(Start::Full(waiter)) = s.start_or_wait(RequestSpec::IDEMPOTENT, deadline) else {
+        panic!("must queue");
+    };
+    drop(handles.pop());
+    waiter.wait_blocking();
+    assert!(Instant::now() < deadline);
+    assert!(matches!(
+        s.start_or_wait(RequestSpec::IDEMPOTENT, deadline),
+        Ok(Start::Started(_))
+    ));
+}
+
+#[test]
+fn past_its_deadline_a_queued_request_fails_full() {
+    let s = session();
+    let _handles: Vec<_> = (0..CAPACITY)
+        .map(|_| s.start(RequestSpec::IDEMPOTENT).unwrap())
+        .collect();
+    assert!(matches!(
+        s.start_or_wait(RequestSpec::IDEMPOTENT, Instant::now()),
+        Err(Error::Full)
+    ));
+}
