@@ -276,7 +276,7 @@ fn main() {
     let _ = writeln!(
         w,
         "One request at a time, `GET /api/me` with a valid token, {rounds} interleaved batches of \
-         {per_batch} per client (bare and ours alternate, order flipped each batch). The bare \
+         {per_batch} per client (clients take turns, the first one rotating each batch). The bare \
          clients set `Authorization` themselves; `req/s` is requests over the summed latencies. \
          Target: within 2% of the bare client (ratio <= 1.02 for latency, >= 0.98 for req/s).\n"
     );
