@@ -46,7 +46,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
-use http::{Extensions, HeaderValue};
+use http::Extensions;
 use refresh_machine_session::grant::{self, EndpointError, TokenEndpoint};
 pub use refresh_machine_session::refresh_machine::Config;
 use refresh_machine_session::refresh_machine::{
@@ -388,17 +388,20 @@ impl RefreshMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let uri: http::Uri = match req.url().as_str().parse() {
-            Ok(u) => u,
-            Err(_) => return next.run(req, extensions).await,
+        let url = req.url();
+        let ours = match (url.host_str(), url.port_or_known_default()) {
+            (Some(host), Some(port)) => self.inner.origins.contains_parts(url.scheme(), host, port),
+            _ => false,
         };
-        if !self.inner.origins.contains(&uri) {
+        if !ours {
             // Not ours: no token, no machine.
             let mut req = req;
             req.headers_mut().remove(AUTHORIZATION);
             return next.run(req, extensions).await;
         }
-        let replayable = req.try_clone().is_some();
+        let request_url = url.clone();
+        // Same answer as `try_clone().is_some()`, without the clone.
+        let replayable = req.body().map_or(true, |b| b.as_bytes().is_some());
         let spec = RequestSpec {
             replayable,
             ..RequestSpec::from_http(req.method(), req.headers())
@@ -430,21 +433,15 @@ impl RefreshMiddleware {
                             Error::BodyNotReplayable { status: None },
                         ));
                     };
-                    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                        .map_err(|e| {
-                            reqwest_middleware::Error::middleware(Error::Invalid(e.to_string()))
-                        })?;
-                    value.set_sensitive(true);
+                    let value = token.bearer_header().map_err(|e| {
+                        reqwest_middleware::Error::middleware(Error::Invalid(e.to_string()))
+                    })?;
                     attempt.headers_mut().insert(AUTHORIZATION, value);
                     match next.clone().run(attempt, extensions).await {
                         Ok(resp) => {
                             // reqwest follows redirects and drops the token when the
                             // origin changes: the final hop carried it only if same-origin.
-                            let token_sent = resp
-                                .url()
-                                .as_str()
-                                .parse()
-                                .is_ok_and(|u| Origins::same_origin(&uri, &u));
+                            let token_sent = same_origin(&request_url, resp.url());
                             handle.http_response(resp.status(), resp.headers(), token_sent);
                             last = Last::Response(resp);
                         }
@@ -484,6 +481,13 @@ impl reqwest_middleware::Middleware for RefreshMiddleware {
     ) -> reqwest_middleware::Result<Response> {
         self.drive(req, extensions, next).await
     }
+}
+
+/// Scheme, host and port equal (`url` has already lowercased scheme and host).
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 fn send_error_kind(e: &reqwest_middleware::Error) -> SendErrorKind {

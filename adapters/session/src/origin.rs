@@ -9,9 +9,13 @@ pub struct Origins(Vec<Origin>);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Origin {
-    scheme: String,
+    https: bool,
+    /// Lowercase.
     host: String,
     port: u16,
+    /// `host`, or `host:port` when the port is not the scheme's default: what
+    /// a request's authority usually is, compared first.
+    authority: String,
 }
 
 /// A URL that does not name an origin (no scheme or host, or an unknown scheme).
@@ -19,19 +23,45 @@ struct Origin {
 #[error("not an http(s) origin: {0}")]
 pub struct InvalidOrigin(String);
 
-fn origin_of(uri: &Uri) -> Option<Origin> {
-    let scheme = uri.scheme_str()?.to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
-        "http" => 80,
-        "https" => 443,
-        _ => return None,
-    };
-    let host = uri.host()?.to_ascii_lowercase();
-    Some(Origin {
-        port: uri.port_u16().unwrap_or(default_port),
-        scheme,
-        host,
-    })
+/// The origin of a URI, borrowed from it: checked on every request and every
+/// redirect hop, so it allocates nothing.
+#[derive(Clone, Copy, Debug)]
+struct OriginRef<'a> {
+    https: bool,
+    host: &'a str,
+    port: u16,
+}
+
+impl OriginRef<'_> {
+    fn of(uri: &Uri) -> Option<OriginRef<'_>> {
+        let scheme = uri.scheme_str()?;
+        let https = if scheme.eq_ignore_ascii_case("https") {
+            true
+        } else if scheme.eq_ignore_ascii_case("http") {
+            false
+        } else {
+            return None;
+        };
+        Some(OriginRef {
+            https,
+            host: uri.host()?,
+            port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+        })
+    }
+
+    fn same(&self, other: &OriginRef<'_>) -> bool {
+        self.https == other.https
+            && self.port == other.port
+            && self.host.eq_ignore_ascii_case(other.host)
+    }
+
+    fn is(&self, o: &Origin) -> bool {
+        self.same(&OriginRef {
+            https: o.https,
+            host: &o.host,
+            port: o.port,
+        })
+    }
 }
 
 impl Origins {
@@ -43,24 +73,60 @@ impl Origins {
     /// Allow the origin of `url` (its path is ignored).
     pub fn allow(&mut self, url: &str) -> Result<(), InvalidOrigin> {
         let uri: Uri = url.parse().map_err(|_| InvalidOrigin(url.into()))?;
-        let origin = origin_of(&uri).ok_or_else(|| InvalidOrigin(url.into()))?;
-        if !self.0.contains(&origin) {
-            self.0.push(origin);
+        let o = OriginRef::of(&uri).ok_or_else(|| InvalidOrigin(url.into()))?;
+        if !self.0.iter().any(|known| o.is(known)) {
+            let host = o.host.to_ascii_lowercase();
+            let default_port = if o.https { 443 } else { 80 };
+            let authority = if o.port == default_port {
+                host.clone()
+            } else {
+                format!("{host}:{}", o.port)
+            };
+            self.0.push(Origin {
+                https: o.https,
+                host,
+                port: o.port,
+                authority,
+            });
         }
         Ok(())
     }
 
     /// Whether `a` and `b` are the same origin (scheme, host, port).
     pub fn same_origin(a: &Uri, b: &Uri) -> bool {
-        match (origin_of(a), origin_of(b)) {
-            (Some(x), Some(y)) => x == y,
+        match (OriginRef::of(a), OriginRef::of(b)) {
+            (Some(x), Some(y)) => x.same(&y),
             _ => false,
         }
     }
 
+    /// Whether a request to this scheme, host and port (for clients that
+    /// hold a parsed `url::Url` rather than an `http::Uri`) may carry the token.
+    pub fn contains_parts(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let https = scheme.eq_ignore_ascii_case("https");
+        if !https && !scheme.eq_ignore_ascii_case("http") {
+            return false;
+        }
+        let o = OriginRef { https, host, port };
+        self.0.iter().any(|known| o.is(known))
+    }
+
     /// Whether a request to `uri` may carry the token.
     pub fn contains(&self, uri: &Uri) -> bool {
-        origin_of(uri).is_some_and(|o| self.0.contains(&o))
+        // Fast path (every request): the authority as written equals an allowed
+        // one, so host and port are equal and there is no user info.
+        if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
+            let https = scheme.eq_ignore_ascii_case("https");
+            if (https || scheme.eq_ignore_ascii_case("http"))
+                && self.0.iter().any(|known| {
+                    known.https == https
+                        && authority.as_str().eq_ignore_ascii_case(&known.authority)
+                })
+            {
+                return true;
+            }
+        }
+        OriginRef::of(uri).is_some_and(|o| self.0.iter().any(|known| o.is(known)))
     }
 }
 
@@ -83,7 +149,32 @@ mod tests {
         assert!(!yes("https://api.example.com.evil.com/"));
         assert!(!yes("http://127.0.0.1:8081/"));
         assert!(!yes("/relative"));
+        assert!(yes("HTTPS://Api.Example.COM/"));
+        assert!(
+            yes("https://user@api.example.com/"),
+            "user info is not part of the origin"
+        );
+        assert!(!yes("https://api.example.com@evil.example/"));
+        assert!(!yes("https://127.0.0.1:8080/"), "scheme differs");
+        assert!(
+            !yes("https://api.example.com./"),
+            "a trailing dot is another host name"
+        );
         assert!(o.clone().allow("ftp://x").is_err());
         assert!(o.clone().allow("not a url").is_err());
+        let same =
+            |a: &str, b: &str| Origins::same_origin(&a.parse().unwrap(), &b.parse().unwrap());
+        assert!(same("http://a.example/x", "HTTP://A.EXAMPLE:80/y"));
+        assert!(!same("http://a.example/", "https://a.example/"));
+        assert!(!same("http://a.example/", "http://a.example:8080/"));
+        assert!(!same("/relative", "/relative"));
+        assert!(o.contains_parts("https", "API.example.com", 443));
+        assert!(o.contains_parts("http", "127.0.0.1", 8080));
+        assert!(!o.contains_parts("http", "api.example.com", 443));
+        assert!(!o.contains_parts("ftp", "127.0.0.1", 8080));
+        let mut twice = Origins::new();
+        twice.allow("https://A.example").unwrap();
+        twice.allow("https://a.example:443/").unwrap();
+        assert_eq!(twice.0.len(), 1, "the same origin is stored once");
     }
 }

@@ -480,6 +480,10 @@ impl<'s> RequestHandle<'s> {
         headers: &http::HeaderMap,
         token_sent: bool,
     ) {
+        if status.is_success() {
+            // Delivered as it is: no challenge or `Retry-After` to read.
+            return self.response(Response::status(status.as_u16()));
+        }
         let status = if status == http::StatusCode::UNAUTHORIZED && !token_sent {
             http::StatusCode::BAD_REQUEST
         } else {

@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{AUTHORIZATION, LOCATION};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use refresh_machine_session::grant::{self, EndpointError, TokenEndpoint};
 pub use refresh_machine_session::refresh_machine::Config;
 use refresh_machine_session::refresh_machine::{
@@ -379,11 +379,13 @@ impl Client {
         body: &mut Body,
         token: Option<&Secret>,
     ) -> Result<(Response<Vec<u8>>, bool), ureq::Error> {
-        let origin_uri = parts.uri.clone();
+        let origin_uri = &parts.uri;
         let mut uri = parts.uri.clone();
         let mut method = parts.method.clone();
-        let mut send_body = true;
-        for _ in 0..=MAX_REDIRECTS {
+        // A GET or HEAD with an empty buffer goes out without a body, as a
+        // plain ureq call would (no `Content-Length: 0`).
+        let mut send_body = !matches!(body, Body::Bytes(b) if b.is_empty() && matches!(method, Method::GET | Method::HEAD));
+        for hop in 0..=MAX_REDIRECTS {
             let mut req = Request::builder()
                 .method(method.clone())
                 .uri(uri.clone())
@@ -392,15 +394,17 @@ impl Client {
                 .map_err(ureq::Error::Http)?;
             *req.headers_mut() = parts.headers.clone();
             req.headers_mut().remove(AUTHORIZATION);
-            let same_origin = Origins::same_origin(&origin_uri, &uri);
-            let attach = token.filter(|_| same_origin && self.inner.origins.contains(&uri));
+            // The first hop is the request itself, whose origin `drive` checked
+            // before passing a token; later hops must stay on that origin.
+            let attach = token.filter(|_| {
+                hop == 0
+                    || (Origins::same_origin(origin_uri, &uri) && self.inner.origins.contains(&uri))
+            });
             if let Some(t) = attach {
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", t.expose()))
-                    .map_err(|e| ureq::Error::Http(e.into()))?;
-                value.set_sensitive(true);
+                let value = t.bearer_header().map_err(|e| ureq::Error::Http(e.into()))?;
                 req.headers_mut().insert(AUTHORIZATION, value);
             }
-            let mut resp = match (send_body, &mut *body) {
+            let resp = match (send_body, &mut *body) {
                 (true, Body::Bytes(b)) => {
                     let (p, ()) = req.into_parts();
                     self.inner.agent.run(Request::from_parts(p, b.as_slice()))?
@@ -419,13 +423,19 @@ impl Client {
                 }
             };
             let status = resp.status();
-            let location = resp
-                .headers()
-                .get(LOCATION)
-                .and_then(|l| l.to_str().ok())
-                .and_then(|l| resolve(&uri, l));
-            match (status.is_redirection(), location) {
-                (true, Some(next)) if status != StatusCode::NOT_MODIFIED => {
+            let location = || {
+                resp.headers()
+                    .get(LOCATION)
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| resolve(&uri, l))
+            };
+            let next = if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+                location()
+            } else {
+                None
+            };
+            match next {
+                Some(next) => {
                     // 303 (and 301/302 for POST, as browsers do) become GET without a body.
                     if status == StatusCode::SEE_OTHER
                         || (matches!(status.as_u16(), 301 | 302) && method == Method::POST)
@@ -435,14 +445,11 @@ impl Client {
                     }
                     uri = next;
                 }
-                _ => {
-                    let mut out = Response::builder().status(status).version(resp.version());
-                    if let Some(h) = out.headers_mut() {
-                        *h = resp.headers().clone();
-                    }
-                    let bytes = resp.body_mut().read_to_vec()?;
-                    let out = out.body(bytes).map_err(ureq::Error::Http)?;
-                    return Ok((out, attach.is_some()));
+                None => {
+                    // Keep ureq's head (status, headers, extensions) as it is.
+                    let (head, mut body) = resp.into_parts();
+                    let bytes = body.read_to_vec()?;
+                    return Ok((Response::from_parts(head, bytes), attach.is_some()));
                 }
             }
         }
