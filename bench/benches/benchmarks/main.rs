@@ -8,6 +8,7 @@
 mod amplification;
 mod core_cost;
 mod footprint;
+mod instructions;
 mod overhead;
 
 use std::fmt::Write as _;
@@ -79,6 +80,12 @@ fn overhead_table(rows: &[(&str, &str, overhead::Overhead)]) -> String {
 }
 
 fn main() {
+    // Re-run of this binary under callgrind for one client (see `instructions`).
+    if let Ok(spec) = std::env::var(instructions::ENV) {
+        let (which, n) = spec.split_once(':').unwrap_or((&spec, "1000"));
+        instructions::run_client(which, n.parse().unwrap_or(1000));
+        return;
+    }
     let quick = std::env::var_os("BENCH_QUICK").is_some_and(|v| v != "0");
     let out_dir = if quick {
         target_dir().join("bench-quick")
@@ -103,6 +110,9 @@ fn main() {
     let (rounds, per_batch) = if quick { (2, 100) } else { (10, 1000) };
     let ureq_overhead = overhead::ureq(rounds, per_batch);
     let reqwest_overhead = overhead::reqwest(rounds, per_batch);
+    eprintln!("== 2b. instructions per request (callgrind)");
+    let (few, many) = if quick { (50, 250) } else { (200, 2200) };
+    let instr = instructions::measure(few, many);
 
     eprintln!("== 3. refresh amplification and recovery");
     let (ns, trials): (&[usize], usize) = if quick {
@@ -315,6 +325,39 @@ fn main() {
             |e| ratio(e.p50.as_secs_f64(), reqwest_overhead.bare.p50.as_secs_f64())
         )
     );
+
+    let _ = writeln!(
+        w,
+        "Instructions per request, counted by `valgrind --tool=callgrind` (the bench re-runs \
+         itself per client; {many} minus {few} requests, so start-up cancels out). Unlike \
+         time, this does not move with the machine's load; it includes the in-process \
+         server's share, the same for every client.\n"
+    );
+    match &instr {
+        Ok(rows) => {
+            let mut t = Table::new(&["client", ">instructions / request", ">vs bare", ">extra"]);
+            for pair in rows.chunks(2) {
+                if let [(bare_name, bare), (ours_name, ours)] = pair {
+                    t.row(vec![
+                        (*bare_name).to_owned(),
+                        format!("{bare:.0}"),
+                        "1.000".into(),
+                        String::new(),
+                    ]);
+                    t.row(vec![
+                        (*ours_name).to_owned(),
+                        format!("{ours:.0}"),
+                        ratio(*ours, *bare),
+                        format!("{:+.0}", ours - bare),
+                    ]);
+                }
+            }
+            let _ = writeln!(w, "{}", t.markdown());
+        }
+        Err(why) => {
+            let _ = writeln!(w, "Not measured in this run: {why}.\n");
+        }
+    }
 
     // 3
     let _ = writeln!(w, "## 3. Refresh amplification and recovery\n");
