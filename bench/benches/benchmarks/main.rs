@@ -107,7 +107,7 @@ fn main() {
     core_cost::run(quick);
 
     eprintln!("== 2. adapter overhead on loopback");
-    let (rounds, per_batch) = if quick { (2, 100) } else { (10, 1000) };
+    let (rounds, per_batch) = if quick { (4, 50) } else { (50, 200) };
     let ureq_overhead = overhead::ureq(rounds, per_batch);
     let reqwest_overhead = overhead::reqwest(rounds, per_batch);
     eprintln!("== 2b. instructions per request (callgrind)");
@@ -315,9 +315,11 @@ fn main() {
     };
     let _ = writeln!(
         w,
-        "ureq: {}. reqwest: {}. The reqwest figure includes `reqwest-middleware` itself; the \
-         empty-stack row shows what that stack costs with no middleware in it ({} at p50), \
-         which any middleware pays.\n",
+        "Wall clock, this run: ureq {}; reqwest {}. The reqwest figure includes \
+         `reqwest-middleware` itself; the empty-stack row shows what that stack costs with no \
+         middleware in it ({} at p50), which any middleware pays. Between runs these ratios \
+         move by a few percent on this shared 2-core machine, so read them with the \
+         instruction counts below.\n",
         verdict(&ureq_overhead),
         verdict(&reqwest_overhead),
         reqwest_overhead.empty_stack.map_or_else(
@@ -353,6 +355,25 @@ fn main() {
                 }
             }
             let _ = writeln!(w, "{}", t.markdown());
+            let pct = |i: usize| (rows[i + 1].1 / rows[i].1 - 1.0) * 100.0;
+            let _ = writeln!(
+                w,
+                "In instructions the 2% target is {}: refresh-machine-ureq adds {:.1}% to a \
+                 loopback exchange, refresh-machine-reqwest {:.1}% over the same client in an \
+                 empty middleware stack. What remains is the price of what the adapters do on \
+                 every request: the session's lock, clock reads and state machine steps, an \
+                 owned copy of the token, and, for reqwest, a clone of the request kept for a \
+                 possible retry (reqwest's `try_clone`, about 1,100 instructions). Against a \
+                 real network round trip (milliseconds, not the ~100 µs of loopback) it is \
+                 a fraction of a percent.\n",
+                if pct(0) <= 2.0 && pct(2) <= 2.0 {
+                    "met"
+                } else {
+                    "not met"
+                },
+                pct(0),
+                pct(2)
+            );
         }
         Err(why) => {
             let _ = writeln!(w, "Not measured in this run: {why}.\n");
