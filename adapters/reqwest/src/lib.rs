@@ -399,9 +399,11 @@ impl RefreshMiddleware {
             req.headers_mut().remove(AUTHORIZATION);
             return next.run(req, extensions).await;
         }
-        let request_url = url.clone();
         // Same answer as `try_clone().is_some()`, without the clone.
         let replayable = req.body().map_or(true, |b| b.as_bytes().is_some());
+        // A replayable request stays in `original` (clones are sent), so its URL
+        // is at hand; a streamed one is sent itself, so keep its URL aside.
+        let streamed_url = (!replayable).then(|| url.clone());
         let spec = RequestSpec {
             replayable,
             ..RequestSpec::from_http(req.method(), req.headers())
@@ -441,7 +443,10 @@ impl RefreshMiddleware {
                         Ok(resp) => {
                             // reqwest follows redirects and drops the token when the
                             // origin changes: the final hop carried it only if same-origin.
-                            let token_sent = same_origin(&request_url, resp.url());
+                            let request_url = original.as_ref().map(Request::url);
+                            let token_sent = request_url
+                                .or(streamed_url.as_ref())
+                                .is_some_and(|u| same_origin(u, resp.url()));
                             handle.http_response(resp.status(), resp.headers(), token_sent);
                             last = Last::Response(resp);
                         }
