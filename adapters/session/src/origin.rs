@@ -23,6 +23,17 @@ struct Origin {
 #[error("not an http(s) origin: {0}")]
 pub struct InvalidOrigin(String);
 
+/// `Some(true)` for https, `Some(false)` for http (any case), `None` otherwise.
+fn is_https(scheme: &str) -> Option<bool> {
+    if scheme.eq_ignore_ascii_case("https") {
+        Some(true)
+    } else if scheme.eq_ignore_ascii_case("http") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// The origin of a URI, borrowed from it: checked on every request and every
 /// redirect hop, so it allocates nothing.
 #[derive(Clone, Copy, Debug)]
@@ -34,14 +45,7 @@ struct OriginRef<'a> {
 
 impl OriginRef<'_> {
     fn of(uri: &Uri) -> Option<OriginRef<'_>> {
-        let scheme = uri.scheme_str()?;
-        let https = if scheme.eq_ignore_ascii_case("https") {
-            true
-        } else if scheme.eq_ignore_ascii_case("http") {
-            false
-        } else {
-            return None;
-        };
+        let https = is_https(uri.scheme_str()?)?;
         Some(OriginRef {
             https,
             host: uri.host()?,
@@ -103,10 +107,9 @@ impl Origins {
     /// Whether a request to this scheme, host and port (for clients that
     /// hold a parsed `url::Url` rather than an `http::Uri`) may carry the token.
     pub fn contains_parts(&self, scheme: &str, host: &str, port: u16) -> bool {
-        let https = scheme.eq_ignore_ascii_case("https");
-        if !https && !scheme.eq_ignore_ascii_case("http") {
+        let Some(https) = is_https(scheme) else {
             return false;
-        }
+        };
         let o = OriginRef { https, host, port };
         self.0.iter().any(|known| o.is(known))
     }
@@ -115,14 +118,12 @@ impl Origins {
     pub fn contains(&self, uri: &Uri) -> bool {
         // Fast path (every request): the authority as written equals an allowed
         // one, so host and port are equal and there is no user info.
-        if let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) {
-            let https = scheme.eq_ignore_ascii_case("https");
-            if (https || scheme.eq_ignore_ascii_case("http"))
-                && self.0.iter().any(|known| {
-                    known.https == https
-                        && authority.as_str().eq_ignore_ascii_case(&known.authority)
-                })
-            {
+        if let (Some(https), Some(authority)) =
+            (uri.scheme_str().and_then(is_https), uri.authority())
+        {
+            if self.0.iter().any(|known| {
+                known.https == https && authority.as_str().eq_ignore_ascii_case(&known.authority)
+            }) {
                 return true;
             }
         }

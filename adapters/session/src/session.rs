@@ -289,14 +289,13 @@ impl Session {
         self.lock().snapshot()
     }
 
-    /// Begin a request.
+    /// Begin a request; `Err(Full)` at once when every slot is taken.
     pub fn start(&self, spec: RequestSpec) -> Result<RequestHandle<'_>, Error> {
-        let id = self.apply(|m, now| m.start_request(now, spec))?;
-        Ok(RequestHandle {
-            session: self,
-            id,
-            finished: false,
-        })
+        match self.start_or_wait(spec, std::time::Instant::now())? {
+            Start::Started(handle) => Ok(handle),
+            // A deadline of now never queues.
+            Start::Full(_) => Err(Error::Full),
+        }
     }
 
     /// Begin a request, or, when all [`CAPACITY`] slots are taken, get a
@@ -417,16 +416,11 @@ impl<'s> RequestHandle<'s> {
             };
             return Step::Refresh(ticket);
         }
-        loop {
+        let outcome = loop {
             let action = match m.poll_request(self.id) {
                 Ok(a) => a,
                 // Only after logout raced with us and the outcome was already taken.
-                Err(_) => {
-                    self.finished = true;
-                    drop(m);
-                    session.slot_freed();
-                    return Step::Done(Err(Failure::LoggedOut));
-                }
+                Err(_) => break Err(Failure::LoggedOut),
             };
             match action {
                 Some(Action::Send { token, .. }) => {
@@ -441,18 +435,8 @@ impl<'s> RequestHandle<'s> {
                         retry: Some(reason),
                     }
                 }
-                Some(Action::Deliver { .. }) => {
-                    self.finished = true;
-                    drop(m);
-                    session.slot_freed();
-                    return Step::Done(Ok(()));
-                }
-                Some(Action::Fail { failure, .. }) => {
-                    self.finished = true;
-                    drop(m);
-                    session.slot_freed();
-                    return Step::Done(Err(failure));
-                }
+                Some(Action::Deliver { .. }) => break Ok(()),
+                Some(Action::Fail { failure, .. }) => break Err(failure),
                 // Informational: keep polling.
                 Some(_) => continue,
                 None => {
@@ -462,7 +446,12 @@ impl<'s> RequestHandle<'s> {
                     return Step::Wait(Waiter { listener, deadline });
                 }
             }
-        }
+        };
+        // The request is over: its slot is free, let a queued request have it.
+        self.finished = true;
+        drop(m);
+        session.slot_freed();
+        Step::Done(outcome)
     }
 
     /// The response to the last send arrived.

@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use refresh_machine_session::refresh_machine::{Config, Error, RequestSpec};
-use refresh_machine_session::{Hooks, Session, Start, Step, TokenPair, CAPACITY};
+use refresh_machine_session::{
+    Hooks, RequestHandle, Session, Start, Step, TokenPair, Waiter, CAPACITY,
+};
 
 fn session() -> Session {
     let s = Session::new(Config::DEFAULT, 1, Hooks::default());
@@ -17,16 +19,27 @@ fn session() -> Session {
     s
 }
 
-#[test]
-fn a_full_session_queues_and_wakes_on_a_freed_slot() {
-    let s = session();
-    let mut handles: Vec<_> = (0..CAPACITY)
+/// Take every slot.
+fn fill(s: &Session) -> Vec<RequestHandle<'_>> {
+    (0..CAPACITY)
         .map(|_| s.start(RequestSpec::IDEMPOTENT).unwrap())
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
+        .collect()
+}
+
+/// One more request, which must queue.
+fn queue(s: &Session, deadline: Instant) -> Waiter {
     let Ok(Start::Full(waiter)) = s.start_or_wait(RequestSpec::IDEMPOTENT, deadline) else {
         panic!("every slot is taken: the request must queue");
     };
+    waiter
+}
+
+#[test]
+fn a_full_session_queues_and_wakes_on_a_freed_slot() {
+    let s = session();
+    let mut handles = fill(&s);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let waiter = queue(&s, deadline);
     // One request completes: its slot is freed and the queued one is woken.
     let mut done = handles.remove(0);
     assert!(matches!(done.next_step(), Step::Send { .. }));
@@ -46,13 +59,9 @@ fn a_full_session_queues_and_wakes_on_a_freed_slot() {
 #[test]
 fn a_cancelled_request_frees_its_slot_for_the_queue() {
     let s = session();
-    let mut handles: Vec<_> = (0..CAPACITY)
-        .map(|_| s.start(RequestSpec::IDEMPOTENT).unwrap())
-        .collect();
+    let mut handles = fill(&s);
     let deadline = Instant::now() + Duration::from_secs(30);
-    let Ok(Start::Full(waiter)) = s.start_or_wait(RequestSpec::IDEMPOTENT, deadline) else {
-        panic!("must queue");
-    };
+    let waiter = queue(&s, deadline);
     drop(handles.pop());
     waiter.wait_blocking();
     assert!(Instant::now() < deadline);
@@ -65,9 +74,7 @@ fn a_cancelled_request_frees_its_slot_for_the_queue() {
 #[test]
 fn past_its_deadline_a_queued_request_fails_full() {
     let s = session();
-    let _handles: Vec<_> = (0..CAPACITY)
-        .map(|_| s.start(RequestSpec::IDEMPOTENT).unwrap())
-        .collect();
+    let _handles = fill(&s);
     assert!(matches!(
         s.start_or_wait(RequestSpec::IDEMPOTENT, Instant::now()),
         Err(Error::Full)

@@ -423,14 +423,12 @@ impl Client {
                 }
             };
             let status = resp.status();
-            let location = || {
+            // `Location` is only read when the status says to follow it.
+            let next = if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
                 resp.headers()
                     .get(LOCATION)
                     .and_then(|l| l.to_str().ok())
                     .and_then(|l| resolve(&uri, l))
-            };
-            let next = if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
-                location()
             } else {
                 None
             };
