@@ -42,13 +42,8 @@ impl InteropClient for UreqClient {
         }
     }
 
-    fn has_tokens(&self) -> bool {
-        self.client.session().tokens().is_some()
-    }
-
-    fn refresh_token(&self) -> Option<String> {
-        let t = self.client.session().tokens()?;
-        Some(t.refresh_token?.expose().to_owned())
+    fn session(&self) -> &refresh_machine_ureq::Session {
+        self.client.session()
     }
 
     fn login_required_signals(&self) -> u32 {
@@ -129,13 +124,8 @@ impl InteropClient for ReqwestClient {
         }
     }
 
-    fn has_tokens(&self) -> bool {
-        self.auth.session().tokens().is_some()
-    }
-
-    fn refresh_token(&self) -> Option<String> {
-        let t = self.auth.session().tokens()?;
-        Some(t.refresh_token?.expose().to_owned())
+    fn session(&self) -> &refresh_machine_ureq::Session {
+        self.auth.session()
     }
 
     fn login_required_signals(&self) -> u32 {

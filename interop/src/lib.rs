@@ -18,7 +18,6 @@
 pub mod clients;
 pub mod server;
 
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use refresh_machine::Backoff;
@@ -31,12 +30,21 @@ pub use server::{Counts, Deployment, CLIENT_ID, PASSWORD, USERNAME};
 pub trait InteropClient: Clone + Send + Sync + 'static {
     /// `GET url`.
     fn get(&self, url: &str) -> Outcome;
-    /// Whether the session still holds tokens.
-    fn has_tokens(&self) -> bool;
-    /// The refresh token the session holds (to revoke it from outside).
-    fn refresh_token(&self) -> Option<String>;
+    /// The adapter's shared session.
+    fn session(&self) -> &refresh_machine_ureq::Session;
     /// How many times the client signalled "login required".
     fn login_required_signals(&self) -> u32;
+
+    /// Whether the session still holds tokens.
+    fn has_tokens(&self) -> bool {
+        self.session().tokens().is_some()
+    }
+
+    /// The refresh token the session holds (to revoke it from outside).
+    fn refresh_token(&self) -> Option<String> {
+        let t = self.session().tokens()?;
+        Some(t.refresh_token?.expose().to_owned())
+    }
 }
 
 /// Builds logged-in clients for a deployment.
@@ -51,22 +59,10 @@ pub trait Adapter {
 
 /// `n` concurrent GETs from `n` threads released together.
 pub fn burst<C: InteropClient>(client: &C, url: &str, n: usize) -> Vec<Outcome> {
-    let barrier = Arc::new(Barrier::new(n));
-    let threads: Vec<_> = (0..n)
-        .map(|_| {
-            let (client, url, barrier) = (client.clone(), url.to_owned(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                client.get(&url)
-            })
-        })
-        .collect();
-    threads
+    let (client, url) = (client.clone(), url.to_owned());
+    refresh_machine_testkit::together(n, move || client.get(&url))
         .into_iter()
-        .map(|t| {
-            t.join()
-                .unwrap_or_else(|_| Outcome::Other("panicked".into()))
-        })
+        .map(|r| r.unwrap_or_else(|_| Outcome::Other("panicked".into())))
         .collect()
 }
 

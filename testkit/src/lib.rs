@@ -10,4 +10,4 @@ pub mod server;
 pub use server::{AuthServer, Counters, IssuedTokens, ResourceFault, ServerOptions, TokenFault};
 pub mod scenarios;
 
-pub use scenarios::{Harness, Outcome, TestClient};
+pub use scenarios::{together, Harness, Outcome, TestClient};

@@ -65,20 +65,31 @@ fn opaque_expiry() -> ServerOptions {
     }
 }
 
-fn burst<C: TestClient>(client: &C, n: usize, url: &str) -> Vec<Outcome> {
-    let barrier = Arc::new(Barrier::new(n));
+/// Run `f` on `n` threads released together by a barrier; each thread's
+/// result (`Err` if it panicked), in thread order.
+pub fn together<T, F>(n: usize, f: F) -> Vec<std::thread::Result<T>>
+where
+    T: Send + 'static,
+    F: Fn() -> T + Send + Sync + 'static,
+{
+    let (f, barrier) = (Arc::new(f), Arc::new(Barrier::new(n)));
     let handles: Vec<_> = (0..n)
         .map(|_| {
-            let (client, barrier, url) = (client.clone(), barrier.clone(), url.to_owned());
+            let (f, barrier) = (f.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                client.get(&url)
+                f()
             })
         })
         .collect();
-    handles
+    handles.into_iter().map(|h| h.join()).collect()
+}
+
+fn burst<C: TestClient>(client: &C, n: usize, url: &str) -> Vec<Outcome> {
+    let (client, url) = (client.clone(), url.to_owned());
+    together(n, move || client.get(&url))
         .into_iter()
-        .map(|h| h.join().expect("request thread panicked"))
+        .map(|r| r.expect("request thread panicked"))
         .collect()
 }
 

@@ -452,6 +452,13 @@ fn take_fault<T: Copy>(slot: &mut Option<(T, u32)>) -> Option<T> {
     Some(fault)
 }
 
+/// A configured round trip; none (not even a yield) when zero.
+async fn simulated_latency(d: Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
+    }
+}
+
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, CloseConnection> {
     let (parts, body) = req.into_parts();
     let body = body
@@ -468,9 +475,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Clo
     }
     match (parts.method.clone(), parts.uri.path()) {
         (Method::POST, "/token") => {
-            if !shared.options.token_latency.is_zero() {
-                tokio::time::sleep(shared.options.token_latency).await;
-            }
+            simulated_latency(shared.options.token_latency).await;
             token(&shared, &parts.headers, &body).await
         }
         (Method::GET, "/counters") => {
@@ -481,9 +486,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Clo
             ))
         }
         (_, path) if path.starts_with("/api/") => {
-            if !shared.options.resource_latency.is_zero() {
-                tokio::time::sleep(shared.options.resource_latency).await;
-            }
+            simulated_latency(shared.options.resource_latency).await;
             resource(&shared, &parts, path).await
         }
         _ => Ok(json(

@@ -139,16 +139,16 @@ fn opaque() -> AuthServer {
     .unwrap()
 }
 
-#[test]
-fn burst_of_200_across_an_expiry_one_refresh_no_failure() {
-    let s = opaque();
-    let c = build(&s, refresh_machine_reqwest::Config::DEFAULT);
-    s.revoke_access_tokens();
-    let url = s.url("/api/me");
-    let results = runtime().block_on(async move {
-        let tasks: Vec<_> = (0..200)
+/// `n` GETs spawned at once on the runtime; each one's status or error.
+fn spawn_burst(
+    client: &ClientWithMiddleware,
+    url: &str,
+    n: usize,
+) -> Vec<reqwest_middleware::Result<u16>> {
+    runtime().block_on(async {
+        let tasks: Vec<_> = (0..n)
             .map(|_| {
-                let (client, url) = (c.client.clone(), url.clone());
+                let (client, url) = (client.clone(), url.to_owned());
                 tokio::spawn(
                     async move { client.get(url).send().await.map(|r| r.status().as_u16()) },
                 )
@@ -159,7 +159,16 @@ fn burst_of_200_across_an_expiry_one_refresh_no_failure() {
             out.push(t.await.unwrap());
         }
         out
-    });
+    })
+}
+
+#[test]
+fn burst_of_200_across_an_expiry_one_refresh_no_failure() {
+    let s = opaque();
+    let c = build(&s, refresh_machine_reqwest::Config::DEFAULT);
+    s.revoke_access_tokens();
+    let url = s.url("/api/me");
+    let results = spawn_burst(&c.client, &url, 200);
     let ok = results.iter().filter(|r| matches!(r, Ok(200))).count();
     assert_eq!(
         ok,
@@ -190,21 +199,7 @@ fn a_burst_larger_than_the_session_queues_instead_of_failing() {
     s.revoke_access_tokens();
     let url = s.url("/api/me");
     let n = refresh_machine_session::CAPACITY + 344;
-    let results = runtime().block_on(async move {
-        let tasks: Vec<_> = (0..n)
-            .map(|_| {
-                let (client, url) = (c.client.clone(), url.clone());
-                tokio::spawn(
-                    async move { client.get(url).send().await.map(|r| r.status().as_u16()) },
-                )
-            })
-            .collect();
-        let mut out = Vec::new();
-        for t in tasks {
-            out.push(t.await.unwrap());
-        }
-        out
-    });
+    let results = spawn_burst(&c.client, &url, n);
     let failures: Vec<_> = results.iter().filter(|r| !matches!(r, Ok(200))).collect();
     assert!(
         failures.is_empty(),
