@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::overhead::ours_reqwest;
 use refresh_machine_bench::naive::NaiveInterceptor;
 use refresh_machine_bench::stats::median;
-use refresh_machine_reqwest::{RefreshMiddleware, TokioTimer};
 use refresh_machine_session::{Secret, TokenPair};
-use refresh_machine_testkit::{AuthServer, Counters, ServerOptions};
+use refresh_machine_testkit::{AuthServer, ServerOptions};
 use reqwest_middleware::ClientWithMiddleware;
 
 /// Latency the server adds to each token-endpoint answer.
@@ -66,15 +66,10 @@ fn pair(server: &AuthServer, expires_in: Option<Duration>) -> TokenPair {
     }
 }
 
-fn delta(after: Counters, before: Counters) -> (u64, u64) {
-    (
-        after.refresh_calls - before.refresh_calls,
-        after.reuse_detections - before.reuse_detections,
-    )
-}
-
-/// Fire `n` GETs at once; (ok, failed, time until the last answer).
-async fn burst(client: Arc<ClientWithMiddleware>, url: &str, n: usize) -> (usize, usize, Duration) {
+/// Fire `n` GETs at once through `client`; what the server counted meanwhile.
+async fn burst(server: &AuthServer, client: ClientWithMiddleware, url: &str, n: usize) -> Burst {
+    let client = Arc::new(client);
+    let before = server.counters();
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..n)
         .map(|_| {
@@ -91,19 +86,15 @@ async fn burst(client: Arc<ClientWithMiddleware>, url: &str, n: usize) -> (usize
     for t in tasks {
         ok += usize::from(t.await.unwrap_or(false));
     }
-    (ok, n - ok, t0.elapsed())
-}
-
-fn ours(server: &AuthServer) -> (RefreshMiddleware, Arc<ClientWithMiddleware>) {
-    let auth = RefreshMiddleware::builder(TokioTimer)
-        .token_endpoint(&server.token_url(), &server.options().client_id)
-        .and_then(|b| b.allow_origin(&server.origin()))
-        .expect("valid URLs")
-        .build();
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(auth.clone())
-        .build();
-    (auth, Arc::new(client))
+    let recovery = t0.elapsed();
+    let after = server.counters();
+    Burst {
+        refreshes: after.refresh_calls - before.refresh_calls,
+        ok,
+        failed: n - ok,
+        reuse_detections: after.reuse_detections - before.reuse_detections,
+        recovery,
+    }
 }
 
 /// Run every N, `trials` times each (the median recovery is kept, and the
@@ -135,34 +126,13 @@ pub fn run(ns: &[usize], trials: usize) -> (RoundTrips, Vec<Row>) {
                 bare.push(bare_burst(&auth, &url, n).await);
 
                 // refresh-machine, expiry known to the client.
-                let (mw, client) = ours(&server);
-                mw.set_tokens(&pair(&server, Some(Duration::ZERO)))
-                    .expect("tokens fit");
-                let before = server.counters();
-                let (ok, failed, recovery) = burst(client, &url, n).await;
-                let (refreshes, reuse) = delta(server.counters(), before);
-                known.push(Burst {
-                    refreshes,
-                    ok,
-                    failed,
-                    reuse_detections: reuse,
-                    recovery,
-                });
+                let client = ours_reqwest(&server, &pair(&server, Some(Duration::ZERO)));
+                known.push(burst(&server, client, &url, n).await);
 
                 // refresh-machine, token revoked on the server: 401s first.
-                let (mw, client) = ours(&server);
-                mw.set_tokens(&pair(&server, None)).expect("tokens fit");
+                let client = ours_reqwest(&server, &pair(&server, None));
                 server.revoke_access_tokens();
-                let before = server.counters();
-                let (ok, failed, recovery) = burst(client, &url, n).await;
-                let (refreshes, reuse) = delta(server.counters(), before);
-                revoked.push(Burst {
-                    refreshes,
-                    ok,
-                    failed,
-                    reuse_detections: reuse,
-                    recovery,
-                });
+                revoked.push(burst(&server, client, &url, n).await);
 
                 // The naive interceptor, same situation.
                 let interceptor =
@@ -173,21 +143,10 @@ pub fn run(ns: &[usize], trials: usize) -> (RoundTrips, Vec<Row>) {
                     t.refresh_token.as_ref().map_or("", |r| r.expose()),
                 );
                 server.revoke_access_tokens();
-                let client = Arc::new(
-                    reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-                        .with(interceptor)
-                        .build(),
-                );
-                let before = server.counters();
-                let (ok, failed, recovery) = burst(client, &url, n).await;
-                let (refreshes, reuse) = delta(server.counters(), before);
-                naive.push(Burst {
-                    refreshes,
-                    ok,
-                    failed,
-                    reuse_detections: reuse,
-                    recovery,
-                });
+                let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+                    .with(interceptor)
+                    .build();
+                naive.push(burst(&server, client, &url, n).await);
             }
             rows.push(Row {
                 n,

@@ -7,10 +7,8 @@
 //! same requests, as the wall-clock figures do.
 
 use std::process::Command;
-use std::time::Duration;
 
-use refresh_machine_session::{Secret, TokenPair};
-use refresh_machine_testkit::{AuthServer, ServerOptions};
+use crate::overhead;
 
 /// Set to a client name, the bench binary runs only that client's loop.
 pub const ENV: &str = "BENCH_PROFILE_CLIENT";
@@ -26,84 +24,43 @@ pub const CLIENTS: [(&str, &str); 4] = [
     ("ours-reqwest", "refresh-machine-reqwest (middleware)"),
 ];
 
-/// One client's loop of `n` sequential `GET /api/me` with a valid token.
+/// One client's loop of `n` sequential `GET /api/me` with a valid token,
+/// through the same code as the wall-clock benchmark.
 pub fn run_client(which: &str, n: usize) {
-    let server = AuthServer::start_with(ServerOptions {
-        access_ttl: Duration::from_secs(3600),
-        ..ServerOptions::default()
-    })
-    .expect("server");
-    let t = server.login();
+    let (server, tokens) = overhead::server();
     let url = server.url("/api/me");
-    let header = format!("Bearer {}", t.access_token);
+    let header = format!("Bearer {}", tokens.access_token.expose());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     match which {
         "bare-ureq" => {
-            let agent: ureq::Agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .max_redirects(0)
-                .timeout_global(Some(Duration::from_secs(30)))
-                .build()
-                .into();
+            let agent = overhead::bare_ureq_agent();
             for _ in 0..n {
-                let mut r = agent
-                    .get(&url)
-                    .header("authorization", &header)
-                    .call()
-                    .expect("request");
-                std::hint::black_box(r.body_mut().read_to_vec().expect("body"));
+                overhead::bare_ureq_get(&agent, &url, &header);
             }
         }
         "ours-ureq" => {
-            let c = refresh_machine_ureq::Client::builder()
-                .token_endpoint(&server.token_url(), &server.options().client_id)
-                .and_then(|b| b.allow_origin(&server.origin()))
-                .expect("urls")
-                .timeout(Duration::from_secs(30))
-                .build();
-            c.set_tokens(&TokenPair {
-                access_token: Secret::from(t.access_token.clone()),
-                refresh_token: Some(Secret::from(t.refresh_token.clone())),
-                expires_in: Some(t.expires_in),
-            })
-            .expect("tokens");
+            let client = overhead::ours_ureq(&server, &tokens);
             for _ in 0..n {
-                std::hint::black_box(c.get(&url).expect("request"));
+                overhead::ours_ureq_get(&client, &url);
             }
         }
-        "bare-reqwest" | "ours-reqwest" => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            let client = if which == "bare-reqwest" {
-                reqwest_middleware::ClientWithMiddleware::from(reqwest::Client::new())
-            } else {
-                let auth = refresh_machine_reqwest::RefreshMiddleware::builder(
-                    refresh_machine_reqwest::TokioTimer,
-                )
-                .token_endpoint(&server.token_url(), &server.options().client_id)
-                .and_then(|b| b.allow_origin(&server.origin()))
-                .expect("urls")
-                .build();
-                auth.set_tokens(&TokenPair {
-                    access_token: Secret::from(t.access_token.clone()),
-                    refresh_token: Some(Secret::from(t.refresh_token.clone())),
-                    expires_in: Some(t.expires_in),
-                })
-                .expect("tokens");
-                reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-                    .with(auth)
-                    .build()
-            };
-            let bare = which == "bare-reqwest";
+        "bare-reqwest" => {
+            let empty = reqwest_middleware::ClientBuilder::new(reqwest::Client::new()).build();
             rt.block_on(async {
                 for _ in 0..n {
-                    let mut req = client.get(&url);
-                    if bare {
-                        req = req.header("authorization", &header);
-                    }
-                    let r = req.send().await.expect("request");
-                    std::hint::black_box(r.bytes().await.expect("body"));
+                    let send = empty.get(&url).header("authorization", &header).send();
+                    overhead::reqwest_get("empty middleware stack", send).await;
+                }
+            });
+        }
+        "ours-reqwest" => {
+            let ours = overhead::ours_reqwest(&server, &tokens);
+            rt.block_on(async {
+                for _ in 0..n {
+                    overhead::reqwest_get("refresh-machine-reqwest", ours.get(&url).send()).await;
                 }
             });
         }

@@ -2,12 +2,15 @@
 //! client it wraps, same server, batches interleaved (A B C, B C A, ...) so drift
 //! and warm-up hit both alike.
 
+use std::future::Future;
+use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use refresh_machine_bench::stats::{summarize, Summary};
 use refresh_machine_reqwest::{RefreshMiddleware, TokioTimer};
 use refresh_machine_session::{Secret, TokenPair};
 use refresh_machine_testkit::{AuthServer, ServerOptions};
+use reqwest_middleware::ClientWithMiddleware;
 
 /// One adapter against its bare client.
 #[derive(Debug, Clone, Copy)]
@@ -20,7 +23,8 @@ pub struct Overhead {
     pub empty_stack: Option<Summary>,
 }
 
-fn server() -> (AuthServer, TokenPair) {
+/// The loopback server (long-lived tokens: no expiry) and a pair it issued.
+pub fn server() -> (AuthServer, TokenPair) {
     let server = AuthServer::start_with(ServerOptions {
         access_ttl: Duration::from_secs(3600),
         ..ServerOptions::default()
@@ -52,46 +56,95 @@ fn interleave(rounds: usize, mut clients: Vec<Batch<'_>>) -> Vec<Summary> {
         .collect()
 }
 
-/// refresh-machine-ureq against a bare `ureq::Agent` configured the same way.
-pub fn ureq(rounds: usize, per_batch: usize) -> Overhead {
-    let (server, tokens) = server();
-    let url = server.url("/api/me");
-    let bare: ureq::Agent = ureq::Agent::config_builder()
+/// A bare ureq agent, configured as refresh-machine-ureq configures its own.
+pub fn bare_ureq_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
-        .into();
-    let header = format!("Bearer {}", tokens.access_token.expose());
-    let ours = refresh_machine_ureq::Client::builder()
+        .into()
+}
+
+/// refresh-machine-ureq for `server`, holding `tokens`.
+pub fn ours_ureq(server: &AuthServer, tokens: &TokenPair) -> refresh_machine_ureq::Client {
+    let client = refresh_machine_ureq::Client::builder()
         .token_endpoint(&server.token_url(), &server.options().client_id)
         .and_then(|b| b.allow_origin(&server.origin()))
         .expect("valid URLs")
         .timeout(Duration::from_secs(30))
         .build();
-    ours.set_tokens(&tokens).expect("tokens fit");
+    client.set_tokens(tokens).expect("tokens fit");
+    client
+}
+
+/// reqwest with refresh-machine's middleware for `server`, holding `tokens`.
+pub fn ours_reqwest(server: &AuthServer, tokens: &TokenPair) -> ClientWithMiddleware {
+    let auth = RefreshMiddleware::builder(TokioTimer)
+        .token_endpoint(&server.token_url(), &server.options().client_id)
+        .and_then(|b| b.allow_origin(&server.origin()))
+        .expect("valid URLs")
+        .build();
+    auth.set_tokens(tokens).expect("tokens fit");
+    reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(auth)
+        .build()
+}
+
+/// One bare ureq GET with the token set by hand; its time, body read.
+pub fn bare_ureq_get(agent: &ureq::Agent, url: &str, authorization: &str) -> Duration {
+    let t0 = Instant::now();
+    let mut resp = agent
+        .get(url)
+        .header("authorization", authorization)
+        .call()
+        .expect("bare ureq request");
+    let body = resp.body_mut().read_to_vec().expect("body");
+    let elapsed = t0.elapsed();
+    assert_eq!(resp.status(), 200, "bare ureq");
+    black_box(body);
+    elapsed
+}
+
+/// One GET through refresh-machine-ureq; its time, body read.
+pub fn ours_ureq_get(client: &refresh_machine_ureq::Client, url: &str) -> Duration {
+    let t0 = Instant::now();
+    let resp = client.get(url).expect("refresh-machine-ureq request");
+    let elapsed = t0.elapsed();
+    assert_eq!(resp.status(), 200, "refresh-machine-ureq");
+    black_box(resp.into_body());
+    elapsed
+}
+
+/// One reqwest GET (`send` is the request on its way); its time, body read.
+pub async fn reqwest_get<E: std::fmt::Debug>(
+    label: &str,
+    send: impl Future<Output = Result<reqwest::Response, E>>,
+) -> Duration {
+    let t0 = Instant::now();
+    let resp = send
+        .await
+        .unwrap_or_else(|e| panic!("{label} request: {e:?}"));
+    let status = resp.status();
+    let body = resp.bytes().await.expect("body");
+    let elapsed = t0.elapsed();
+    assert_eq!(status, 200, "{label}");
+    black_box(body);
+    elapsed
+}
+
+/// refresh-machine-ureq against a bare `ureq::Agent` configured the same way.
+pub fn ureq(rounds: usize, per_batch: usize) -> Overhead {
+    let (server, tokens) = server();
+    let url = server.url("/api/me");
+    let bare = bare_ureq_agent();
+    let header = format!("Bearer {}", tokens.access_token.expose());
+    let ours = ours_ureq(&server, &tokens);
     let bare_batch = |lat: &mut Vec<Duration>| {
-        for _ in 0..per_batch {
-            let t0 = Instant::now();
-            let mut resp = bare
-                .get(&url)
-                .header("authorization", &header)
-                .call()
-                .expect("bare ureq request");
-            let body = resp.body_mut().read_to_vec().expect("body");
-            lat.push(t0.elapsed());
-            assert_eq!(resp.status(), 200, "bare ureq");
-            std::hint::black_box(body);
-        }
+        lat.extend((0..per_batch).map(|_| bare_ureq_get(&bare, &url, &header)));
     };
     let ours_batch = |lat: &mut Vec<Duration>| {
-        for _ in 0..per_batch {
-            let t0 = Instant::now();
-            let resp = ours.get(&url).expect("refresh-machine-ureq request");
-            lat.push(t0.elapsed());
-            assert_eq!(resp.status(), 200, "refresh-machine-ureq");
-            std::hint::black_box(resp.into_body());
-        }
+        lat.extend((0..per_batch).map(|_| ours_ureq_get(&ours, &url)));
     };
     // Warm both (connections, allocator).
     bare_batch(&mut Vec::new());
@@ -106,8 +159,9 @@ pub fn ureq(rounds: usize, per_batch: usize) -> Overhead {
     }
 }
 
-/// refresh-machine-reqwest (as middleware) against a bare `reqwest::Client`,
-/// on a current-thread tokio runtime.
+/// refresh-machine-reqwest (as middleware) against a bare `reqwest::Client`
+/// and the same client in an empty middleware stack, on a current-thread
+/// tokio runtime.
 pub fn reqwest(rounds: usize, per_batch: usize) -> Overhead {
     let (server, tokens) = server();
     let url = server.url("/api/me");
@@ -117,66 +171,29 @@ pub fn reqwest(rounds: usize, per_batch: usize) -> Overhead {
         .expect("tokio runtime");
     let bare = reqwest::Client::new();
     let header = format!("Bearer {}", tokens.access_token.expose());
-    let auth = RefreshMiddleware::builder(TokioTimer)
-        .token_endpoint(&server.token_url(), &server.options().client_id)
-        .and_then(|b| b.allow_origin(&server.origin()))
-        .expect("valid URLs")
-        .build();
-    auth.set_tokens(&tokens).expect("tokens fit");
-    let ours = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(auth)
-        .build();
+    let ours = ours_reqwest(&server, &tokens);
     let empty = reqwest_middleware::ClientBuilder::new(reqwest::Client::new()).build();
-    let empty_batch = |lat: &mut Vec<Duration>| {
-        rt.block_on(async {
-            for _ in 0..per_batch {
-                let t0 = Instant::now();
-                let resp = empty
-                    .get(&url)
-                    .header("authorization", &header)
-                    .send()
-                    .await
-                    .expect("empty-stack request");
-                let status = resp.status();
-                let body = resp.bytes().await.expect("body");
-                lat.push(t0.elapsed());
-                assert_eq!(status, 200, "empty middleware stack");
-                std::hint::black_box(body);
-            }
-        })
-    };
     let bare_batch = |lat: &mut Vec<Duration>| {
         rt.block_on(async {
             for _ in 0..per_batch {
-                let t0 = Instant::now();
-                let resp = bare
-                    .get(&url)
-                    .header("authorization", &header)
-                    .send()
-                    .await
-                    .expect("bare reqwest request");
-                let status = resp.status();
-                let body = resp.bytes().await.expect("body");
-                lat.push(t0.elapsed());
-                assert_eq!(status, 200, "bare reqwest");
-                std::hint::black_box(body);
+                let send = bare.get(&url).header("authorization", &header).send();
+                lat.push(reqwest_get("bare reqwest", send).await);
             }
         })
     };
     let ours_batch = |lat: &mut Vec<Duration>| {
         rt.block_on(async {
             for _ in 0..per_batch {
-                let t0 = Instant::now();
-                let resp = ours
-                    .get(&url)
-                    .send()
-                    .await
-                    .expect("refresh-machine-reqwest request");
-                let status = resp.status();
-                let body = resp.bytes().await.expect("body");
-                lat.push(t0.elapsed());
-                assert_eq!(status, 200, "refresh-machine-reqwest");
-                std::hint::black_box(body);
+                let send = ours.get(&url).send();
+                lat.push(reqwest_get("refresh-machine-reqwest", send).await);
+            }
+        })
+    };
+    let empty_batch = |lat: &mut Vec<Duration>| {
+        rt.block_on(async {
+            for _ in 0..per_batch {
+                let send = empty.get(&url).header("authorization", &header).send();
+                lat.push(reqwest_get("empty middleware stack", send).await);
             }
         })
     };
