@@ -75,6 +75,15 @@ fn drain(
     (refreshes, delivered)
 }
 
+/// Answer every request in `sent` with `status`, then forget them.
+fn answer_all(m: &mut BurstMachine, sent: &mut Vec<RequestId>, status: u16) {
+    for &id in sent.iter() {
+        m.handle_response(Instant::ZERO, id, Response::status(status))
+            .expect("known request");
+    }
+    sent.clear();
+}
+
 /// 1,000 requests sent with a token the server has revoked: 1,000 401s, one
 /// refresh, 1,000 retries, 1,000 deliveries. Returns (refreshes, delivered).
 /// `sent` must have capacity for `BURST` ids (so nothing allocates).
@@ -87,11 +96,7 @@ fn expiry_burst(m: &mut BurstMachine, sent: &mut Vec<RequestId>) -> (usize, usiz
             .expect("a free slot");
     }
     let (mut refreshes, mut delivered) = drain(m, sent, &mut refresh);
-    for &id in sent.iter() {
-        m.handle_response(now, id, Response::status(401))
-            .expect("known request");
-    }
-    sent.clear();
+    answer_all(m, sent, 401);
     let (r, d) = drain(m, sent, &mut refresh);
     (refreshes, delivered) = (refreshes + r, delivered + d);
     let rid = refresh.take().expect("one refresh for the burst");
@@ -107,13 +112,7 @@ fn expiry_burst(m: &mut BurstMachine, sent: &mut Vec<RequestId>) -> (usize, usiz
     .expect("expected outcome");
     let (r, d) = drain(m, sent, &mut refresh);
     (refreshes, delivered) = (refreshes + r, delivered + d);
-    let retried = std::mem::take(sent);
-    for id in &retried {
-        m.handle_response(now, *id, Response::status(200))
-            .expect("known request");
-    }
-    *sent = retried;
-    sent.clear();
+    answer_all(m, sent, 200);
     let (r, d) = drain(m, sent, &mut refresh);
     (refreshes + r, delivered + d)
 }
