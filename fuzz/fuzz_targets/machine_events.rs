@@ -10,7 +10,7 @@ use core::time::Duration;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use refresh_machine::Config;
-use refresh_machine_tests::world::{run, Op};
+use refresh_machine_model::world::{run, Op};
 
 #[derive(Arbitrary, Debug)]
 struct Input {

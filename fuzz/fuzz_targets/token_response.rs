@@ -39,5 +39,5 @@ fuzz_target!(|data: &[u8]| {
         RefreshOutcome::Transient { .. } => assert!(classified.problem.is_some() || status != 200),
     }
 
-    let _ = refresh_machine_session::grant::parse_login(status, body.to_vec());
+    let _ = refresh_machine_driver::grant::parse_login(status, body.to_vec());
 });

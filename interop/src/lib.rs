@@ -3,7 +3,7 @@
 //! framework for the protected API), started on 127.0.0.1 by
 //! `interop/server/serve.py`.
 //!
-//! Our own test server (`refresh-machine-testkit`) can share our
+//! Our own test server (`refresh-machine-test-server`) can share our
 //! misunderstandings of the RFCs; this one cannot. It runs with refresh-token
 //! rotation and reuse protection on (`REFRESH_TOKEN_REUSE_PROTECTION`: a spent
 //! refresh token presented again revokes the whole token family), answers
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use refresh_machine::Backoff;
 pub use refresh_machine::Config;
-pub use refresh_machine_testkit::Outcome;
+pub use refresh_machine_test_server::Outcome;
 
 pub use server::{Counts, Deployment, CLIENT_ID, PASSWORD, USERNAME};
 
@@ -60,7 +60,7 @@ pub trait Adapter {
 /// `n` concurrent GETs from `n` threads released together.
 pub fn burst<C: InteropClient>(client: &C, url: &str, n: usize) -> Vec<Outcome> {
     let (client, url) = (client.clone(), url.to_owned());
-    refresh_machine_testkit::together(n, move || client.get(&url))
+    refresh_machine_test_server::together(n, move || client.get(&url))
         .into_iter()
         .map(|r| r.unwrap_or_else(|_| Outcome::Other("panicked".into())))
         .collect()

@@ -47,13 +47,13 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use http::Extensions;
-use refresh_machine_session::grant::{self, EndpointError, TokenEndpoint};
-pub use refresh_machine_session::refresh_machine::Config;
-use refresh_machine_session::refresh_machine::{
+use refresh_machine_driver::grant::{self, EndpointError, TokenEndpoint};
+pub use refresh_machine_driver::refresh_machine::Config;
+use refresh_machine_driver::refresh_machine::{
     self as core_machine, Failure, RequestSpec, SendErrorKind,
 };
-pub use refresh_machine_session::{Hooks, Origins, RefreshReply, Secret, Session, TokenPair};
-use refresh_machine_session::{InvalidOrigin, Start, Step, Waiter, SLOT_WAIT};
+pub use refresh_machine_driver::{Hooks, Origins, RefreshReply, Secret, Session, TokenPair};
+use refresh_machine_driver::{InvalidOrigin, Start, Step, Waiter, SLOT_WAIT};
 use reqwest::header::AUTHORIZATION;
 use reqwest::{Request, Response};
 use reqwest_middleware::Next;
@@ -252,7 +252,7 @@ impl Builder {
     pub fn build(self) -> RefreshMiddleware {
         let seed = self
             .seed
-            .unwrap_or_else(refresh_machine_session::random_seed);
+            .unwrap_or_else(refresh_machine_driver::random_seed);
         RefreshMiddleware {
             inner: Arc::new(Inner {
                 session: Session::new(self.config, seed, self.hooks),

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use refresh_machine_reqwest::{BoxFuture, Error, Hooks, RefreshMiddleware, Timer};
-use refresh_machine_testkit::{
+use refresh_machine_test_server::{
     AuthServer, Harness, Outcome, ServerOptions, TestClient, TokenFault,
 };
 use reqwest_middleware::ClientWithMiddleware;
@@ -129,7 +129,7 @@ impl Harness for Reqwest {
     }
 }
 
-refresh_machine_testkit::scenario_tests!(Reqwest);
+refresh_machine_test_server::scenario_tests!(Reqwest);
 
 fn opaque() -> AuthServer {
     AuthServer::start_with(ServerOptions {
@@ -198,7 +198,7 @@ fn a_burst_larger_than_the_session_queues_instead_of_failing() {
     let c = build(&s, refresh_machine_reqwest::Config::DEFAULT);
     s.revoke_access_tokens();
     let url = s.url("/api/me");
-    let n = refresh_machine_session::CAPACITY + 344;
+    let n = refresh_machine_driver::CAPACITY + 344;
     let results = spawn_burst(&c.client, &url, n);
     let failures: Vec<_> = results.iter().filter(|r| !matches!(r, Ok(200))).collect();
     assert!(

@@ -15,7 +15,7 @@ use refresh_machine::grant::{ClientAuth, OAuthError};
 use refresh_machine::{Backoff, Config, Instant, SessionState, TokenSet};
 use refresh_machine_reqwless::reqwless::client::HttpClient;
 use refresh_machine_reqwless::{Client, Clock, Endpoints, Error, Request};
-use refresh_machine_testkit::{AuthServer, ResourceFault, ServerOptions, TokenFault};
+use refresh_machine_test_server::{AuthServer, ResourceFault, ServerOptions, TokenFault};
 use std_embedded_nal_async::Stack;
 
 struct TestClock<'a> {

@@ -42,13 +42,13 @@ use std::time::Duration;
 
 use http::header::{AUTHORIZATION, LOCATION};
 use http::{Method, Request, Response, StatusCode, Uri};
-use refresh_machine_session::grant::{self, EndpointError, TokenEndpoint};
-pub use refresh_machine_session::refresh_machine::Config;
-use refresh_machine_session::refresh_machine::{
+use refresh_machine_driver::grant::{self, EndpointError, TokenEndpoint};
+pub use refresh_machine_driver::refresh_machine::Config;
+use refresh_machine_driver::refresh_machine::{
     self as core_machine, Failure, RequestSpec, SendErrorKind,
 };
-pub use refresh_machine_session::{Hooks, Origins, RefreshReply, Secret, Session, TokenPair};
-use refresh_machine_session::{InvalidOrigin, Start, Step, SLOT_WAIT};
+pub use refresh_machine_driver::{Hooks, Origins, RefreshReply, Secret, Session, TokenPair};
+use refresh_machine_driver::{InvalidOrigin, Start, Step, SLOT_WAIT};
 
 /// Redirect hops followed per attempt.
 const MAX_REDIRECTS: usize = 10;
@@ -212,7 +212,7 @@ impl ClientBuilder {
             .into();
         let seed = self
             .seed
-            .unwrap_or_else(refresh_machine_session::random_seed);
+            .unwrap_or_else(refresh_machine_driver::random_seed);
         Client {
             inner: Arc::new(Inner {
                 agent,

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use refresh_machine_testkit::{AuthServer, ServerOptions};
+use refresh_machine_test_server::{AuthServer, ServerOptions};
 use refresh_machine_ureq::{Client, Error, Hooks, RefreshReply, Secret, TokenPair};
 
 fn opaque() -> AuthServer {

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use refresh_machine_testkit::{AuthServer, Harness, Outcome, TestClient};
+use refresh_machine_test_server::{AuthServer, Harness, Outcome, TestClient};
 use refresh_machine_ureq::{Client, Error, Hooks};
 
 #[derive(Clone)]
@@ -85,4 +85,4 @@ impl Harness for Ureq {
     }
 }
 
-refresh_machine_testkit::scenario_tests!(Ureq);
+refresh_machine_test_server::scenario_tests!(Ureq);

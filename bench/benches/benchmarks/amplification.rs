@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use crate::overhead::ours_reqwest;
 use refresh_machine_bench::naive::NaiveInterceptor;
 use refresh_machine_bench::stats::median;
-use refresh_machine_session::{Secret, TokenPair};
-use refresh_machine_testkit::{AuthServer, ServerOptions};
+use refresh_machine_driver::{Secret, TokenPair};
+use refresh_machine_test_server::{AuthServer, ServerOptions};
 use reqwest_middleware::ClientWithMiddleware;
 
 /// Latency the server adds to each token-endpoint answer.

@@ -10,14 +10,14 @@ use refresh_machine::{
     Action, Config, Instant, RefreshId, RefreshMachine, RefreshOutcome, RequestId, RequestSpec,
     Response, TokenSet,
 };
-use refresh_machine_session::{Hooks, Session, Step, TokenPair};
+use refresh_machine_driver::{Hooks, Session, Step, TokenPair};
 
 /// Requests in the burst benchmark.
 pub const BURST: usize = 1000;
 
 type Firmware = RefreshMachine<1, 1024>;
 type Desktop =
-    RefreshMachine<{ refresh_machine_session::CAPACITY }, { refresh_machine_session::TOKEN_CAP }>;
+    RefreshMachine<{ refresh_machine_driver::CAPACITY }, { refresh_machine_driver::TOKEN_CAP }>;
 type BurstMachine = RefreshMachine<1024, 2048>;
 
 /// One request on a valid token: start, Send, 200, Deliver.

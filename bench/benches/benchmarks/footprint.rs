@@ -27,8 +27,8 @@ pub fn host_sizes() -> Table {
         size_of::<RefreshMachine<256, 4096>>(),
     );
     row(
-        "refresh_machine_session::Session",
-        size_of::<refresh_machine_session::Session>(),
+        "refresh_machine_driver::Session",
+        size_of::<refresh_machine_driver::Session>(),
     );
     let per_slot =
         (size_of::<RefreshMachine<16, 1024>>() - size_of::<RefreshMachine<8, 1024>>()) / 8;

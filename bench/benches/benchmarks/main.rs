@@ -202,7 +202,7 @@ fn main() {
     );
     let _ = writeln!(
         w,
-        "Servers are the in-process test server of `refresh-machine-testkit` on 127.0.0.1 \
+        "Servers are the in-process test server of `refresh-machine-test-server` on 127.0.0.1 \
          (hyper, one thread); the clients share the machine's two cores with it, so absolute \
          numbers are loopback numbers. The ratios are the point: each one compares two clients \
          measured side by side in the same run.\n"

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use refresh_machine_bench::stats::{summarize, Summary};
 use refresh_machine_reqwest::{RefreshMiddleware, TokioTimer};
-use refresh_machine_session::{Secret, TokenPair};
-use refresh_machine_testkit::{AuthServer, ServerOptions};
+use refresh_machine_driver::{Secret, TokenPair};
+use refresh_machine_test_server::{AuthServer, ServerOptions};
 use reqwest_middleware::ClientWithMiddleware;
 
 /// One adapter against its bare client.

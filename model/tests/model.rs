@@ -9,7 +9,7 @@ use core::time::Duration;
 
 use proptest::prelude::*;
 use refresh_machine::Config;
-use refresh_machine_tests::world::{run, Op, RefreshReply, Reply, World};
+use refresh_machine_model::world::{run, Op, RefreshReply, Reply, World};
 
 fn reply() -> impl Strategy<Value = Reply> {
     prop_oneof![

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use refresh_machine_session::refresh_machine::{Config, Error, RequestSpec};
-use refresh_machine_session::{
+use refresh_machine_driver::refresh_machine::{Config, Error, RequestSpec};
+use refresh_machine_driver::{
     Hooks, RequestHandle, Session, Start, Step, TokenPair, Waiter, CAPACITY,
 };
 

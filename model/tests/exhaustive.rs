@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::Hasher;
 
 use refresh_machine::{Config, SessionState};
-use refresh_machine_tests::world::{Op, RefreshReply, Reply, World};
+use refresh_machine_model::world::{Op, RefreshReply, Reply, World};
 
 struct Explorer {
     max_requests: usize,

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use refresh_machine_testkit::{AuthServer, Counters, ServerOptions};
+use refresh_machine_test_server::{AuthServer, Counters, ServerOptions};
 use refresh_machine_ureq::Client;
 
 struct Args {

@@ -1,0 +1,1 @@
+//! The README's demo lives in `examples/storm.rs`: `cargo run --release --example storm`.
