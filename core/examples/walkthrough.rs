@@ -13,8 +13,8 @@
 use core::time::Duration;
 
 use refresh_machine::{
-    Action, Config, Instant, RefreshMachine, RefreshOutcome, RequestId, RequestSpec, Response,
-    SendErrorKind, TokenSet,
+    Action, Config, Instant, RefreshMachine, RefreshOutcome, RequestId, RequestSpec, RequestState,
+    Response, SendErrorKind, TokenSet,
 };
 
 /// The fake token server: rotates the refresh token on every use and detects reuse.
@@ -54,18 +54,20 @@ enum Fate {
 /// One line per action; tokens are secrets even in a demo, so only their length shows.
 fn describe(action: &Action<'_>) -> String {
     match action {
-        Action::Send { token, .. } => {
+        Action::Send {
+            token, retry: None, ..
+        } => {
             format!("send (token of {} bytes)", token.expose_secret().len())
         }
-        Action::Retry { token, reason, .. } => {
+        Action::Send {
+            token,
+            retry: Some(reason),
+            ..
+        } => {
             format!(
                 "retry, {reason:?} (token of {} bytes)",
                 token.expose_secret().len()
             )
-        }
-        Action::Wait { .. } => "wait for the refresh".into(),
-        Action::Backoff { until, .. } => {
-            format!("back off until t={} ms", until.since_epoch().as_millis())
         }
         Action::Deliver { .. } => "deliver the response".into(),
         Action::Fail { failure, .. } => format!("fail: {failure}"),
@@ -132,12 +134,14 @@ fn main() {
         while let Some(action) = m.poll_action() {
             let t = now.since_epoch().as_millis();
             match action {
-                Action::Send { id, token } | Action::Retry { id, token, .. } => {
+                Action::Send { id, token, .. } => {
                     sends += 1;
                     println!("{t:>8}  {:<14} {}", name(id), describe(&action));
                     on_the_wire.push((id, token.expose_secret().to_string()));
                 }
-                Action::Refresh { id, refresh_token } => {
+                Action::Refresh {
+                    id, refresh_token, ..
+                } => {
                     println!("{t:>8}  {:<14} {}", "(token server)", describe(&action));
                     match tokens.refresh(refresh_token.expose_secret()) {
                         Ok((access, refresh)) => {
@@ -181,6 +185,19 @@ fn main() {
                         .unwrap(),
                     Fate::ResetOnce => m.handle_send_error(now, id, SendErrorKind::Io).unwrap(),
                     Fate::Normal => m.handle_response(now, id, Response::status(200)).unwrap(),
+                }
+                // Parked requests ask nothing of the driver; their state says why they wait.
+                let t = now.since_epoch().as_millis();
+                match m.request_state(id) {
+                    Ok(RequestState::WaitingForRefresh) => {
+                        println!("{t:>8}  {:<14} waits for the refresh", name(id))
+                    }
+                    Ok(RequestState::BackingOff { until }) => println!(
+                        "{t:>8}  {:<14} backs off until t={} ms",
+                        name(id),
+                        until.since_epoch().as_millis()
+                    ),
+                    _ => {}
                 }
             }
             now = now + Duration::from_millis(40);

@@ -18,35 +18,22 @@ pub enum RetryReason {
 
 /// One step for the driver. Tokens are borrowed from the machine: copy what you
 /// need (e.g. into a header) before the next call on the machine.
+///
+/// Every variant asks the driver to do something; where a request merely
+/// waits (for the refresh, or a backoff), nothing is emitted: ask
+/// [`RefreshMachine::request_state`](crate::RefreshMachine::request_state) if you want to know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "an action is a step the driver must perform"]
 pub enum Action<'a> {
-    /// Send the request, with `Authorization: Bearer <token>`.
+    /// Send the request with `Authorization: Bearer <token>`, then report the
+    /// response (`handle_response`) or the failure (`handle_send_error`).
     Send {
         /// The request.
         id: RequestId,
         /// Token to attach.
         token: AccessToken<'a>,
-    },
-    /// Send the original request again with this token.
-    Retry {
-        /// The request.
-        id: RequestId,
-        /// Token to attach (may be new, or the same after a transient failure).
-        token: AccessToken<'a>,
-        /// Why.
-        reason: RetryReason,
-    },
-    /// The request is parked until the refresh in flight resolves. Informational.
-    Wait {
-        /// The request.
-        id: RequestId,
-    },
-    /// The request is parked until `until`; feed `handle_timeout` then. Informational.
-    Backoff {
-        /// The request.
-        id: RequestId,
-        /// When its retry becomes due.
-        until: Instant,
+        /// `None` for the first send; why it is sent again otherwise.
+        retry: Option<RetryReason>,
     },
     /// Hand the last response to the caller. The request is finished.
     Deliver {
@@ -60,13 +47,17 @@ pub enum Action<'a> {
         /// Why.
         failure: Failure,
     },
-    /// Call the token endpoint with this refresh token and report the outcome under `id`.
-    /// Never addressed to the resource server.
+    /// Call the token endpoint with this refresh token and report the outcome
+    /// under `id` (`handle_refresh_outcome`). Never addressed to the resource server.
     Refresh {
         /// Name to report the outcome under.
         id: RefreshId,
         /// The refresh token to present.
         refresh_token: RefreshToken<'a>,
+        /// The machine counts the attempt as failed at this instant (feed
+        /// `handle_timeout`); an outcome reported later is refused, except a
+        /// success, which may still be the only valid tokens left.
+        deadline: Instant,
     },
     /// The tokens changed: store them (flash, keychain, file). `None` means delete them.
     PersistTokens {
@@ -81,12 +72,7 @@ impl Action<'_> {
     /// The request this action is about, if it is about one.
     pub fn request(&self) -> Option<RequestId> {
         match *self {
-            Action::Send { id, .. }
-            | Action::Retry { id, .. }
-            | Action::Wait { id }
-            | Action::Backoff { id, .. }
-            | Action::Deliver { id }
-            | Action::Fail { id, .. } => Some(id),
+            Action::Send { id, .. } | Action::Deliver { id } | Action::Fail { id, .. } => Some(id),
             _ => None,
         }
     }

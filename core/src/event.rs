@@ -15,6 +15,10 @@ pub struct Response {
     pub retry_after: Option<Duration>,
     /// The `error` of a Bearer `WWW-Authenticate` challenge, if any (see [`crate::www_authenticate`]).
     pub bearer_error: Option<BearerError>,
+    /// The hop that answered carried the token (true unless a redirect took
+    /// the request to an origin the token is not for): only then does a 401
+    /// say anything about the token.
+    pub token_sent: bool,
 }
 
 impl Response {
@@ -24,7 +28,15 @@ impl Response {
             status,
             retry_after: None,
             bearer_error: None,
+            token_sent: true,
         }
+    }
+
+    /// Whether the hop that answered carried the token (default true). A 401
+    /// from a hop without it is delivered as it is, without a refresh.
+    pub const fn with_token_sent(mut self, token_sent: bool) -> Self {
+        self.token_sent = token_sent;
+        self
     }
 
     /// With a `Retry-After` delay.

@@ -47,11 +47,11 @@
 //! while !delivered {
 //!     let Some(action) = m.poll_action() else { panic!("stuck") };
 //!     match action {
-//!         Action::Send { id, token } | Action::Retry { id, token, .. } => {
+//!         Action::Send { id, token, .. } => {
 //!             let response = resource(token.expose_secret());
 //!             m.handle_response(t0, id, response).unwrap();
 //!         }
-//!         Action::Refresh { id, refresh_token } => {
+//!         Action::Refresh { id, refresh_token, .. } => {
 //!             assert_eq!(refresh_token.expose_secret(), "refresh-1");
 //!             refreshes += 1;
 //!             let new = TokenSet::new("access-2")
@@ -62,7 +62,6 @@
 //!         Action::PersistTokens { tokens } => {
 //!             stored = tokens.map(|t| t.access_token.expose_secret().to_owned()).unwrap_or_default();
 //!         }
-//!         Action::Wait { .. } | Action::Backoff { .. } => {}
 //!         Action::Deliver { id } => delivered = id == req,
 //!         other => panic!("unexpected {other:?}"),
 //!     }
@@ -105,7 +104,7 @@ pub use action::{Action, RetryReason};
 pub use config::{Backoff, Config, RetryBudget};
 pub use error::{Error, Failure};
 pub use event::{RefreshOutcome, Response, SendErrorKind};
-pub use machine::{RefreshMachine, SessionState, Snapshot};
+pub use machine::{RefreshMachine, RequestState, SessionState, Snapshot};
 pub use request::{is_idempotent_method, RefreshId, RequestId, RequestSpec};
 pub use time::Instant;
 #[cfg(feature = "std")]

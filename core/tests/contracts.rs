@@ -3,13 +3,15 @@
 //! mutants that survived the behaviour, model and exhaustive tests).
 
 use core::time::Duration;
+#[cfg(feature = "model")]
 use std::collections::hash_map::DefaultHasher;
+#[cfg(feature = "model")]
 use std::hash::Hasher;
 
 use refresh_machine::grant::{parse_token_response, GrantError, OAuthError};
 use refresh_machine::{
     is_idempotent_method, Action, Config, Failure, Instant, RefreshMachine, RefreshOutcome,
-    RequestId, RequestSpec, Response, SendErrorKind, TokenSet,
+    RequestId, RequestSpec, RequestState, Response, SendErrorKind, TokenSet,
 };
 
 type M = RefreshMachine<4, 64>;
@@ -34,10 +36,8 @@ fn drain(m: &mut M) -> Vec<String> {
     let mut out = Vec::new();
     while let Some(a) = m.poll_action() {
         out.push(match a {
-            Action::Send { .. } => "send".to_owned(),
-            Action::Retry { .. } => "retry".to_owned(),
-            Action::Wait { .. } => "wait".to_owned(),
-            Action::Backoff { .. } => "backoff".to_owned(),
+            Action::Send { retry: None, .. } => "send".to_owned(),
+            Action::Send { retry: Some(_), .. } => "retry".to_owned(),
             Action::Deliver { .. } => "deliver".to_owned(),
             Action::Fail { failure, .. } => format!("fail:{failure:?}"),
             Action::Refresh { .. } => "refresh".to_owned(),
@@ -54,6 +54,7 @@ fn start(m: &mut M) -> RequestId {
         .unwrap()
 }
 
+#[cfg(feature = "model")]
 fn fingerprint(m: &M) -> u64 {
     let mut h = DefaultHasher::new();
     m.hash_state(&mut h);
@@ -111,6 +112,7 @@ fn debug_output_names_the_type_and_hides_tokens() {
 }
 
 #[test]
+#[cfg(feature = "model")]
 fn hash_state_tells_states_apart_and_clones_match() {
     let mut a = logged_in(Config::DEFAULT, None);
     let b = a.clone();
@@ -120,6 +122,7 @@ fn hash_state_tells_states_apart_and_clones_match() {
 }
 
 #[test]
+#[cfg(feature = "model")]
 fn reseed_mixes_the_bits_into_the_state() {
     // reseed(b) on seed s is the same state as seed s^b reseeded with nothing.
     let mut a = M::new(Config::DEFAULT, 0b1100);
@@ -216,20 +219,30 @@ fn poll_request_gives_that_request_its_action() {
 }
 
 #[test]
-fn wait_and_backoff_are_announced_once() {
+fn waiting_and_backing_off_are_states_not_actions() {
     let mut m = logged_in(Config::DEFAULT, None);
     let a = start(&mut m);
     let b = start(&mut m);
+    assert_eq!(m.request_state(a), Ok(RequestState::ReadyToSend));
     drain(&mut m);
+    assert_eq!(m.request_state(a), Ok(RequestState::InFlight));
     m.handle_response(Instant::ZERO, a, Response::status(503))
         .unwrap();
-    assert_eq!(drain(&mut m), ["backoff"]);
-    assert!(drain(&mut m).is_empty(), "backoff announced twice");
+    assert!(
+        drain(&mut m).is_empty(),
+        "a backoff asks nothing of the driver"
+    );
+    let until = m.poll_timeout().expect("the backoff's deadline");
+    assert_eq!(m.request_state(a), Ok(RequestState::BackingOff { until }));
     m.handle_response(Instant::ZERO, b, Response::status(401))
         .unwrap();
-    let first = drain(&mut m);
-    assert!(first.contains(&"wait".to_owned()), "{first:?}");
-    assert!(drain(&mut m).is_empty(), "wait announced twice");
+    assert_eq!(drain(&mut m), ["refresh"]);
+    assert_eq!(m.request_state(b), Ok(RequestState::WaitingForRefresh));
+    m.cancel(b).unwrap();
+    assert_eq!(
+        m.request_state(b),
+        Err(refresh_machine::Error::UnknownRequest)
+    );
 }
 
 #[test]
@@ -294,7 +307,11 @@ fn a_queued_request_does_not_go_out_with_a_refused_token() {
         .unwrap();
     let acts = drain(&mut m);
     assert!(!acts.contains(&"send".to_owned()), "{acts:?}");
-    assert_eq!(acts.iter().filter(|a| *a == "wait").count(), 2, "{acts:?}");
+    let waiting = [a, _b]
+        .iter()
+        .filter(|&&id| m.request_state(id) == Ok(RequestState::WaitingForRefresh))
+        .count();
+    assert_eq!(waiting, 2, "{acts:?}");
 }
 
 #[test]
@@ -339,20 +356,14 @@ fn successes_refill_the_retry_budget() {
         all
     };
     // 3000 -> 2000: retried; 2000 -> 1000: not retried, delivered.
-    assert_eq!(
-        call(&mut m, &[503, 503]),
-        ["send", "backoff", "retry", "deliver"]
-    );
+    assert_eq!(call(&mut m, &[503, 503]), ["send", "retry", "deliver"]);
     // One success: 2000. A failure then takes it to 1000: delivered as is.
     assert_eq!(call(&mut m, &[200]), ["send", "deliver"]);
     assert_eq!(call(&mut m, &[503]), ["send", "deliver"]);
     // Two successes: 3000 (capped). A failure is retried again.
     call(&mut m, &[200]);
     call(&mut m, &[200]);
-    assert_eq!(
-        call(&mut m, &[503, 200]),
-        ["send", "backoff", "retry", "deliver"]
-    );
+    assert_eq!(call(&mut m, &[503, 200]), ["send", "retry", "deliver"]);
 }
 
 #[test]
@@ -450,4 +461,59 @@ fn password_grant_body_is_form_encoded() {
         body,
         "grant_type=password&username=alice&password=a+b%26c&client_id=app"
     );
+}
+
+#[test]
+fn a_401_from_a_hop_without_the_token_is_delivered_without_a_refresh() {
+    let mut m = logged_in(Config::DEFAULT, None);
+    let a = start(&mut m);
+    drain(&mut m);
+    // A redirect took the request to an origin the token is not for: its 401
+    // says nothing about the token.
+    m.handle_response(
+        Instant::ZERO,
+        a,
+        Response::status(401).with_token_sent(false),
+    )
+    .unwrap();
+    assert_eq!(drain(&mut m), ["deliver"]);
+    assert!(!m.snapshot().refresh_pending);
+    // The same 401 from a hop that carried the token is a refused token.
+    let b = start(&mut m);
+    drain(&mut m);
+    m.handle_response(Instant::ZERO, b, Response::status(401))
+        .unwrap();
+    assert_eq!(drain(&mut m), ["refresh"]);
+    // Other statuses from a token-less hop keep their meaning (503: backoff).
+    let mut m = logged_in(Config::DEFAULT, None);
+    let c = start(&mut m);
+    drain(&mut m);
+    m.handle_response(
+        Instant::ZERO,
+        c,
+        Response::status(503).with_token_sent(false),
+    )
+    .unwrap();
+    assert!(matches!(
+        m.request_state(c),
+        Ok(RequestState::BackingOff { .. })
+    ));
+}
+
+#[test]
+fn the_refresh_action_carries_its_deadline() {
+    let mut c = Config::DEFAULT;
+    c.refresh_timeout = Duration::from_secs(10);
+    let mut m = logged_in(c, None);
+    let a = m.start_request(secs(5), RequestSpec::IDEMPOTENT).unwrap();
+    drain(&mut m);
+    m.handle_response(secs(5), a, Response::status(401))
+        .unwrap();
+    match m.poll_refresh() {
+        Some(Action::Refresh { deadline, .. }) => assert_eq!(deadline, secs(15)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(m.poll_timeout(), Some(secs(15)));
+    assert!(m.poll_refresh().is_none(), "handed out once");
+    assert!(m.poll_notice().is_none());
 }

@@ -171,6 +171,7 @@ pub struct RefreshTicket<'s> {
     session: &'s Session,
     id: RefreshId,
     refresh_token: Secret,
+    deadline: std::time::Instant,
     done: bool,
 }
 
@@ -187,6 +188,12 @@ impl RefreshTicket<'_> {
     /// The refresh token to present to the token endpoint (and nowhere else).
     pub fn refresh_token(&self) -> &Secret {
         &self.refresh_token
+    }
+
+    /// When the session stops waiting for this refresh: the token call must
+    /// end by then (its outcome counts as a transient failure after it).
+    pub fn deadline(&self) -> std::time::Instant {
+        self.deadline
     }
 
     /// Report the token endpoint's answer.
@@ -407,11 +414,17 @@ impl<'s> RequestHandle<'s> {
             session.deliver(notices);
             m = session.lock();
         }
-        if let Some(Action::Refresh { id, refresh_token }) = m.poll_session() {
+        if let Some(Action::Refresh {
+            id,
+            refresh_token,
+            deadline,
+        }) = m.poll_refresh()
+        {
             let ticket = RefreshTicket {
                 session,
                 id,
                 refresh_token: Secret::from(refresh_token.expose_secret()),
+                deadline: session.clock.to_std(deadline),
                 done: false,
             };
             return Step::Refresh(ticket);
@@ -423,21 +436,15 @@ impl<'s> RequestHandle<'s> {
                 Err(_) => break Err(Failure::LoggedOut),
             };
             match action {
-                Some(Action::Send { token, .. }) => {
+                Some(Action::Send { token, retry, .. }) => {
                     return Step::Send {
                         token: Secret::from(token.expose_secret()),
-                        retry: None,
-                    }
-                }
-                Some(Action::Retry { token, reason, .. }) => {
-                    return Step::Send {
-                        token: Secret::from(token.expose_secret()),
-                        retry: Some(reason),
+                        retry,
                     }
                 }
                 Some(Action::Deliver { .. }) => break Ok(()),
                 Some(Action::Fail { failure, .. }) => break Err(failure),
-                // Informational: keep polling.
+                // Session actions are not handed out per request.
                 Some(_) => continue,
                 None => {
                     // Listen before releasing the lock: no wake-up can be lost.
@@ -473,12 +480,9 @@ impl<'s> RequestHandle<'s> {
             // Delivered as it is: no challenge or `Retry-After` to read.
             return self.response(Response::status(status.as_u16()));
         }
-        let status = if status == http::StatusCode::UNAUTHORIZED && !token_sent {
-            http::StatusCode::BAD_REQUEST
-        } else {
-            status
-        };
-        self.response(Response::from_http(status, headers, StdClock::unix_now()));
+        self.response(
+            Response::from_http(status, headers, StdClock::unix_now()).with_token_sent(token_sent),
+        );
     }
 
     /// The last send failed before a response.

@@ -12,21 +12,16 @@ use std::hash::{Hash, Hasher};
 pub mod world;
 
 use refresh_machine::{
-    Action, Config, Failure, Instant, RefreshId, RefreshMachine, RequestId, RetryReason,
-    SessionState,
+    Action, Config, Failure, RefreshId, RefreshMachine, RequestId, RetryReason, SessionState,
 };
 
 /// An [`Action`] with its borrowed tokens copied out, so it can outlive the poll.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Act {
-    /// `Action::Send`.
+    /// `Action::Send`, first send.
     Send(RequestId, String),
-    /// `Action::Retry`.
+    /// `Action::Send` again, and why.
     Retry(RequestId, String, RetryReason),
-    /// `Action::Wait`.
-    Wait(RequestId),
-    /// `Action::Backoff`.
-    Backoff(RequestId, Instant),
     /// `Action::Deliver`.
     Deliver(RequestId),
     /// `Action::Fail`.
@@ -42,17 +37,21 @@ pub enum Act {
 impl From<Action<'_>> for Act {
     fn from(a: Action<'_>) -> Self {
         match a {
-            Action::Send { id, token } => Act::Send(id, token.expose_secret().into()),
-            Action::Retry { id, token, reason } => {
-                Act::Retry(id, token.expose_secret().into(), reason)
-            }
-            Action::Wait { id } => Act::Wait(id),
-            Action::Backoff { id, until } => Act::Backoff(id, until),
+            Action::Send {
+                id,
+                token,
+                retry: None,
+            } => Act::Send(id, token.expose_secret().into()),
+            Action::Send {
+                id,
+                token,
+                retry: Some(reason),
+            } => Act::Retry(id, token.expose_secret().into(), reason),
             Action::Deliver { id } => Act::Deliver(id),
             Action::Fail { id, failure } => Act::Fail(id, failure),
-            Action::Refresh { id, refresh_token } => {
-                Act::Refresh(id, refresh_token.expose_secret().into())
-            }
+            Action::Refresh {
+                id, refresh_token, ..
+            } => Act::Refresh(id, refresh_token.expose_secret().into()),
             Action::PersistTokens { tokens } => Act::Persist(tokens.map(|t| {
                 (
                     t.access_token.expose_secret().into(),
@@ -236,11 +235,6 @@ impl Checker {
     pub fn on_action(&mut self, act: &Act) {
         match act {
             Act::Send(id, token) | Act::Retry(id, token, _) => self.on_send(*id, token, act),
-            Act::Wait(id) | Act::Backoff(id, _) => {
-                let rec = self.requests.get(id).expect("action for unknown id");
-                assert!(!rec.cancelled, "{act:?} for a cancelled request");
-                assert_eq!(rec.outcomes, 0, "{act:?} after the outcome");
-            }
             Act::Deliver(id) | Act::Fail(id, _) => {
                 let session_lost = self.session_lost;
                 let logged_out = self.logged_out;

@@ -244,7 +244,7 @@ impl World {
                     }
                     self.refresh = Some((id, presented));
                 }
-                Act::Wait(_) | Act::Backoff(..) | Act::Persist(_) | Act::LoginRequired => {}
+                Act::Persist(_) | Act::LoginRequired => {}
             }
         }
     }

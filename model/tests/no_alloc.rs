@@ -7,7 +7,7 @@ use core::time::Duration;
 use refresh_machine::www_authenticate::parse_bearer_challenge;
 use refresh_machine::{
     grant, retry_after, Action, Config, Instant, RefreshMachine, RefreshOutcome, RequestId,
-    RequestSpec, Response, SendErrorKind, TokenSet,
+    RequestSpec, RequestState, Response, SendErrorKind, TokenSet,
 };
 
 type M = RefreshMachine<8, 256>;
@@ -22,13 +22,16 @@ fn drain(
     while let Some(a) = m.poll_action() {
         n += 1;
         match a {
-            Action::Send { id, .. } | Action::Retry { id, .. } => sent[id.slot()] = Some(id),
-            Action::Deliver { id }
-            | Action::Fail { id, .. }
-            | Action::Wait { id }
-            | Action::Backoff { id, .. } => sent[id.slot()] = None,
+            Action::Send { id, .. } => sent[id.slot()] = Some(id),
+            Action::Deliver { id } | Action::Fail { id, .. } => sent[id.slot()] = None,
             Action::Refresh { id, .. } => *refresh = Some(id),
             _ => {}
+        }
+    }
+    // Requests parked (waiting for the refresh, backing off) are not on the wire.
+    for slot in sent.iter_mut() {
+        if slot.is_some_and(|id| m.request_state(id) != Ok(RequestState::InFlight)) {
+            *slot = None;
         }
     }
     n
@@ -130,8 +133,10 @@ fn the_core_never_allocates() {
         actions = n;
         assert_eq!(m.snapshot().live, 0);
     });
+    // 36 actions: the same session as before the renovation, which also
+    // counted 13 informational Wait/Backoff actions that no longer exist.
     assert!(
-        actions > 40,
+        actions > 30,
         "the session did too little to prove anything ({actions} actions)"
     );
     assert_eq!(info.count_total, 0, "the core allocated: {info:?}");

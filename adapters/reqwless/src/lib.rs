@@ -134,8 +134,9 @@ pub struct Reply<'rx> {
 /// What the run loop must do next for the caller's request.
 enum Step {
     Send,
-    /// The refresh grant body is in the scratch buffer, this long.
-    Refresh(RefreshId, usize),
+    /// The refresh grant body is in the scratch buffer, this long; its
+    /// outcome is due by the deadline.
+    Refresh(RefreshId, usize, Instant),
     Deliver,
     Idle,
 }
@@ -304,11 +305,15 @@ where
             let mut step = Step::Idle;
             while let Some(action) = self.machine.poll_action() {
                 match action {
-                    Action::Send { token, .. } | Action::Retry { token, .. } => {
+                    Action::Send { token, .. } => {
                         token_len = bearer(self.scratch, token.expose_secret())?;
                         step = Step::Send;
                     }
-                    Action::Refresh { id, refresh_token } => {
+                    Action::Refresh {
+                        id,
+                        refresh_token,
+                        deadline,
+                    } => {
                         let len = refresh_grant_body(
                             self.scratch,
                             refresh_token,
@@ -317,7 +322,7 @@ where
                         )
                         .map_err(|_| Error::ScratchTooSmall)?
                         .len();
-                        step = Step::Refresh(id, len);
+                        step = Step::Refresh(id, len, deadline);
                     }
                     Action::Deliver { .. } => {
                         delivered = last.take();
@@ -327,7 +332,7 @@ where
                         return Err(self.problem.take().unwrap_or(failure.into()));
                     }
                     Action::PersistTokens { .. } => self.tokens_changed = true,
-                    Action::Wait { .. } | Action::Backoff { .. } | Action::LoginRequired => {}
+                    Action::LoginRequired => {}
                 }
             }
             match step {
@@ -343,8 +348,8 @@ where
                         Err(kind) => self.machine.handle_send_error(now, id, kind)?,
                     }
                 }
-                Step::Refresh(rid, len) => {
-                    let outcome = self.perform_refresh(len, rx).await;
+                Step::Refresh(rid, len, deadline) => {
+                    let outcome = self.perform_refresh(len, deadline, rx).await;
                     let now = self.clock.now();
                     self.feed_refresh(now, rid, outcome, rx)?;
                 }
@@ -443,11 +448,13 @@ where
 
     /// The refresh grant whose body is in the scratch buffer, bounded by the
     /// machine's refresh deadline.
-    async fn perform_refresh(&mut self, len: usize, rx: &mut [u8]) -> RefreshResult {
+    async fn perform_refresh(
+        &mut self,
+        len: usize,
+        deadline: Instant,
+        rx: &mut [u8],
+    ) -> RefreshResult {
         let unix_now = self.clock.unix_now();
-        let Some(deadline) = self.machine.poll_timeout() else {
-            return RefreshResult::Failed(TokenCallError::Transport);
-        };
         let io = token_call(
             &mut self.http,
             self.endpoints.token_url,

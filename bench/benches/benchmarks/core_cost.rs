@@ -27,7 +27,7 @@ fn hot_path<const N: usize, const T: usize>(m: &mut RefreshMachine<N, T>, now: I
         .expect("a free slot");
     let mut sent = None;
     while let Some(a) = m.poll_action() {
-        if let Action::Send { id, token } = a {
+        if let Action::Send { id, token, .. } = a {
             black_box(token.expose_secret());
             sent = Some(id);
         }
@@ -63,7 +63,7 @@ fn drain(
     let (mut refreshes, mut delivered) = (0, 0);
     while let Some(a) = m.poll_action() {
         match a {
-            Action::Send { id, .. } | Action::Retry { id, .. } => sent.push(id),
+            Action::Send { id, .. } => sent.push(id),
             Action::Refresh { id, .. } => {
                 *refresh = Some(id);
                 refreshes += 1;

@@ -7,8 +7,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use refresh_machine_bench::stats::{summarize, Summary};
-use refresh_machine_reqwest::{RefreshMiddleware, TokioTimer};
 use refresh_machine_driver::{Secret, TokenPair};
+use refresh_machine_reqwest::{RefreshMiddleware, TokioTimer};
 use refresh_machine_test_server::{AuthServer, ServerOptions};
 use reqwest_middleware::ClientWithMiddleware;
 

@@ -31,7 +31,7 @@ fn main() -> ! {
         let challenge = parse_bearer_challenge(black_box(b"Bearer error=\"invalid_token\""));
         while let Some(a) = m.poll_action() {
             match a {
-                Action::Send { id, token } | Action::Retry { id, token, .. } => {
+                Action::Send { id, token, .. } => {
                     black_box(token.expose_secret());
                     let mut r = Response::status(black_box(401));
                     r.bearer_error = challenge.ok().and_then(|c| c.error);
