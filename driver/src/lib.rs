@@ -1,19 +1,38 @@
-//! Thread-safe driving logic shared by refresh-machine's std adapters (ureq,
-//! reqwest): one [`Session`] per logged-in user, shared by every request and
-//! thread; each request drives the machine itself and performs the refresh
-//! when it is the first to claim it. Blocking drivers wait with
-//! [`Waiter::wait_blocking`], async ones race [`Waiter::into_parts`] against
-//! their runtime's timer.
+//! The std driver layer shared by refresh-machine's ureq and reqwest clients.
 //!
-//! Also shared: the RFC 6749 refresh grant as `http` requests ([`grant`]), the
-//! origin allow-list ([`Origins`]) and owned, redacted secrets ([`Secret`]).
+//! Read bottom to top:
+//! - [`Session`]: one [`RefreshMachine`](refresh_machine::RefreshMachine)
+//!   behind a mutex, driven by the requests themselves; blocking or async
+//!   waits, no polling;
+//! - [`Driver`]: a session plus its policy (allowed [`Origins`], the
+//!   refresher) and the drive loop, written once as async code;
+//! - [`Transport`] and [`Attempt`]: the seam a client crate implements (how to
+//!   send once, call the token endpoint, wait), and [`Builder`], the one builder;
+//! - [`Error`]: one typed failure vocabulary for every client.
+//!
+//! Also here: the RFC 6749 grants as `http` requests ([`grant`]) and owned,
+//! redacted, zeroized secrets ([`Secret`]).
 
+mod builder;
+mod driver;
+mod error;
 pub mod grant;
 mod origin;
 mod secret;
 mod session;
+mod transport;
 
+pub use builder::{Async, Blocking, BoxFuture, Builder, IntoRefresher, Options};
+pub use driver::{block_on, Driver, DriverError};
+pub use error::{ConfigError, Error, TokenError};
 pub use origin::{InvalidOrigin, Origins};
+pub use refresh_machine;
+pub use secret::Secret;
+pub use session::{
+    Hooks, RefreshReply, RefreshTicket, RequestHandle, Session, Start, Step, TokenPair, Waiter,
+    CAPACITY, SLOT_WAIT, TOKEN_CAP,
+};
+pub use transport::{Attempt, Sent, TokenAnswer, Transport};
 
 /// A jitter seed without a dependency: std's per-process random hasher keys
 /// mixed with the time. Not for cryptography; only to de-synchronise clients.
@@ -23,9 +42,3 @@ pub fn random_seed() -> u64 {
     h.write_u64(refresh_machine::StdClock::unix_now().unwrap_or(0));
     h.finish()
 }
-pub use refresh_machine;
-pub use secret::Secret;
-pub use session::{
-    Hooks, RefreshReply, RefreshTicket, RequestHandle, Session, Start, Step, TokenPair, Waiter,
-    CAPACITY, SLOT_WAIT, TOKEN_CAP,
-};

@@ -19,7 +19,7 @@ struct Origin {
 }
 
 /// A URL that does not name an origin (no scheme or host, or an unknown scheme).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[error("not an http(s) origin: {0}")]
 pub struct InvalidOrigin(String);
 

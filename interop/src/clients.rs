@@ -112,12 +112,12 @@ impl InteropClient for ReqwestClient {
         });
         match result {
             Ok(status) => Outcome::Status(status),
-            Err(e) => match Error::of(&e) {
+            Err(e) => match refresh_machine_reqwest::error_of(&e) {
                 Some(Error::LoginRequired) => Outcome::LoginRequired,
                 Some(Error::RefreshUnavailable) => Outcome::RefreshUnavailable,
-                Some(Error::Unauthorized { .. }) => Outcome::Unauthorized,
-                Some(Error::Forbidden { .. }) => Outcome::Forbidden,
-                Some(Error::BodyNotReplayable { .. }) => Outcome::BodyNotReplayable,
+                Some(Error::Unauthorized(_)) => Outcome::Unauthorized,
+                Some(Error::Forbidden(_)) => Outcome::Forbidden,
+                Some(Error::BodyNotReplayable(_)) => Outcome::BodyNotReplayable,
                 Some(other) => Outcome::Other(other.to_string()),
                 None => Outcome::Transport,
             },

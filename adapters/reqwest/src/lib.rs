@@ -39,27 +39,51 @@
 //!
 //! Redirects are followed by reqwest, which drops `Authorization` when a
 //! redirect changes host, port or scheme.
+//!
+//! ## Layers
+//!
+//! Everything but the reqwest glue lives in `refresh-machine-driver`: the
+//! session, the drive loop, the builder ([`MiddlewareBuilder`]) and the typed
+//! [`Error`]. This crate sends one attempt through the rest of the
+//! middleware stack, calls the token endpoint, and waits on your [`Timer`].
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
-use http::Extensions;
-use refresh_machine_driver::grant::{self, EndpointError, TokenEndpoint};
-pub use refresh_machine_driver::refresh_machine::Config;
-use refresh_machine_driver::refresh_machine::{
-    self as core_machine, Failure, RequestSpec, SendErrorKind,
+use http::{Extensions, HeaderMap, StatusCode};
+use refresh_machine_driver::refresh_machine::{RequestSpec, SendErrorKind};
+use refresh_machine_driver::{
+    Attempt, Builder, Driver, Options, Sent, TokenAnswer, Transport, Waiter,
 };
-pub use refresh_machine_driver::{Hooks, Origins, RefreshReply, Secret, Session, TokenPair};
-use refresh_machine_driver::{InvalidOrigin, Start, Step, Waiter, SLOT_WAIT};
 use reqwest::header::AUTHORIZATION;
 use reqwest::{Request, Response};
 use reqwest_middleware::Next;
 
-/// A boxed, sendable future.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use refresh_machine_driver::refresh_machine::Config;
+pub use refresh_machine_driver::{
+    BoxFuture, ConfigError, Hooks, Origins, RefreshReply, Secret, Session, TokenError, TokenPair,
+};
+
+/// Typed failures, returned inside `reqwest_middleware::Error::Middleware`
+/// (get them back with [`error_of`]): the driver's
+/// [`Error`](refresh_machine_driver::Error) with the last status
+/// (`Unauthorized`, `Forbidden`, `BodyNotReplayable`). A transport failure of
+/// a request is returned as reqwest's own error, unwrapped; `Transport` here
+/// only comes from a password login.
+pub type Error = refresh_machine_driver::Error<u16, reqwest_middleware::Error>;
+
+/// The typed failure inside a middleware error, if it is one of ours.
+pub fn error_of(e: &reqwest_middleware::Error) -> Option<&Error> {
+    match e {
+        reqwest_middleware::Error::Middleware(e) => e.downcast_ref::<Error>(),
+        reqwest_middleware::Error::Reqwest(_) => None,
+    }
+}
+
+/// Builds a [`RefreshMiddleware`]: token endpoint or refresher, allowed
+/// origins, limits, hooks.
+pub type MiddlewareBuilder = Builder<ReqwestTransport>;
 
 /// Sleeps for the runtime in use.
 pub trait Timer: Send + Sync + 'static {
@@ -79,210 +103,131 @@ impl Timer for TokioTimer {
     }
 }
 
-/// Typed failures, returned inside `reqwest_middleware::Error::Middleware`;
-/// get them back with [`Error::of`].
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum Error {
-    /// The refresh grant was rejected: the user must log in again.
-    #[error("login required")]
-    LoginRequired,
-    /// No session: never logged in, or logged out.
-    #[error("logged out")]
-    LoggedOut,
-    /// The token endpoint stayed unreachable; the tokens were kept, try later.
-    #[error("token refresh unavailable")]
-    RefreshUnavailable,
-    /// Still 401 after a fresh token.
-    #[error("unauthorized even with a fresh token (status {status})")]
-    Unauthorized {
-        /// The last status (401).
-        status: u16,
-    },
-    /// `insufficient_scope`: a new token would not help.
-    #[error("forbidden: insufficient scope (status {status})")]
-    Forbidden {
-        /// The last status (401 or 403).
-        status: u16,
-    },
-    /// A retry was needed but the body is a stream (`try_clone` failed).
-    #[error("retry needed but the body cannot be replayed (status {status:?})")]
-    BodyNotReplayable {
-        /// The status that asked for the retry, if a response came.
-        status: Option<u16>,
-    },
-    /// Every session slot stayed taken for `SLOT_WAIT` (30 s): the request
-    /// queued for one and gave up.
-    #[error("too many concurrent requests")]
-    Full,
-    /// Configuration or request not usable.
-    #[error("invalid: {0}")]
-    Invalid(String),
-}
-
-impl Error {
-    /// The typed failure inside a middleware error, if it is one of ours.
-    pub fn of(e: &reqwest_middleware::Error) -> Option<&Error> {
-        match e {
-            reqwest_middleware::Error::Middleware(e) => e.downcast_ref::<Error>(),
-            reqwest_middleware::Error::Reqwest(_) => None,
-        }
-    }
-}
-
-impl From<InvalidOrigin> for Error {
-    fn from(e: InvalidOrigin) -> Self {
-        Error::Invalid(e.to_string())
-    }
-}
-
-impl From<EndpointError> for Error {
-    fn from(e: EndpointError) -> Self {
-        Error::Invalid(e.to_string())
-    }
-}
-
-type CustomRefresh = dyn Fn(Secret) -> BoxFuture<'static, RefreshReply> + Send + Sync;
-
-enum Refresher {
-    Endpoint(TokenEndpoint),
-    Custom(Box<CustomRefresh>),
-    None,
-}
-
-struct Inner {
-    session: Session,
-    origins: Origins,
-    refresher: Refresher,
+/// The reqwest side of the driver: the runtime's timer and the client for
+/// the token endpoint (API requests go through the middleware stack).
+pub struct ReqwestTransport {
+    timer: Box<dyn Timer>,
     /// Talks to the token endpoint (not through the middleware stack).
     http: reqwest::Client,
-    timer: Box<dyn Timer>,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for ReqwestTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReqwestTransport")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReqwestTransport {
+    /// With the runtime's timer, and `reqwest::Client::new()` for the token endpoint.
+    pub fn new(timer: impl Timer) -> Self {
+        ReqwestTransport {
+            timer: Box::new(timer),
+            http: reqwest::Client::new(),
+            timeout: None,
+        }
+    }
+
+    /// The client used for the token endpoint.
+    pub fn token_client(mut self, client: reqwest::Client) -> Self {
+        self.http = client;
+        self
+    }
+}
+
+impl Transport for ReqwestTransport {
+    type Response = Response;
+    type Error = reqwest_middleware::Error;
+    type Detail = u16;
+    type Client = RefreshMiddleware;
+
+    fn configure(&mut self, options: &Options) {
+        self.timeout = options.timeout;
+    }
+
+    fn head(response: &Response) -> (StatusCode, &HeaderMap) {
+        (response.status(), response.headers())
+    }
+
+    fn detail(response: Response) -> u16 {
+        response.status().as_u16()
+    }
+
+    fn error_kind(e: &reqwest_middleware::Error) -> SendErrorKind {
+        match e {
+            reqwest_middleware::Error::Reqwest(e) if e.is_connect() => SendErrorKind::Connect,
+            reqwest_middleware::Error::Reqwest(e) if e.is_timeout() => SendErrorKind::Timeout,
+            _ => SendErrorKind::Io,
+        }
+    }
+
+    /// Until the session changes or the waiter's deadline passes.
+    async fn wait(&self, waiter: Waiter) {
+        let (listener, deadline) = waiter.into_parts();
+        match deadline {
+            None => listener.await,
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                let sleep = self.timer.sleep(left);
+                match select(listener, sleep).await {
+                    Either::Left(_) | Either::Right(_) => {}
+                }
+            }
+        }
+    }
+
+    async fn token_call(
+        &self,
+        request: http::Request<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Result<TokenAnswer, reqwest_middleware::Error> {
+        let mut request = reqwest::Request::try_from(request)?;
+        if timeout.is_some() {
+            *request.timeout_mut() = timeout;
+        }
+        let response = self.http.execute(request).await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await?;
+        Ok(TokenAnswer {
+            status,
+            headers,
+            body: body.to_vec(),
+        })
+    }
 }
 
 /// The middleware. Cheap to clone; clones share one session.
 #[derive(Clone)]
 pub struct RefreshMiddleware {
-    inner: Arc<Inner>,
+    driver: Arc<Driver<ReqwestTransport>>,
+}
+
+impl From<Arc<Driver<ReqwestTransport>>> for RefreshMiddleware {
+    fn from(driver: Arc<Driver<ReqwestTransport>>) -> Self {
+        RefreshMiddleware { driver }
+    }
 }
 
 impl std::fmt::Debug for RefreshMiddleware {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RefreshMiddleware")
-            .field("origins", &self.inner.origins)
-            .field("session", &self.inner.session)
-            .finish_non_exhaustive()
+            .field("driver", &self.driver)
+            .finish()
     }
-}
-
-/// Builds a [`RefreshMiddleware`].
-pub struct Builder {
-    config: Config,
-    origins: Origins,
-    refresher: Refresher,
-    hooks: Hooks,
-    seed: Option<u64>,
-    http: Option<reqwest::Client>,
-    timer: Box<dyn Timer>,
-}
-
-impl std::fmt::Debug for Builder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Builder")
-            .field("config", &self.config)
-            .field("origins", &self.origins)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Builder {
-    /// Refresh with the RFC 6749 refresh-token grant at `url` as a public client.
-    pub fn token_endpoint(mut self, url: &str, client_id: &str) -> Result<Self, Error> {
-        self.refresher = Refresher::Endpoint(TokenEndpoint::new(url, client_id)?);
-        Ok(self)
-    }
-
-    /// A confidential client (HTTP Basic, RFC 6749 §2.3.1). After `token_endpoint`.
-    pub fn client_secret(mut self, secret: &str) -> Self {
-        if let Refresher::Endpoint(e) = self.refresher {
-            self.refresher = Refresher::Endpoint(e.with_client_secret(secret));
-        }
-        self
-    }
-
-    /// Refresh with your own async function (given the refresh token).
-    pub fn refresh_with<F, Fut>(mut self, f: F) -> Self
-    where
-        F: Fn(Secret) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = RefreshReply> + Send + 'static,
-    {
-        self.refresher = Refresher::Custom(Box::new(move |t| Box::pin(f(t))));
-        self
-    }
-
-    /// Attach the token to requests for this origin (scheme, host, port).
-    pub fn allow_origin(mut self, url: &str) -> Result<Self, Error> {
-        self.origins.allow(url)?;
-        Ok(self)
-    }
-
-    /// Retry, backoff and refresh limits.
-    pub fn config(mut self, config: Config) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// Called when the tokens change and when login is required.
-    pub fn hooks(mut self, hooks: Hooks) -> Self {
-        self.hooks = hooks;
-        self
-    }
-
-    /// Fix the jitter seed (tests).
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
-    /// The client used for the token endpoint (default: `reqwest::Client::new()`).
-    pub fn token_client(mut self, client: reqwest::Client) -> Self {
-        self.http = Some(client);
-        self
-    }
-
-    /// The middleware.
-    pub fn build(self) -> RefreshMiddleware {
-        let seed = self
-            .seed
-            .unwrap_or_else(refresh_machine_driver::random_seed);
-        RefreshMiddleware {
-            inner: Arc::new(Inner {
-                session: Session::new(self.config, seed, self.hooks),
-                origins: self.origins,
-                refresher: self.refresher,
-                http: self.http.unwrap_or_default(),
-                timer: self.timer,
-            }),
-        }
-    }
-}
-
-enum Last {
-    None,
-    Response(Response),
-    Error(reqwest_middleware::Error),
 }
 
 impl RefreshMiddleware {
     /// Start building, with the runtime's timer.
-    pub fn builder(timer: impl Timer) -> Builder {
-        Builder {
-            config: Config::DEFAULT,
-            origins: Origins::new(),
-            refresher: Refresher::None,
-            hooks: Hooks::default(),
-            seed: None,
-            http: None,
-            timer: Box::new(timer),
-        }
+    pub fn builder(timer: impl Timer) -> MiddlewareBuilder {
+        Builder::new(ReqwestTransport::new(timer))
+    }
+
+    /// Start building on a transport you configured (e.g. its token-endpoint client).
+    pub fn builder_with(transport: ReqwestTransport) -> MiddlewareBuilder {
+        Builder::new(transport)
     }
 
     /// The common case: token endpoint, client id, the API's origin and the tokens you hold.
@@ -303,99 +248,41 @@ impl RefreshMiddleware {
 
     /// The shared session.
     pub fn session(&self) -> &Session {
-        &self.inner.session
+        self.driver.session()
     }
 
     /// Install tokens (first login, from storage, or after `LoginRequired`).
     pub fn set_tokens(&self, tokens: &TokenPair) -> Result<(), Error> {
-        self.inner
-            .session
-            .login(tokens)
-            .map_err(|e| Error::Invalid(e.to_string()))
+        self.driver.set_tokens(tokens)
     }
 
     /// Log in with the password grant at the token endpoint (tests, demos, first-party apps).
     pub async fn login_with_password(&self, username: &str, password: &str) -> Result<(), Error> {
-        let Refresher::Endpoint(endpoint) = &self.inner.refresher else {
-            return Err(Error::Invalid("no token endpoint configured".into()));
-        };
-        let req = reqwest::Request::try_from(endpoint.password_request(username, password)?)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
-        let resp = self
-            .inner
-            .http
-            .execute(req)
-            .await
-            .map_err(|e| Error::Invalid(format!("token endpoint: {e}")))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| Error::Invalid(format!("token endpoint: {e}")))?;
-        let tokens = grant::parse_login(status, body.to_vec())?;
-        self.set_tokens(&tokens)
+        self.driver.login_with_password(username, password).await
     }
 
     /// End the session; pending requests fail `LoggedOut`.
     pub fn logout(&self) {
-        self.inner.session.logout();
-    }
-
-    async fn refresh(&self, refresh_token: &Secret) -> RefreshReply {
-        match &self.inner.refresher {
-            Refresher::Custom(f) => f(refresh_token.clone()).await,
-            Refresher::None => RefreshReply::Rejected,
-            Refresher::Endpoint(endpoint) => {
-                let Ok(req) = endpoint.refresh_request(refresh_token) else {
-                    return RefreshReply::Rejected;
-                };
-                let Ok(mut req) = reqwest::Request::try_from(req) else {
-                    return RefreshReply::Rejected;
-                };
-                *req.timeout_mut() = Some(self.inner.session.config().refresh_timeout);
-                let resp = match self.inner.http.execute(req).await {
-                    Ok(r) => r,
-                    Err(_) => return grant::transport_failure(),
-                };
-                let status = resp.status().as_u16();
-                let headers = resp.headers().clone();
-                match resp.bytes().await {
-                    Ok(body) => grant::classify(status, &headers, body.to_vec()).0,
-                    Err(_) => grant::transport_failure(),
-                }
-            }
-        }
-    }
-
-    /// Until the session changes or the waiter's deadline passes.
-    async fn wait(&self, waiter: Waiter) {
-        let (listener, deadline) = waiter.into_parts();
-        match deadline {
-            None => listener.await,
-            Some(d) => {
-                let left = d.saturating_duration_since(std::time::Instant::now());
-                let sleep = self.inner.timer.sleep(left);
-                match select(listener, sleep).await {
-                    Either::Left(_) | Either::Right(_) => {}
-                }
-            }
-        }
+        self.driver.logout();
     }
 
     async fn drive(
         &self,
-        req: Request,
+        mut req: Request,
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         let url = req.url();
         let ours = match (url.host_str(), url.port_or_known_default()) {
-            (Some(host), Some(port)) => self.inner.origins.contains_parts(url.scheme(), host, port),
+            (Some(host), Some(port)) => {
+                self.driver
+                    .origins()
+                    .contains_parts(url.scheme(), host, port)
+            }
             _ => false,
         };
         if !ours {
-            // Not ours: no token, no machine.
-            let mut req = req;
+            // Not ours: no token, no session.
             req.headers_mut().remove(AUTHORIZATION);
             return next.run(req, extensions).await;
         }
@@ -408,71 +295,59 @@ impl RefreshMiddleware {
             replayable,
             ..RequestSpec::from_http(req.method(), req.headers())
         };
-        let mut original = Some(req);
-        // More requests than the session has slots queue for one.
-        let queue_deadline = std::time::Instant::now() + SLOT_WAIT;
-        let mut handle = loop {
-            match self.inner.session.start_or_wait(spec, queue_deadline) {
-                Ok(Start::Started(h)) => break h,
-                Ok(Start::Full(waiter)) => self.wait(waiter).await,
-                Err(e) => {
-                    return Err(reqwest_middleware::Error::middleware(match e {
-                        core_machine::Error::Full => Error::Full,
-                        e => Error::Invalid(e.to_string()),
-                    }))
-                }
-            }
+        let mut attempt = ReqwestAttempt {
+            original: Some(req),
+            streamed_url,
+            extensions,
+            next,
+            timeout: self.driver.transport().timeout,
         };
-        let mut last = Last::None;
-        loop {
-            match handle.next_step() {
-                Step::Send { token, .. } => {
-                    let template = original.as_ref().and_then(Request::try_clone);
-                    let Some(mut attempt) = template.or_else(|| original.take()) else {
-                        // A stream already sent once; the machine only gets here if the
-                        // spec said replayable, so this is a bug in reqwest's try_clone.
-                        return Err(reqwest_middleware::Error::middleware(
-                            Error::BodyNotReplayable { status: None },
-                        ));
-                    };
-                    let value = token.bearer_header().map_err(|e| {
-                        reqwest_middleware::Error::middleware(Error::Invalid(e.to_string()))
-                    })?;
-                    attempt.headers_mut().insert(AUTHORIZATION, value);
-                    match next.clone().run(attempt, extensions).await {
-                        Ok(resp) => {
-                            // reqwest follows redirects and drops the token when the
-                            // origin changes: the final hop carried it only if same-origin.
-                            let request_url = original.as_ref().map(Request::url);
-                            let token_sent = request_url
-                                .or(streamed_url.as_ref())
-                                .is_some_and(|u| same_origin(u, resp.url()));
-                            handle.http_response(resp.status(), resp.headers(), token_sent);
-                            last = Last::Response(resp);
-                        }
-                        Err(e) => {
-                            handle.send_error(send_error_kind(&e));
-                            last = Last::Error(e);
-                        }
-                    }
-                }
-                Step::Refresh(ticket) => {
-                    let reply = self.refresh(ticket.refresh_token()).await;
-                    ticket.complete(reply);
-                }
-                Step::Wait(waiter) => self.wait(waiter).await,
-                Step::Done(Ok(())) => {
-                    return match last {
-                        Last::Response(r) => Ok(r),
-                        Last::Error(e) => Err(e),
-                        Last::None => Err(reqwest_middleware::Error::middleware(Error::Invalid(
-                            "delivered without a response".into(),
-                        ))),
-                    }
-                }
-                Step::Done(Err(failure)) => return Err(failure_to_error(failure, last)),
-            }
+        match self.driver.drive(spec, &mut attempt).await {
+            Ok(response) => Ok(response),
+            // A transport failure is reqwest's own error, as without the middleware.
+            Err(refresh_machine_driver::Error::Transport(e)) => Err(e),
+            Err(typed) => Err(reqwest_middleware::Error::middleware(typed)),
         }
+    }
+}
+
+/// One request sent through the rest of the middleware stack.
+struct ReqwestAttempt<'a> {
+    original: Option<Request>,
+    streamed_url: Option<reqwest::Url>,
+    extensions: &'a mut Extensions,
+    next: Next<'a>,
+    timeout: Option<Duration>,
+}
+
+impl Attempt<ReqwestTransport> for ReqwestAttempt<'_> {
+    async fn send(&mut self, token: &Secret) -> Result<Sent<Response>, reqwest_middleware::Error> {
+        let template = self.original.as_ref().and_then(Request::try_clone);
+        let Some(mut attempt) = template.or_else(|| self.original.take()) else {
+            // A stream already sent once; the session only gets here if the
+            // spec said replayable, so this is a bug in reqwest's try_clone.
+            return Err(reqwest_middleware::Error::middleware(
+                Error::BodyNotReplayable(None),
+            ));
+        };
+        let value = token.bearer_header().map_err(|_| {
+            reqwest_middleware::Error::middleware(Error::Tokens(TokenError::Invalid))
+        })?;
+        attempt.headers_mut().insert(AUTHORIZATION, value);
+        if self.timeout.is_some() {
+            *attempt.timeout_mut() = self.timeout;
+        }
+        let response = self.next.clone().run(attempt, self.extensions).await?;
+        // reqwest follows redirects and drops the token when the origin
+        // changes: the final hop carried it only if it is on the same origin.
+        let request_url = self.original.as_ref().map(Request::url);
+        let token_sent = request_url
+            .or(self.streamed_url.as_ref())
+            .is_some_and(|u| same_origin(u, response.url()));
+        Ok(Sent {
+            response,
+            token_sent,
+        })
     }
 }
 
@@ -493,39 +368,4 @@ fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str() == b.host_str()
         && a.port_or_known_default() == b.port_or_known_default()
-}
-
-fn send_error_kind(e: &reqwest_middleware::Error) -> SendErrorKind {
-    match e {
-        reqwest_middleware::Error::Reqwest(e) if e.is_connect() => SendErrorKind::Connect,
-        reqwest_middleware::Error::Reqwest(e) if e.is_timeout() => SendErrorKind::Timeout,
-        _ => SendErrorKind::Io,
-    }
-}
-
-fn failure_to_error(failure: Failure, last: Last) -> reqwest_middleware::Error {
-    let status = match last {
-        Last::Response(r) => Some(r.status().as_u16()),
-        Last::Error(e) => {
-            if let Failure::Transport(_) = failure {
-                return e;
-            }
-            None
-        }
-        Last::None => None,
-    };
-    let typed = match failure {
-        Failure::LoginRequired => Error::LoginRequired,
-        Failure::LoggedOut => Error::LoggedOut,
-        Failure::RefreshUnavailable => Error::RefreshUnavailable,
-        Failure::Unauthorized => Error::Unauthorized {
-            status: status.unwrap_or(401),
-        },
-        Failure::Forbidden => Error::Forbidden {
-            status: status.unwrap_or(403),
-        },
-        Failure::BodyNotReplayable => Error::BodyNotReplayable { status },
-        other => Error::Invalid(format!("request failed: {other}")),
-    };
-    reqwest_middleware::Error::middleware(typed)
 }

@@ -41,12 +41,12 @@ struct AsyncClient {
 fn outcome(r: reqwest_middleware::Result<reqwest::Response>) -> Outcome {
     match r {
         Ok(resp) => Outcome::Status(resp.status().as_u16()),
-        Err(e) => match Error::of(&e) {
+        Err(e) => match refresh_machine_reqwest::error_of(&e) {
             Some(Error::LoginRequired) => Outcome::LoginRequired,
             Some(Error::RefreshUnavailable) => Outcome::RefreshUnavailable,
-            Some(Error::Unauthorized { .. }) => Outcome::Unauthorized,
-            Some(Error::Forbidden { .. }) => Outcome::Forbidden,
-            Some(Error::BodyNotReplayable { .. }) => Outcome::BodyNotReplayable,
+            Some(Error::Unauthorized(_)) => Outcome::Unauthorized,
+            Some(Error::Forbidden(_)) => Outcome::Forbidden,
+            Some(Error::BodyNotReplayable(_)) => Outcome::BodyNotReplayable,
             Some(other) => Outcome::Other(other.to_string()),
             None => Outcome::Transport,
         },

@@ -1,0 +1,179 @@
+//! One builder for every std client: token endpoint or custom refresher,
+//! allowed origins, limits, hooks. A client crate provides the transport.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use refresh_machine::Config;
+
+use crate::driver::Driver;
+use crate::error::ConfigError;
+use crate::grant::TokenEndpoint;
+use crate::session::{Hooks, RefreshReply, Session};
+use crate::transport::Transport;
+use crate::{Origins, Secret};
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+type CustomRefresh = dyn Fn(Secret) -> BoxFuture<'static, RefreshReply> + Send + Sync;
+
+/// How the session gets new tokens.
+pub(crate) enum Refresher {
+    /// The RFC 6749 refresh-token grant at a token endpoint.
+    Endpoint(TokenEndpoint),
+    /// The application's own function.
+    Custom(Box<CustomRefresh>),
+    /// None configured: a refresh is a rejection (the user logs in again).
+    None,
+}
+
+/// Options shared by every client, read by [`Transport::configure`].
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Options {
+    /// Timeout for each attempt of a request (the client's default when `None`).
+    pub timeout: Option<Duration>,
+}
+
+/// A refresher function: blocking (`Fn(&Secret) -> RefreshReply`) or async
+/// (`Fn(Secret) -> impl Future<Output = RefreshReply>`). `M` tells them apart.
+pub trait IntoRefresher<M>: Send + Sync + 'static {
+    #[doc(hidden)]
+    fn into_refresher(self) -> Box<CustomRefresh>;
+}
+
+/// Marker for blocking refresher functions.
+#[derive(Debug)]
+pub enum Blocking {}
+/// Marker for async refresher functions.
+#[derive(Debug)]
+pub enum Async {}
+
+impl<F> IntoRefresher<Blocking> for F
+where
+    F: Fn(&Secret) -> RefreshReply + Send + Sync + 'static,
+{
+    fn into_refresher(self) -> Box<CustomRefresh> {
+        Box::new(move |token: Secret| {
+            let reply = self(&token);
+            Box::pin(std::future::ready(reply))
+        })
+    }
+}
+
+impl<F, Fut> IntoRefresher<Async> for F
+where
+    F: Fn(Secret) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = RefreshReply> + Send + 'static,
+{
+    fn into_refresher(self) -> Box<CustomRefresh> {
+        Box::new(move |token: Secret| Box::pin(self(token)))
+    }
+}
+
+/// Builds a client around a [`Transport`].
+pub struct Builder<T> {
+    config: Config,
+    origins: Origins,
+    refresher: Refresher,
+    hooks: Hooks,
+    seed: Option<u64>,
+    options: Options,
+    transport: T,
+}
+
+impl<T> std::fmt::Debug for Builder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .field("origins", &self.origins)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Transport> Builder<T> {
+    /// A builder for clients on `transport`.
+    pub fn new(transport: T) -> Self {
+        Builder {
+            config: Config::DEFAULT,
+            origins: Origins::new(),
+            refresher: Refresher::None,
+            hooks: Hooks::default(),
+            seed: None,
+            options: Options::default(),
+            transport,
+        }
+    }
+
+    /// Refresh with the RFC 6749 refresh-token grant at `url` as a public client.
+    /// The token endpoint's origin does not receive the access token unless allowed.
+    pub fn token_endpoint(mut self, url: &str, client_id: &str) -> Result<Self, ConfigError> {
+        let endpoint =
+            TokenEndpoint::new(url, client_id).map_err(|_| ConfigError::InvalidTokenEndpoint)?;
+        self.refresher = Refresher::Endpoint(endpoint);
+        Ok(self)
+    }
+
+    /// A confidential client: the secret is sent as HTTP Basic (RFC 6749 §2.3.1).
+    /// Call after [`token_endpoint`](Self::token_endpoint).
+    pub fn client_secret(mut self, secret: &str) -> Self {
+        if let Refresher::Endpoint(e) = self.refresher {
+            self.refresher = Refresher::Endpoint(e.with_client_secret(secret));
+        }
+        self
+    }
+
+    /// Refresh with your own function instead; it is given the refresh token.
+    /// Blocking (`|token: &Secret| -> RefreshReply`) or async
+    /// (`|token: Secret| async move { .. }`).
+    pub fn refresh_with<M>(mut self, f: impl IntoRefresher<M>) -> Self {
+        self.refresher = Refresher::Custom(f.into_refresher());
+        self
+    }
+
+    /// Attach the token to requests for this origin (scheme, host and port of `url`).
+    pub fn allow_origin(mut self, url: &str) -> Result<Self, ConfigError> {
+        self.origins.allow(url)?;
+        Ok(self)
+    }
+
+    /// Retry, backoff and refresh limits.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Timeout for each attempt of a request (default: the client's own).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.options.timeout = Some(timeout);
+        self
+    }
+
+    /// Called when the tokens change (store them) and when login is required.
+    pub fn hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// Fix the jitter seed (tests). By default it comes from the OS's hasher keys.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The client.
+    pub fn build(mut self) -> T::Client {
+        self.transport.configure(&self.options);
+        let seed = self.seed.unwrap_or_else(crate::random_seed);
+        T::Client::from(Arc::new(Driver {
+            session: Session::new(self.config, seed, self.hooks),
+            origins: self.origins,
+            refresher: self.refresher,
+            transport: self.transport,
+        }))
+    }
+}

@@ -1,0 +1,163 @@
+//! The drive loop, written once for every std client.
+
+use std::time::Instant;
+
+use refresh_machine::RequestSpec;
+
+use crate::builder::Refresher;
+use crate::error::{ConfigError, Error, Last};
+use crate::grant;
+use crate::session::{RefreshReply, Session, Start, Step, TokenPair};
+use crate::transport::{Attempt, Sent, Transport};
+use crate::{Origins, Secret, SLOT_WAIT};
+
+/// The error type of a driver on transport `T`.
+pub type DriverError<T> = Error<<T as Transport>::Detail, <T as Transport>::Error>;
+
+/// A session, its policy (allowed origins, refresher) and a transport: all a
+/// client crate wraps. Shared by every clone of the client (`Arc`).
+pub struct Driver<T> {
+    pub(crate) session: Session,
+    pub(crate) origins: Origins,
+    pub(crate) refresher: Refresher,
+    pub(crate) transport: T,
+}
+
+impl<T> std::fmt::Debug for Driver<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("origins", &self.origins)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Transport> Driver<T> {
+    /// The shared session (state, tokens, snapshot).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The origins that get the token.
+    pub fn origins(&self) -> &Origins {
+        &self.origins
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Install tokens obtained elsewhere (storage, an authorization-code flow),
+    /// or after `LoginRequired`.
+    pub fn set_tokens(&self, tokens: &TokenPair) -> Result<(), DriverError<T>> {
+        Ok(self.session.login(tokens)?)
+    }
+
+    /// End the session; pending requests fail `LoggedOut`.
+    pub fn logout(&self) {
+        self.session.logout();
+    }
+
+    /// Log in with the resource-owner password grant at the token endpoint
+    /// (tests, demos and first-party apps).
+    pub async fn login_with_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<(), DriverError<T>> {
+        let Refresher::Endpoint(endpoint) = &self.refresher else {
+            return Err(ConfigError::NoTokenEndpoint.into());
+        };
+        let request = endpoint.password_request(username, password)?;
+        let answer = self
+            .transport
+            .token_call(request, None)
+            .await
+            .map_err(Error::Transport)?;
+        let tokens = grant::parse_login(answer.status, answer.body)?;
+        self.set_tokens(&tokens)
+    }
+
+    /// Drive one request to its outcome: send it with the current token,
+    /// refresh when it is refused or expired (once for everyone waiting),
+    /// retry when the rules allow, and return the response to deliver or the
+    /// typed failure. More requests than the session has slots queue for one.
+    pub async fn drive<A: Attempt<T>>(
+        &self,
+        spec: RequestSpec,
+        attempt: &mut A,
+    ) -> Result<T::Response, DriverError<T>> {
+        let queue_deadline = Instant::now() + SLOT_WAIT;
+        let mut handle = loop {
+            match self.session.start_or_wait(spec, queue_deadline)? {
+                Start::Started(handle) => break handle,
+                Start::Full(waiter) => self.transport.wait(waiter).await,
+            }
+        };
+        let mut last = Last::None;
+        loop {
+            match handle.next_step() {
+                Step::Send { token, .. } => match attempt.send(&token).await {
+                    Ok(Sent {
+                        response,
+                        token_sent,
+                    }) => {
+                        let (status, headers) = T::head(&response);
+                        handle.http_response(status, headers, token_sent);
+                        last = Last::Response(response);
+                    }
+                    Err(e) => {
+                        handle.send_error(T::error_kind(&e));
+                        last = Last::Error(e);
+                    }
+                },
+                Step::Refresh(ticket) => {
+                    let timeout = ticket.deadline().saturating_duration_since(Instant::now());
+                    let reply = self.refresh(ticket.refresh_token(), timeout).await;
+                    ticket.complete(reply);
+                }
+                Step::Wait(waiter) => self.transport.wait(waiter).await,
+                Step::Done(Ok(())) => {
+                    return match last {
+                        Last::Response(response) => Ok(response),
+                        Last::Error(e) => Err(Error::Transport(e)),
+                        // Not reached: the machine delivers only after a reported response.
+                        Last::None => Err(Error::Failed(refresh_machine::Failure::LoggedOut)),
+                    };
+                }
+                Step::Done(Err(failure)) => {
+                    let last = match last {
+                        Last::Response(r) => Last::Response(T::detail(r)),
+                        Last::Error(e) => Last::Error(e),
+                        Last::None => Last::None,
+                    };
+                    return Err(Error::from_failure(failure, last));
+                }
+            }
+        }
+    }
+
+    /// Perform one refresh with the configured refresher.
+    async fn refresh(&self, refresh_token: &Secret, timeout: std::time::Duration) -> RefreshReply {
+        match &self.refresher {
+            Refresher::Custom(f) => f(refresh_token.clone()).await,
+            Refresher::None => RefreshReply::Rejected,
+            Refresher::Endpoint(endpoint) => {
+                let Ok(request) = endpoint.refresh_request(refresh_token) else {
+                    return RefreshReply::Rejected;
+                };
+                match self.transport.token_call(request, Some(timeout)).await {
+                    Ok(answer) => grant::classify(answer.status, &answer.headers, answer.body).0,
+                    Err(_) => grant::transport_failure(),
+                }
+            }
+        }
+    }
+}
+
+/// Run a future whose awaits never pend for long (a blocking client's drive
+/// loop) to completion on this thread.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    pollster::block_on(future)
+}

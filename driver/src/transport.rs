@@ -1,0 +1,88 @@
+//! The seam between the drive loop and an HTTP client.
+//!
+//! A client crate implements [`Transport`] once (how to wait, how to call the
+//! token endpoint, how to read a response's head) and [`Attempt`] per request
+//! (how to send it once with a token). The drive loop is written once, as
+//! async code: an async client awaits it; a blocking client's futures never
+//! pend, so [`block_on`](crate::block_on) runs it to completion on the
+//! calling thread.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+use refresh_machine::SendErrorKind;
+
+use crate::builder::Options;
+use crate::driver::Driver;
+use crate::session::Waiter;
+use crate::Secret;
+
+/// An HTTP client as the drive loop needs it.
+pub trait Transport: Sized + Send + Sync + 'static {
+    /// A response as the client returns it.
+    type Response;
+    /// The client's transport error.
+    type Error;
+    /// What a failure keeps of the response that caused it ([`Error`](crate::Error)'s `R`).
+    type Detail;
+    /// The client type users hold, built around the shared driver.
+    type Client: From<Arc<Driver<Self>>>;
+
+    /// Apply the builder's options before the client is built (e.g. timeouts).
+    fn configure(&mut self, options: &Options) {
+        let _ = options;
+    }
+
+    /// Status and headers of a response.
+    fn head(response: &Self::Response) -> (StatusCode, &HeaderMap);
+
+    /// What a failure keeps of a response.
+    fn detail(response: Self::Response) -> Self::Detail;
+
+    /// How a transport error counts for the retry rules.
+    fn error_kind(error: &Self::Error) -> SendErrorKind;
+
+    /// Park until the session changes or the waiter's deadline passes
+    /// (a blocking client blocks the thread here).
+    fn wait(&self, waiter: Waiter) -> impl Future<Output = ()>;
+
+    /// One call to the token endpoint: send `request` (a form POST built by
+    /// [`TokenEndpoint`](crate::grant::TokenEndpoint)), give up after `timeout`,
+    /// and read the whole answer.
+    fn token_call(
+        &self,
+        request: http::Request<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<TokenAnswer, Self::Error>>;
+}
+
+/// One request, sent as many times as the session decides.
+pub trait Attempt<T: Transport> {
+    /// Send the request once with `Authorization: Bearer <token>`, following
+    /// redirects as the client does, never carrying the token to another origin.
+    fn send(&mut self, token: &Secret)
+        -> impl Future<Output = Result<Sent<T::Response>, T::Error>>;
+}
+
+/// The response to one attempt.
+#[derive(Debug)]
+pub struct Sent<R> {
+    /// The final response (after redirects).
+    pub response: R,
+    /// Whether the hop that produced it carried the token: a 401 from a hop
+    /// without it says nothing about the token.
+    pub token_sent: bool,
+}
+
+/// A token endpoint's answer, read whole.
+#[derive(Debug)]
+pub struct TokenAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers (`Retry-After` is read from them).
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Vec<u8>,
+}
