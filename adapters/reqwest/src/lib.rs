@@ -211,6 +211,16 @@ impl From<Arc<Driver<ReqwestTransport>>> for RefreshMiddleware {
     }
 }
 
+/// The shared [`Driver`]: `session()`, `set_tokens()`, `login_with_password()`
+/// (async), `logout()`.
+impl std::ops::Deref for RefreshMiddleware {
+    type Target = Driver<ReqwestTransport>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.driver
+    }
+}
+
 impl std::fmt::Debug for RefreshMiddleware {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RefreshMiddleware")
@@ -244,26 +254,6 @@ impl RefreshMiddleware {
             .build();
         m.set_tokens(tokens)?;
         Ok(m)
-    }
-
-    /// The shared session.
-    pub fn session(&self) -> &Session {
-        self.driver.session()
-    }
-
-    /// Install tokens (first login, from storage, or after `LoginRequired`).
-    pub fn set_tokens(&self, tokens: &TokenPair) -> Result<(), Error> {
-        self.driver.set_tokens(tokens)
-    }
-
-    /// Log in with the password grant at the token endpoint (tests, demos, first-party apps).
-    pub async fn login_with_password(&self, username: &str, password: &str) -> Result<(), Error> {
-        self.driver.login_with_password(username, password).await
-    }
-
-    /// End the session; pending requests fail `LoggedOut`.
-    pub fn logout(&self) {
-        self.driver.logout();
     }
 
     async fn drive(

@@ -158,6 +158,16 @@ impl From<Arc<Driver<UreqTransport>>> for Client {
     }
 }
 
+/// The shared [`Driver`]: `session()`, `set_tokens()`, `logout()`. The
+/// blocking [`Client::login_with_password`] comes first.
+impl std::ops::Deref for Client {
+    type Target = Driver<UreqTransport>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.driver
+    }
+}
+
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
@@ -174,25 +184,10 @@ impl Client {
         })
     }
 
-    /// The shared session (state, tokens, snapshot).
-    pub fn session(&self) -> &Session {
-        self.driver.session()
-    }
-
-    /// Install tokens obtained elsewhere (e.g. an authorization-code flow, or storage).
-    pub fn set_tokens(&self, tokens: &TokenPair) -> Result<(), Error> {
-        self.driver.set_tokens(tokens)
-    }
-
     /// Log in with the resource-owner password grant at the token endpoint
-    /// (tests, demos and first-party apps).
+    /// (tests, demos and first-party apps). Blocking; see [`Driver::login_with_password`].
     pub fn login_with_password(&self, username: &str, password: &str) -> Result<(), Error> {
         block_on(self.driver.login_with_password(username, password))
-    }
-
-    /// End the session; pending requests fail `LoggedOut`.
-    pub fn logout(&self) {
-        self.driver.logout();
     }
 
     /// `GET url`.
