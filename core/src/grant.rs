@@ -208,6 +208,15 @@ pub struct FormWriter<'b> {
     len: usize,
 }
 
+/// The body may hold secrets: only its length is shown.
+impl core::fmt::Debug for FormWriter<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("FormWriter")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'b> FormWriter<'b> {
     /// An empty body over `buf`.
     pub fn new(buf: &'b mut [u8]) -> Self {

@@ -116,7 +116,7 @@ pub enum Op {
 }
 
 /// The driver, the fake resource server and the fake token server in one.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct World {
     /// The machine.
     pub m: M,

@@ -147,8 +147,8 @@ enum Step {
 /// `"Bearer " + TOKEN_CAP` and the refresh grant's form body.
 pub struct Client<'a, T, D, C, const TOKEN_CAP: usize>
 where
-    T: TcpConnect + 'a,
-    D: Dns + 'a,
+    T: TcpConnect,
+    D: Dns,
 {
     http: HttpClient<'a, T, D>,
     clock: C,
@@ -160,6 +160,18 @@ where
     /// Why the last refresh or send could not be used, for the error the
     /// caller gets if the machine then fails the request.
     problem: Option<Error>,
+}
+
+/// Tokens and buffers are not shown.
+impl<T: TcpConnect, D: Dns, C, const TOKEN_CAP: usize> core::fmt::Debug
+    for Client<'_, T, D, C, TOKEN_CAP>
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client")
+            .field("machine", &self.machine)
+            .field("api_origin", &self.endpoints.api_origin)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a, T, D, C, const TOKEN_CAP: usize> Client<'a, T, D, C, TOKEN_CAP>

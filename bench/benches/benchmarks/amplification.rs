@@ -14,47 +14,47 @@ use refresh_machine_test_server::{AuthServer, ServerOptions};
 use reqwest_middleware::ClientWithMiddleware;
 
 /// Latency the server adds to each token-endpoint answer.
-pub const TOKEN_LATENCY: Duration = Duration::from_millis(20);
+pub(crate) const TOKEN_LATENCY: Duration = Duration::from_millis(20);
 /// Latency the server adds to each API answer.
-pub const RESOURCE_LATENCY: Duration = Duration::from_millis(10);
+pub(crate) const RESOURCE_LATENCY: Duration = Duration::from_millis(10);
 
 /// One burst's result.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Burst {
+pub(crate) struct Burst {
     /// Refresh grants the server received.
-    pub refreshes: u64,
+    pub(crate) refreshes: u64,
     /// Requests answered 200.
-    pub ok: usize,
+    pub(crate) ok: usize,
     /// Requests that ended otherwise.
-    pub failed: usize,
+    pub(crate) failed: usize,
     /// Spent refresh tokens presented again (each revoked the session).
-    pub reuse_detections: u64,
+    pub(crate) reuse_detections: u64,
     /// From the first request's start to the last answer.
-    pub recovery: Duration,
+    pub(crate) recovery: Duration,
 }
 
 /// Everything measured for one N.
 #[derive(Debug, Clone, Copy)]
-pub struct Row {
+pub(crate) struct Row {
     /// Concurrent requests.
-    pub n: usize,
+    pub(crate) n: usize,
     /// The same burst with a valid token, bare reqwest: the floor.
-    pub bare_burst: Duration,
+    pub(crate) bare_burst: Duration,
     /// refresh-machine, expiry known from `expires_in` (refresh, then send).
-    pub known: Burst,
+    pub(crate) known: Burst,
     /// refresh-machine, token revoked on the server (every request gets a 401 first).
-    pub revoked: Burst,
+    pub(crate) revoked: Burst,
     /// The naive interceptor, token revoked on the server.
-    pub naive: Burst,
+    pub(crate) naive: Burst,
 }
 
 /// Round trips measured in the same run.
 #[derive(Debug, Clone, Copy)]
-pub struct RoundTrips {
+pub(crate) struct RoundTrips {
     /// One refresh grant.
-    pub refresh: Duration,
+    pub(crate) refresh: Duration,
     /// One API request.
-    pub request: Duration,
+    pub(crate) request: Duration,
 }
 
 fn pair(server: &AuthServer, expires_in: Option<Duration>) -> TokenPair {
@@ -99,7 +99,7 @@ async fn burst(server: &AuthServer, client: ClientWithMiddleware, url: &str, n: 
 
 /// Run every N, `trials` times each (the median recovery is kept, and the
 /// largest refresh count, so one bad trial shows).
-pub fn run(ns: &[usize], trials: usize) -> (RoundTrips, Vec<Row>) {
+pub(crate) fn run(ns: &[usize], trials: usize) -> (RoundTrips, Vec<Row>) {
     let server = AuthServer::start_with(ServerOptions {
         access_ttl: Duration::from_secs(3600),
         token_latency: TOKEN_LATENCY,

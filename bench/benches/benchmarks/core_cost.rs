@@ -13,7 +13,7 @@ use refresh_machine::{
 use refresh_machine_driver::{Hooks, Session, Step, TokenPair};
 
 /// Requests in the burst benchmark.
-pub const BURST: usize = 1000;
+pub(crate) const BURST: usize = 1000;
 
 type Firmware = RefreshMachine<1, 1024>;
 type Desktop =
@@ -141,21 +141,21 @@ fn naive_bookkeeping(tokens: &Mutex<(String, String)>) {
 /// Allocations made by one hot-path request and by one whole burst, and the
 /// burst's refresh and delivery counts.
 #[derive(Debug, Clone, Copy)]
-pub struct CoreChecks {
+pub(crate) struct CoreChecks {
     /// Allocations per request on the hot path (core).
-    pub hot_path_allocations: u64,
+    pub(crate) hot_path_allocations: u64,
     /// Allocations in one 1,000-request expiry burst (core).
-    pub burst_allocations: u64,
+    pub(crate) burst_allocations: u64,
     /// Refreshes the burst asked for.
-    pub burst_refreshes: usize,
+    pub(crate) burst_refreshes: usize,
     /// Requests delivered by the burst.
-    pub burst_delivered: usize,
+    pub(crate) burst_delivered: usize,
     /// Allocations per request through the std session.
-    pub session_allocations: u64,
+    pub(crate) session_allocations: u64,
 }
 
 /// Count allocations (outside criterion, same code).
-pub fn checks() -> CoreChecks {
+pub(crate) fn checks() -> CoreChecks {
     let mut m: Box<Firmware> = Box::new(logged_in());
     let mut hot = allocation_counter::measure(|| {
         for _ in 0..100 {
@@ -207,7 +207,7 @@ fn logged_in_session() -> Session {
 }
 
 /// Names of the criterion benchmarks, as (group, function, what it is).
-pub const BENCHES: [(&str, &str, &str); 5] = [
+pub(crate) const BENCHES: [(&str, &str, &str); 5] = [
     (
         "core",
         "hot_path_1x1024",
@@ -236,7 +236,7 @@ pub const BENCHES: [(&str, &str, &str); 5] = [
 ];
 
 /// Run the criterion benchmarks, results under `home` (CRITERION_HOME).
-pub fn run(quick: bool) {
+pub(crate) fn run(quick: bool) {
     let (warm, measure, samples) = if quick {
         (Duration::from_millis(200), Duration::from_millis(500), 10)
     } else {
@@ -289,7 +289,7 @@ pub fn run(quick: bool) {
 }
 
 /// Criterion's mean and median estimate for one benchmark, in nanoseconds.
-pub fn estimate(home: &Path, group: &str, function: &str) -> Option<(f64, f64)> {
+pub(crate) fn estimate(home: &Path, group: &str, function: &str) -> Option<(f64, f64)> {
     let path = home.join(group).join(function).join("new/estimates.json");
     let text = std::fs::read_to_string(path).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;

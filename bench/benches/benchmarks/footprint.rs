@@ -7,7 +7,7 @@ use refresh_machine::RefreshMachine;
 use refresh_machine_bench::Table;
 
 /// `size_of` of the machine at a few capacities and of the std session.
-pub fn host_sizes() -> Table {
+pub(crate) fn host_sizes() -> Table {
     let mut t = Table::new(&["type (this host, 64-bit)", ">bytes"]);
     let mut row = |name: &str, size: usize| t.row(vec![format!("`{name}`"), size.to_string()]);
     row(
@@ -41,7 +41,7 @@ pub fn host_sizes() -> Table {
 
 /// The firmware size report (builds the thumbv7em images); its Markdown
 /// output, or why it could not run.
-pub fn firmware(root: &Path) -> Result<String, String> {
+pub(crate) fn firmware(root: &Path) -> Result<String, String> {
     let script = root.join("adapters/reqwless/examples/firmware/size-report");
     let out = Command::new("bash")
         .arg(&script)

@@ -11,10 +11,10 @@ use std::process::Command;
 use crate::overhead;
 
 /// Set to a client name, the bench binary runs only that client's loop.
-pub const ENV: &str = "BENCH_PROFILE_CLIENT";
+pub(crate) const ENV: &str = "BENCH_PROFILE_CLIENT";
 
 /// (name understood by [`run_client`], how the table calls it).
-pub const CLIENTS: [(&str, &str); 4] = [
+pub(crate) const CLIENTS: [(&str, &str); 4] = [
     ("bare-ureq", "bare ureq 3"),
     ("ours-ureq", "refresh-machine-ureq"),
     (
@@ -26,7 +26,7 @@ pub const CLIENTS: [(&str, &str); 4] = [
 
 /// One client's loop of `n` sequential `GET /api/me` with a valid token,
 /// through the same code as the wall-clock benchmark.
-pub fn run_client(which: &str, n: usize) {
+pub(crate) fn run_client(which: &str, n: usize) {
     let (server, tokens) = overhead::server();
     let url = server.url("/api/me");
     let header = format!("Bearer {}", tokens.access_token.expose());
@@ -69,7 +69,7 @@ pub fn run_client(which: &str, n: usize) {
 }
 
 /// Instructions per request for each of [`CLIENTS`], or why they could not be counted.
-pub fn measure(few: usize, many: usize) -> Result<Vec<(&'static str, f64)>, String> {
+pub(crate) fn measure(few: usize, many: usize) -> Result<Vec<(&'static str, f64)>, String> {
     let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
     let dir = std::env::temp_dir();
     let count = |which: &str, n: usize| -> Result<u64, String> {

@@ -14,17 +14,17 @@ use reqwest_middleware::ClientWithMiddleware;
 
 /// One adapter against its bare client.
 #[derive(Debug, Clone, Copy)]
-pub struct Overhead {
+pub(crate) struct Overhead {
     /// The bare client with a hand-set `Authorization` header.
-    pub bare: Summary,
+    pub(crate) bare: Summary,
     /// The same requests through refresh-machine.
-    pub ours: Summary,
+    pub(crate) ours: Summary,
     /// For middleware: the bare client inside an empty middleware stack.
-    pub empty_stack: Option<Summary>,
+    pub(crate) empty_stack: Option<Summary>,
 }
 
 /// The loopback server (long-lived tokens: no expiry) and a pair it issued.
-pub fn server() -> (AuthServer, TokenPair) {
+pub(crate) fn server() -> (AuthServer, TokenPair) {
     let server = AuthServer::start_with(ServerOptions {
         access_ttl: Duration::from_secs(3600),
         ..ServerOptions::default()
@@ -57,7 +57,7 @@ fn interleave(rounds: usize, mut clients: Vec<Batch<'_>>) -> Vec<Summary> {
 }
 
 /// A bare ureq agent, configured as refresh-machine-ureq configures its own.
-pub fn bare_ureq_agent() -> ureq::Agent {
+pub(crate) fn bare_ureq_agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -67,7 +67,7 @@ pub fn bare_ureq_agent() -> ureq::Agent {
 }
 
 /// refresh-machine-ureq for `server`, holding `tokens`.
-pub fn ours_ureq(server: &AuthServer, tokens: &TokenPair) -> refresh_machine_ureq::Client {
+pub(crate) fn ours_ureq(server: &AuthServer, tokens: &TokenPair) -> refresh_machine_ureq::Client {
     let client = refresh_machine_ureq::Client::builder()
         .token_endpoint(&server.token_url(), &server.options().client_id)
         .and_then(|b| b.allow_origin(&server.origin()))
@@ -79,7 +79,7 @@ pub fn ours_ureq(server: &AuthServer, tokens: &TokenPair) -> refresh_machine_ure
 }
 
 /// reqwest with refresh-machine's middleware for `server`, holding `tokens`.
-pub fn ours_reqwest(server: &AuthServer, tokens: &TokenPair) -> ClientWithMiddleware {
+pub(crate) fn ours_reqwest(server: &AuthServer, tokens: &TokenPair) -> ClientWithMiddleware {
     let auth = RefreshMiddleware::builder(TokioTimer)
         .token_endpoint(&server.token_url(), &server.options().client_id)
         .and_then(|b| b.allow_origin(&server.origin()))
@@ -92,7 +92,7 @@ pub fn ours_reqwest(server: &AuthServer, tokens: &TokenPair) -> ClientWithMiddle
 }
 
 /// One bare ureq GET with the token set by hand; its time, body read.
-pub fn bare_ureq_get(agent: &ureq::Agent, url: &str, authorization: &str) -> Duration {
+pub(crate) fn bare_ureq_get(agent: &ureq::Agent, url: &str, authorization: &str) -> Duration {
     let t0 = Instant::now();
     let mut resp = agent
         .get(url)
@@ -107,7 +107,7 @@ pub fn bare_ureq_get(agent: &ureq::Agent, url: &str, authorization: &str) -> Dur
 }
 
 /// One GET through refresh-machine-ureq; its time, body read.
-pub fn ours_ureq_get(client: &refresh_machine_ureq::Client, url: &str) -> Duration {
+pub(crate) fn ours_ureq_get(client: &refresh_machine_ureq::Client, url: &str) -> Duration {
     let t0 = Instant::now();
     let resp = client.get(url).expect("refresh-machine-ureq request");
     let elapsed = t0.elapsed();
@@ -117,7 +117,7 @@ pub fn ours_ureq_get(client: &refresh_machine_ureq::Client, url: &str) -> Durati
 }
 
 /// One reqwest GET (`send` is the request on its way); its time, body read.
-pub async fn reqwest_get<E: std::fmt::Debug>(
+pub(crate) async fn reqwest_get<E: std::fmt::Debug>(
     label: &str,
     send: impl Future<Output = Result<reqwest::Response, E>>,
 ) -> Duration {
@@ -134,7 +134,7 @@ pub async fn reqwest_get<E: std::fmt::Debug>(
 }
 
 /// refresh-machine-ureq against a bare `ureq::Agent` configured the same way.
-pub fn ureq(rounds: usize, per_batch: usize) -> Overhead {
+pub(crate) fn ureq(rounds: usize, per_batch: usize) -> Overhead {
     let (server, tokens) = server();
     let url = server.url("/api/me");
     let bare = bare_ureq_agent();
@@ -162,7 +162,7 @@ pub fn ureq(rounds: usize, per_batch: usize) -> Overhead {
 /// refresh-machine-reqwest (as middleware) against a bare `reqwest::Client`
 /// and the same client in an empty middleware stack, on a current-thread
 /// tokio runtime.
-pub fn reqwest(rounds: usize, per_batch: usize) -> Overhead {
+pub(crate) fn reqwest(rounds: usize, per_batch: usize) -> Overhead {
     let (server, tokens) = server();
     let url = server.url("/api/me");
     let rt = tokio::runtime::Builder::new_current_thread()
