@@ -103,9 +103,9 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     /// machine's decisions are a pure function of the seed and the inputs.
     pub fn new(config: Config, seed: u64) -> Self {
         RefreshMachine {
+            tokens: TokenStore::new(),
             config,
             session: SessionState::LoggedOut,
-            tokens: TokenStore::new(),
             refresh: RefreshRound::new(),
             notices: Notices::default(),
             budget: Budget::new(&config),
@@ -418,7 +418,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
 
     fn in_flight(&self, id: RequestId) -> Result<usize, Error> {
         let i = self.slots.index(id)?;
-        if self.slots.phase(i) == Phase::InFlight {
+        if matches!(self.slots.phase(i), Phase::InFlight) {
             Ok(i)
         } else {
             Err(Error::UnexpectedEvent)
@@ -459,7 +459,8 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
                 self.start_refresh(now);
             }
             // Requests queued earlier would go out with the same unusable token: hold them too.
-            self.slots.set_all(|p| p == Phase::Ready, Phase::Waiting);
+            self.slots
+                .set_all(|p| matches!(p, Phase::Ready), Phase::Waiting);
         }
     }
 
@@ -492,7 +493,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     /// A request queued to go out with a token that has just become known-bad must wait instead.
     fn reroute_ready(&mut self, now: Instant) {
         for j in self.slots.live_range() {
-            if self.slots.phase(j) == Phase::Ready {
+            if matches!(self.slots.phase(j), Phase::Ready) {
                 self.route(now, j);
             }
         }
@@ -535,7 +536,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     }
 
     fn start_refresh(&mut self, now: Instant) {
-        if self.tokens.refresh_token().is_none() {
+        if !self.tokens.has_refresh_token() {
             // Nothing to refresh with: the session cannot recover by itself.
             return self.lose_session();
         }
@@ -549,7 +550,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
         {
             // Gave up this round but kept the tokens: the next request starts a new round.
             self.slots.set_all(
-                |p| p == Phase::Waiting,
+                |p| matches!(p, Phase::Waiting),
                 Phase::Finished(Some(Failure::RefreshUnavailable)),
             );
         }
@@ -577,7 +578,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
 
     fn release_waiters(&mut self, now: Instant) {
         for i in self.slots.live_range() {
-            if self.slots.phase(i) == Phase::Waiting {
+            if matches!(self.slots.phase(i), Phase::Waiting) {
                 self.slots.set_phase(i, Phase::Ready);
                 self.route(now, i);
             }

@@ -74,7 +74,11 @@ impl Jitter {
             .checked_mul(1u32 << attempt.min(31))
             .unwrap_or(backoff.max)
             .min(backoff.max);
-        let nanos = ceiling.as_nanos().min(u128::from(u64::MAX)) as u64;
+        // Saturating at u64::MAX ns (584 years), without u128 arithmetic.
+        let nanos = ceiling
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(ceiling.subsec_nanos()));
         if nanos == 0 {
             return Duration::ZERO;
         }

@@ -47,7 +47,7 @@ fn main() -> ! {
                     break;
                 }
                 other => {
-                    black_box(other);
+                    let _ = black_box(other);
                 }
             }
         }
