@@ -9,7 +9,7 @@ use crate::error::{ConfigError, Error, Last};
 use crate::grant;
 use crate::session::{RefreshReply, Session, Start, Step, TokenPair};
 use crate::transport::{Attempt, Sent, Transport};
-use crate::{Origins, Secret, SLOT_WAIT};
+use crate::{Origins, Secret};
 
 /// The error type of a driver on transport `T`.
 pub type DriverError<T> = Error<<T as Transport>::Detail, <T as Transport>::Error>;
@@ -88,11 +88,14 @@ impl<T: Transport> Driver<T> {
         spec: RequestSpec,
         attempt: &mut A,
     ) -> Result<T::Response, DriverError<T>> {
-        let queue_deadline = Instant::now() + SLOT_WAIT;
+        let mut queue_deadline = None;
         let mut handle = loop {
             match self.session.start_or_wait(spec, queue_deadline)? {
                 Start::Started(handle) => break handle,
-                Start::Full(waiter) => self.transport.wait(waiter).await,
+                Start::Full(waiter) => {
+                    queue_deadline = waiter.deadline();
+                    self.transport.wait(waiter).await;
+                }
             }
         };
         let mut last = Last::None;
@@ -156,8 +159,48 @@ impl<T: Transport> Driver<T> {
     }
 }
 
-/// Run a future whose awaits never pend for long (a blocking client's drive
-/// loop) to completion on this thread.
+/// Run a future to completion on this thread: a blocking client's drive loop.
+///
+/// Its futures never pend (they block the thread instead), so one poll with
+/// a no-op waker finishes it, at no cost per call; a future that does pend is
+/// handed to `pollster`, which parks the thread until it is woken.
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    pollster::block_on(future)
+    use std::task::{Context, Poll};
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(futures_task::noop_waker_ref());
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(output) => output,
+        Poll::Pending => pollster::block_on(future),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::block_on;
+
+    /// Pends `n` times (waking itself each time), then yields `n`.
+    struct PendsThenReady(u32, u32);
+
+    impl Future for PendsThenReady {
+        type Output = u32;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+            if self.0 == self.1 {
+                return Poll::Ready(self.1);
+            }
+            self.0 += 1;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+
+    #[test]
+    fn block_on_finishes_ready_and_pending_futures() {
+        assert_eq!(block_on(async { 7 }), 7);
+        // One poll with the no-op waker, then the parking executor takes over.
+        assert_eq!(block_on(PendsThenReady(0, 3)), 3);
+    }
 }

@@ -156,6 +156,11 @@ impl Waiter {
         }
     }
 
+    /// When the waiter stops waiting, if it has a deadline.
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.deadline
+    }
+
     /// For async drivers: a future that resolves on the next change, and the
     /// deadline to race it against (with the runtime's timer).
     pub fn into_parts(self) -> (EventListener, Option<std::time::Instant>) {
@@ -228,6 +233,8 @@ pub struct RequestHandle<'s> {
     session: &'s Session,
     id: RequestId,
     finished: bool,
+    /// The machine's time at the last `next_step` (the send, for a response).
+    sent_at: Instant,
 }
 
 impl Session {
@@ -253,9 +260,18 @@ impl Session {
     /// notices it produced and wake every parked request: a change may have
     /// released waiters or queued a refresh that a parked request can perform.
     fn apply<R>(&self, input: impl FnOnce(&mut Machine, Instant) -> R) -> R {
+        self.apply_at(None, input)
+    }
+
+    /// [`apply`](Self::apply) at `now`, or at the clock's time when `None`.
+    fn apply_at<R>(
+        &self,
+        now: Option<Instant>,
+        input: impl FnOnce(&mut Machine, Instant) -> R,
+    ) -> R {
         let (result, notices) = {
             let mut m = self.lock();
-            let now = self.clock.now();
+            let now = now.unwrap_or_else(|| self.clock.now());
             let result = input(&mut m, now);
             (result, self.collect_notices(&mut m))
         };
@@ -298,7 +314,7 @@ impl Session {
 
     /// Begin a request; `Err(Full)` at once when every slot is taken.
     pub fn start(&self, spec: RequestSpec) -> Result<RequestHandle<'_>, Error> {
-        match self.start_or_wait(spec, std::time::Instant::now())? {
+        match self.start_or_wait(spec, Some(std::time::Instant::now()))? {
             Start::Started(handle) => Ok(handle),
             // A deadline of now never queues.
             Start::Full(_) => Err(Error::Full),
@@ -306,20 +322,25 @@ impl Session {
     }
 
     /// Begin a request, or, when all [`CAPACITY`] slots are taken, get a
-    /// [`Waiter`] that wakes when one is freed (then call again). Bursts larger
-    /// than the session queue here instead of failing `Full`; past `deadline`
-    /// the answer is `Err(Full)`.
+    /// [`Waiter`] that wakes when one is freed (then call again with the
+    /// waiter's [`deadline`](Waiter::deadline)). Bursts larger than the
+    /// session queue here instead of failing `Full`; past `deadline` the
+    /// answer is `Err(Full)`. `None` means [`SLOT_WAIT`] from the moment the
+    /// table is first found full, so a request that gets a slot at once
+    /// reads no clock for it.
     pub fn start_or_wait(
         &self,
         spec: RequestSpec,
-        deadline: std::time::Instant,
+        deadline: Option<std::time::Instant>,
     ) -> Result<Start<'_>, Error> {
         let (id, notices) = {
             let mut m = self.lock();
             let now = self.clock.now();
             match m.start_request(now, spec) {
                 Ok(id) => (id, self.collect_notices(&mut m)),
-                Err(Error::Full) if std::time::Instant::now() < deadline => {
+                Err(Error::Full) if deadline.map_or(true, |d| std::time::Instant::now() < d) => {
+                    let deadline =
+                        deadline.unwrap_or_else(|| std::time::Instant::now() + SLOT_WAIT);
                     // Listen under the lock: a slot freed after this wakes us.
                     let listener = self.slots.listen();
                     return Ok(Start::Full(Waiter {
@@ -336,6 +357,7 @@ impl Session {
             session: self,
             id,
             finished: false,
+            sent_at: Instant::ZERO,
         }))
     }
 
@@ -407,6 +429,7 @@ impl<'s> RequestHandle<'s> {
         let session = self.session;
         let mut m = session.lock();
         let now = session.clock.now();
+        self.sent_at = now;
         m.handle_timeout(now);
         let notices = session.collect_notices(&mut m);
         if !notices.is_empty() {
@@ -477,8 +500,15 @@ impl<'s> RequestHandle<'s> {
         token_sent: bool,
     ) {
         if status.is_success() {
-            // Delivered as it is: no challenge or `Retry-After` to read.
-            return self.response(Response::status(status.as_u16()));
+            // Delivered as it is: no challenge or `Retry-After` to read, and
+            // no time either (a final response only ends the request), so it
+            // is fed at the time of the send instead of reading the clock.
+            let id = self.id;
+            let response = Response::status(status.as_u16());
+            let _ = self.session.apply_at(Some(self.sent_at), |m, now| {
+                m.handle_response(now, id, response)
+            });
+            return;
         }
         self.response(
             Response::from_http(status, headers, StdClock::unix_now()).with_token_sent(token_sent),

@@ -28,7 +28,7 @@ fn fill(s: &Session) -> Vec<RequestHandle<'_>> {
 
 /// One more request, which must queue.
 fn queue(s: &Session, deadline: Instant) -> Waiter {
-    let Ok(Start::Full(waiter)) = s.start_or_wait(RequestSpec::IDEMPOTENT, deadline) else {
+    let Ok(Start::Full(waiter)) = s.start_or_wait(RequestSpec::IDEMPOTENT, Some(deadline)) else {
         panic!("every slot is taken: the request must queue");
     };
     waiter
@@ -50,7 +50,8 @@ fn a_full_session_queues_and_wakes_on_a_freed_slot() {
         Instant::now() < deadline,
         "woken by the freed slot, not by the deadline"
     );
-    let Ok(Start::Started(mut queued)) = s.start_or_wait(RequestSpec::IDEMPOTENT, deadline) else {
+    let Ok(Start::Started(mut queued)) = s.start_or_wait(RequestSpec::IDEMPOTENT, Some(deadline))
+    else {
         panic!("a slot is free now");
     };
     assert!(matches!(queued.next_step(), Step::Send { .. }));
@@ -66,7 +67,7 @@ fn a_cancelled_request_frees_its_slot_for_the_queue() {
     waiter.wait_blocking();
     assert!(Instant::now() < deadline);
     assert!(matches!(
-        s.start_or_wait(RequestSpec::IDEMPOTENT, deadline),
+        s.start_or_wait(RequestSpec::IDEMPOTENT, Some(deadline)),
         Ok(Start::Started(_))
     ));
 }
@@ -76,7 +77,7 @@ fn past_its_deadline_a_queued_request_fails_full() {
     let s = session();
     let _handles = fill(&s);
     assert!(matches!(
-        s.start_or_wait(RequestSpec::IDEMPOTENT, Instant::now()),
+        s.start_or_wait(RequestSpec::IDEMPOTENT, Some(Instant::now())),
         Err(Error::Full)
     ));
 }

@@ -369,6 +369,10 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     /// Whoever takes it must report its outcome by its `deadline`.
     #[must_use]
     pub fn poll_refresh(&mut self) -> Option<Action<'_>> {
+        // Drivers ask at every step: answer from the round's state first.
+        if !self.refresh.is_queued() {
+            return None;
+        }
         // A queued round always has a refresh token: `start_refresh` checks it.
         let refresh_token = self.tokens.refresh_token()?;
         let (id, deadline) = self.refresh.hand_out()?;
