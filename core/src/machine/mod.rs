@@ -27,7 +27,7 @@ mod tokens;
 use refresh::{RefreshRound, Timeout};
 use retry::{Budget, Jitter};
 pub use slots::RequestState;
-use slots::{Phase, Slots};
+use slots::{Emitted, Phase, Slots};
 use tokens::TokenStore;
 
 /// Where the session stands.
@@ -394,29 +394,17 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
 
     /// Emit slot `i`'s action (it has one): a send, or its outcome.
     fn emit(&mut self, i: usize) -> Action<'_> {
-        let id = self.slots.id(i);
-        match self.slots.phase(i) {
-            Phase::Finished(failure) => {
-                self.slots.free(i);
-                match failure {
-                    None => Action::Deliver { id },
-                    Some(failure) => Action::Fail { id, failure },
-                }
-            }
-            // `Ready`: the only other phase with an action.
-            _ => {
-                self.slots.set_phase(i, Phase::InFlight);
-                let generation = self.tokens.generation();
-                let slot = self.slots.get_mut(i);
-                slot.sent_gen = generation;
-                slot.sends += 1;
-                let retry = (slot.sends > 1).then_some(slot.retry_reason);
-                Action::Send {
-                    id,
-                    token: self.tokens.access(),
-                    retry,
-                }
-            }
+        match self.slots.emit(i, self.tokens.generation()) {
+            Emitted::Send { id, retry } => Action::Send {
+                id,
+                token: self.tokens.access(),
+                retry,
+            },
+            Emitted::Outcome { id, failure: None } => Action::Deliver { id },
+            Emitted::Outcome {
+                id,
+                failure: Some(failure),
+            } => Action::Fail { id, failure },
         }
     }
 
@@ -439,8 +427,10 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
         self.finish(i, None);
     }
 
-    /// Decide what a request that needs a token does next.
+    /// Decide what a request that needs a token does next. The slot is
+    /// `Ready` (every caller puts it there), and stays so if it may be sent.
     fn route(&mut self, now: Instant, i: usize) {
+        debug_assert!(matches!(self.slots.phase(i), Phase::Ready));
         match self.session {
             SessionState::LoggedOut => return self.finish(i, Some(Failure::LoggedOut)),
             SessionState::LoginRequired => return self.finish(i, Some(Failure::LoginRequired)),
@@ -451,7 +441,6 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             return self.finish(i, Some(Failure::Unauthorized));
         }
         if self.tokens.usable(now, self.config.expiry_skew) {
-            self.slots.set_phase(i, Phase::Ready);
             if let Some(ahead) = self.config.refresh_ahead {
                 if self.tokens.expires_within(now, ahead) && self.refresh.is_idle() {
                     self.start_refresh(now);

@@ -61,14 +61,17 @@ impl RefreshRound {
         }
     }
 
+    #[inline]
     pub(super) fn is_idle(&self) -> bool {
         self.state == State::Idle
     }
 
+    #[inline]
     pub(super) fn is_queued(&self) -> bool {
         matches!(self.state, State::Queued { .. })
     }
 
+    #[inline]
     pub(super) fn is_in_flight(&self) -> bool {
         matches!(self.state, State::InFlight { .. })
     }
@@ -97,6 +100,7 @@ impl RefreshRound {
 
     /// Whether an outcome for `id` is accepted: the attempt in flight, or a
     /// late success (`late_success_welcome`) of the last abandoned attempt.
+    #[inline]
     pub(super) fn accepts(&self, id: RefreshId, late_success_welcome: bool) -> bool {
         let current = id.0 == self.seq && self.is_in_flight();
         let late = late_success_welcome && id.0 == self.abandoned && id.0 != 0;
@@ -158,6 +162,7 @@ impl RefreshRound {
     }
 
     /// When the round's timer is due, if it has one.
+    #[inline]
     pub(super) fn timer(&self) -> Option<Instant> {
         match self.state {
             State::Queued { deadline } | State::InFlight { deadline } => Some(deadline),

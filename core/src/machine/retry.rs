@@ -19,16 +19,19 @@ impl Budget {
     }
 
     /// Retries are allowed while more than half the bucket is left.
+    #[inline]
     pub(super) fn allows_retry(&self, config: &Config) -> bool {
         self.milli > u64::from(config.retry_budget.max_tokens) * 500
     }
 
     /// A transient failure takes one token.
+    #[inline]
     pub(super) fn debit(&mut self) {
         self.milli = self.milli.saturating_sub(1000);
     }
 
     /// A success gives back `success_credit_milli`.
+    #[inline]
     pub(super) fn credit(&mut self, config: &Config) {
         let max = u64::from(config.retry_budget.max_tokens) * 1000;
         self.milli = (self.milli + u64::from(config.retry_budget.success_credit_milli)).min(max);

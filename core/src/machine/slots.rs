@@ -30,6 +30,21 @@ pub enum RequestState {
     Finished,
 }
 
+/// What [`Slots::emit`] took from a slot.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Emitted {
+    /// Send the request (again, when `retry` says why).
+    Send {
+        id: RequestId,
+        retry: Option<RetryReason>,
+    },
+    /// The request's outcome: delivered, or failed.
+    Outcome {
+        id: RequestId,
+        failure: Option<Failure>,
+    },
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Phase {
     Free,
@@ -49,6 +64,7 @@ pub(super) enum Phase {
 
 impl Phase {
     /// The phase has something for `poll_action` to emit.
+    #[inline]
     fn has_action(self) -> bool {
         matches!(self, Phase::Ready | Phase::Finished(_))
     }
@@ -79,6 +95,7 @@ impl Slot {
         retry_reason: RetryReason::Transient,
     };
 
+    #[inline]
     pub(super) fn phase(&self) -> Phase {
         self.phase
     }
@@ -117,10 +134,12 @@ impl<const N: usize> Slots<N> {
         self.slots[i] = Slot {
             generation,
             spec,
+            phase: Phase::Ready,
             ..Slot::FREE
         };
         self.live_end = self.live_end.max(i + 1);
-        self.set_phase(i, Phase::Ready);
+        // `Ready` has an action.
+        self.scan_from = self.scan_from.min(i);
         Ok(i)
     }
 
@@ -133,6 +152,7 @@ impl<const N: usize> Slots<N> {
     }
 
     /// The slot of a live request, or `UnknownRequest`.
+    #[inline]
     pub(super) fn index(&self, id: RequestId) -> Result<usize, Error> {
         let i = id.slot as usize;
         match self.slots.get(i) {
@@ -141,6 +161,7 @@ impl<const N: usize> Slots<N> {
         }
     }
 
+    #[inline]
     pub(super) fn id(&self, i: usize) -> RequestId {
         RequestId {
             slot: i as u16,
@@ -148,11 +169,13 @@ impl<const N: usize> Slots<N> {
         }
     }
 
+    #[inline]
     pub(super) fn get(&self, i: usize) -> &Slot {
         &self.slots[i]
     }
 
     /// Counters only: the phase changes through [`set_phase`](Self::set_phase).
+    #[inline]
     pub(super) fn get_mut(&mut self, i: usize) -> &mut Slot {
         &mut self.slots[i]
     }
@@ -161,6 +184,7 @@ impl<const N: usize> Slots<N> {
         self.slots[i].phase
     }
 
+    #[inline]
     pub(super) fn set_phase(&mut self, i: usize, phase: Phase) {
         self.slots[i].phase = phase;
         if phase.has_action() {
@@ -170,6 +194,7 @@ impl<const N: usize> Slots<N> {
 
     /// Indices that may be live (`0..live_end`); a range, so the table can be
     /// mutated while iterating.
+    #[inline]
     pub(super) fn live_range(&self) -> core::ops::Range<usize> {
         0..self.live_end
     }
@@ -196,13 +221,40 @@ impl<const N: usize> Slots<N> {
                 .all(|s| !s.phase.has_action()),
             "a slot below scan_from has an action"
         );
-        let found = (self.scan_from..self.live_end).find(|&i| self.slots[i].phase.has_action());
-        self.scan_from = found.unwrap_or(self.live_end);
-        found
+        let i = (self.scan_from..self.live_end).find(|&i| self.slots[i].phase.has_action())?;
+        // Emitting changes only slot `i`, and nothing below it has an action.
+        self.scan_from = i;
+        Some(i)
     }
 
     pub(super) fn has_action(&self, i: usize) -> bool {
         self.slots[i].phase.has_action()
+    }
+
+    /// Take slot `i`'s action (it has one): a `Ready` request is sent with
+    /// the token of `token_generation` (counted, now `InFlight`); a
+    /// `Finished` one yields its outcome and frees the slot.
+    pub(super) fn emit(&mut self, i: usize, token_generation: u32) -> Emitted {
+        let slot = &mut self.slots[i];
+        let id = RequestId {
+            slot: i as u16,
+            generation: slot.generation,
+        };
+        match slot.phase {
+            Phase::Finished(failure) => {
+                self.free(i);
+                Emitted::Outcome { id, failure }
+            }
+            // `Ready`: the only other phase with an action. `InFlight` has
+            // none, so `scan_from` needs no update.
+            _ => {
+                slot.phase = Phase::InFlight;
+                slot.sent_gen = token_generation;
+                slot.sends += 1;
+                let retry = (slot.sends > 1).then_some(slot.retry_reason);
+                Emitted::Send { id, retry }
+            }
+        }
     }
 
     /// The state a caller may see.

@@ -85,14 +85,17 @@ impl<const CAP: usize> TokenStore<CAP> {
         self.generation = self.generation.wrapping_add(1);
     }
 
+    #[inline]
     pub(super) fn generation(&self) -> u32 {
         self.generation
     }
 
+    #[inline]
     pub(super) fn access(&self) -> AccessToken<'_> {
         AccessToken::new(self.access.as_str())
     }
 
+    #[inline]
     pub(super) fn has_refresh_token(&self) -> bool {
         self.has_refresh
     }
@@ -110,16 +113,19 @@ impl<const CAP: usize> TokenStore<CAP> {
         }
     }
 
+    #[inline]
     pub(super) fn refused(&self) -> bool {
         self.refused
     }
 
     /// The resource server refused the current token.
+    #[inline]
     pub(super) fn mark_refused(&mut self) {
         self.refused = true;
     }
 
     /// The current token may be attached to a new send at `now`.
+    #[inline]
     pub(super) fn usable(&self, now: Instant, skew: Duration) -> bool {
         !self.refused
             && self
@@ -128,6 +134,7 @@ impl<const CAP: usize> TokenStore<CAP> {
     }
 
     /// Within `ahead` of expiry (refresh-ahead is due).
+    #[inline]
     pub(super) fn expires_within(&self, now: Instant, ahead: Duration) -> bool {
         self.expires_at
             .is_some_and(|exp| now.saturating_add(self.margin(ahead)) >= exp)
@@ -135,6 +142,7 @@ impl<const CAP: usize> TokenStore<CAP> {
 
     /// A safety margin before expiry, at most half the token's lifetime: a server
     /// that issues tokens shorter than the skew still gets each one used.
+    #[inline]
     fn margin(&self, wanted: Duration) -> Duration {
         self.lifetime.map_or(wanted, |l| wanted.min(l / 2))
     }
