@@ -25,17 +25,26 @@ fn parse_args() -> Result<Args, String> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = |name: &str| -> Result<u64, String> {
+        // Out-of-range values are refused, never silently changed.
+        let mut value = |name: &str, range: std::ops::RangeInclusive<u64>| -> Result<u64, String> {
             it.next()
                 .and_then(|v| v.parse().ok())
-                .ok_or(format!("{name} needs a number"))
+                .filter(|v| range.contains(v))
+                .ok_or(format!(
+                    "{name} needs a number from {} to {}",
+                    range.start(),
+                    range.end()
+                ))
         };
         match flag.as_str() {
-            "--requests" => args.requests = value("--requests")?.clamp(1, 200) as usize,
-            "--rounds" => args.rounds = value("--rounds")?.clamp(1, 100) as usize,
-            "--ttl-ms" => args.ttl = Duration::from_millis(value("--ttl-ms")?.clamp(200, 60_000)),
+            // One thread per request: 1,000 is plenty for a loopback demo.
+            "--requests" => args.requests = value("--requests", 1..=1000)? as usize,
+            "--rounds" => args.rounds = value("--rounds", 1..=100)? as usize,
+            "--ttl-ms" => args.ttl = Duration::from_millis(value("--ttl-ms", 200..=60_000)?),
             "-h" | "--help" => {
-                println!("storm [--requests N (50)] [--rounds K (3)] [--ttl-ms MS (1500)]");
+                println!(
+                    "storm [--requests N (50, 1..=1000)] [--rounds K (3, 1..=100)] [--ttl-ms MS (1500, 200..=60000)]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
