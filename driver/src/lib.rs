@@ -1,18 +1,4 @@
-//! The std driver layer shared by refresh-machine's ureq and reqwest clients.
-//!
-//! Read bottom to top:
-//! - [`Session`]: one [`RefreshMachine`](refresh_machine::RefreshMachine)
-//!   behind a mutex, driven by the requests themselves; blocking or async
-//!   waits, no polling;
-//! - [`Driver`]: a session plus its policy (allowed [`Origins`], the
-//!   refresher) and the drive loop, written once as async code;
-//! - [`Transport`] and [`Attempt`]: the seam a client crate implements (how to
-//!   send once, call the token endpoint, wait), and [`Builder`], the one builder;
-//! - [`Error`]: one typed failure vocabulary for every client.
-//!
-//! Also here: the RFC 6749 grants as `http` requests ([`grant`]) and owned,
-//! redacted, zeroized secrets ([`Secret`]).
-
+#![doc = include_str!("../README.md")]
 mod builder;
 mod driver;
 mod error;

@@ -1,35 +1,4 @@
-//! Token refresh for firmware: [`refresh_machine::RefreshMachine`] driven by
-//! the [reqwless] HTTP client over `embedded-nal-async` / `embedded-io-async`.
-//!
-//! `#![no_std]`, no `alloc`. Every buffer is the caller's: tokens live in the
-//! machine (`TOKEN_CAP` bytes each), requests and refresh bodies are written
-//! into a scratch buffer given to [`Client::new`], and each response is read
-//! into the buffer given to [`Client::send`].
-//!
-//! # In scope
-//! - One request at a time per [`Client`] (`send` takes `&mut self`). Tasks
-//!   that share one client put it behind an async mutex (for example
-//!   `embassy_sync::mutex::Mutex`); the refresh then happens once, in line,
-//!   and every other task waits on the mutex instead of refreshing again.
-//! - 401 → one refresh → one retry, proactive refresh before a known expiry,
-//!   `invalid_grant` → [`Error::LoginRequired`], a network blip or 5xx at the
-//!   token endpoint → backoff and [`Error::RefreshUnavailable`], never a logout.
-//! - Non-idempotent requests (POST, PATCH without `Idempotency-Key`) are not
-//!   resent after an error that may have reached the server.
-//! - Tokens are only sent to the API origin given to [`Client::new`]: requests
-//!   take a path, not a URL, and redirects are delivered, not followed.
-//!
-//! # Not in scope
-//! TLS set-up (build the [`reqwless::client::HttpClient`] with
-//! `new_with_tls` and pass it in), persistence (poll
-//! [`Client::take_tokens_changed`] and write [`Client::tokens`] to flash
-//! yourself), response headers other than the ones the machine reads.
-//!
-//! # Run loop
-//! There is none to write: [`Client::send`] polls the machine, performs each
-//! action (send, refresh, wait until the machine's next deadline with
-//! [`Clock::sleep_until`]) and returns when the machine delivers or fails the
-//! request.
+#![doc = include_str!("../README.md")]
 #![no_std]
 #![forbid(unsafe_code)]
 

@@ -1,48 +1,4 @@
-//! A blocking HTTP client on [ureq] 3 that survives access-token expiry.
-//!
-//! [`Client`] wraps a `ureq::Agent` and a shared [`Session`]: clone it into as
-//! many threads as you like. When requests meet an expired or revoked token,
-//! exactly one of them refreshes it (RFC 6749 refresh-token grant, or your own
-//! function) while the others block until the refresh resolves, then all are
-//! retried with the new token. Transient failures are retried with backoff,
-//! honouring `Retry-After`, only when that is safe (idempotent methods, or an
-//! `Idempotency-Key`). Every failure is a typed [`Error`].
-//!
-//! ```no_run
-//! use refresh_machine_ureq::Client;
-//!
-//! let client = Client::builder()
-//!     .token_endpoint("https://auth.example.com/token", "my-client-id")?
-//!     .allow_origin("https://api.example.com")?
-//!     .build();
-//! client.login_with_password("alice", "wonderland")?;
-//! let me = client.get("https://api.example.com/me")?;
-//! assert_eq!(me.status(), 200);
-//! # Ok::<(), refresh_machine_ureq::Error>(())
-//! ```
-//!
-//! ## Why a wrapper and not a ureq middleware
-//!
-//! ureq 3 has middleware (`ureq::middleware::Middleware`), but a middleware gets
-//! one `MiddlewareNext` that is consumed by the single call it may make: it
-//! cannot send the request a second time, so it cannot retry after a refresh or
-//! a 503. Retrying needs the request (and a replayable body) in hand, so the
-//! client owns the send loop and uses the agent for each attempt.
-//!
-//! ## Tokens stay where they belong
-//!
-//! The bearer token is attached only to requests whose origin (scheme, host,
-//! port) was configured with [`ClientBuilder::allow_origin`]. Redirects are
-//! followed here, not by ureq: a hop to another origin goes out without the
-//! token, and so does everything after it.
-//!
-//! ## Layers
-//!
-//! Everything but the ureq glue lives in `refresh-machine-driver`: the
-//! session, the drive loop, the builder ([`ClientBuilder`]) and the typed
-//! [`Error`]. This crate sends one attempt (with redirects), calls the token
-//! endpoint, and blocks where the driver waits.
-
+#![doc = include_str!("../README.md")]
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
