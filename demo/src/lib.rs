@@ -1,1 +1,6 @@
 //! The README's demo lives in `examples/storm.rs`: `cargo run --release --example storm`.
+
+/// The README's quick starts, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeQuickStarts;
