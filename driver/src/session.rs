@@ -338,7 +338,7 @@ impl Session {
             let now = self.clock.now();
             match m.start_request(now, spec) {
                 Ok(id) => (id, self.collect_notices(&mut m)),
-                Err(Error::Full) if deadline.map_or(true, |d| std::time::Instant::now() < d) => {
+                Err(Error::Full) if deadline.is_none_or(|d| std::time::Instant::now() < d) => {
                     let deadline =
                         deadline.unwrap_or_else(|| std::time::Instant::now() + SLOT_WAIT);
                     // Listen under the lock: a slot freed after this wakes us.

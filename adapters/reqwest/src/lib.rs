@@ -229,7 +229,7 @@ impl RefreshMiddleware {
             return next.run(req, extensions).await;
         }
         // Same answer as `try_clone().is_some()`, without the clone.
-        let replayable = req.body().map_or(true, |b| b.as_bytes().is_some());
+        let replayable = req.body().is_none_or(|b| b.as_bytes().is_some());
         // A replayable request stays in `original` (clones are sent), so its URL
         // is at hand; a streamed one is sent itself, so keep its URL aside.
         let streamed_url = (!replayable).then(|| url.clone());
