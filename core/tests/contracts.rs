@@ -9,6 +9,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::Hasher;
 
 use refresh_machine::grant::{parse_token_response, GrantError, OAuthError};
+use refresh_machine::www_authenticate::BearerError;
 use refresh_machine::{
     is_idempotent_method, Action, Config, Failure, Instant, RefreshMachine, RefreshOutcome,
     RequestId, RequestSpec, RequestState, Response, SendErrorKind, TokenSet,
@@ -498,6 +499,27 @@ fn a_401_from_a_hop_without_the_token_is_delivered_without_a_refresh() {
         m.request_state(c),
         Ok(RequestState::BackingOff { .. })
     ));
+    // As before the token-less hop became an input (the session rewrote such
+    // a 401, and only a 401, to a 400): a token-less 401 is delivered even with
+    // `insufficient_scope`, a token-less 403 with it is still `Forbidden`.
+    let scope = |status| {
+        Response::status(status)
+            .with_bearer_error(BearerError::InsufficientScope)
+            .with_token_sent(false)
+    };
+    let mut m = logged_in(Config::DEFAULT, None);
+    let d = start(&mut m);
+    let e = start(&mut m);
+    drain(&mut m);
+    m.handle_response(Instant::ZERO, d, scope(401)).unwrap();
+    m.handle_response(Instant::ZERO, e, scope(403)).unwrap();
+    assert_eq!(
+        drain(&mut m),
+        [
+            "deliver".to_owned(),
+            format!("fail:{:?}", Failure::Forbidden)
+        ]
+    );
 }
 
 #[test]

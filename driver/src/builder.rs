@@ -38,42 +38,6 @@ pub struct Options {
     pub timeout: Option<Duration>,
 }
 
-/// A refresher function: blocking (`Fn(&Secret) -> RefreshReply`) or async
-/// (`Fn(Secret) -> impl Future<Output = RefreshReply>`). `M` tells them apart.
-pub trait IntoRefresher<M>: Send + Sync + 'static {
-    #[doc(hidden)]
-    fn into_refresher(self) -> Box<CustomRefresh>;
-}
-
-/// Marker for blocking refresher functions.
-#[derive(Debug)]
-pub enum Blocking {}
-/// Marker for async refresher functions.
-#[derive(Debug)]
-pub enum Async {}
-
-impl<F> IntoRefresher<Blocking> for F
-where
-    F: Fn(&Secret) -> RefreshReply + Send + Sync + 'static,
-{
-    fn into_refresher(self) -> Box<CustomRefresh> {
-        Box::new(move |token: Secret| {
-            let reply = self(&token);
-            Box::pin(std::future::ready(reply))
-        })
-    }
-}
-
-impl<F, Fut> IntoRefresher<Async> for F
-where
-    F: Fn(Secret) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = RefreshReply> + Send + 'static,
-{
-    fn into_refresher(self) -> Box<CustomRefresh> {
-        Box::new(move |token: Secret| Box::pin(self(token)))
-    }
-}
-
 /// Builds a client around a [`Transport`].
 pub struct Builder<T> {
     config: Config,
@@ -127,11 +91,27 @@ impl<T: Transport> Builder<T> {
         self
     }
 
-    /// Refresh with your own function instead; it is given the refresh token.
-    /// Blocking (`|token: &Secret| -> RefreshReply`) or async
-    /// (`|token: Secret| async move { .. }`).
-    pub fn refresh_with<M>(mut self, f: impl IntoRefresher<M>) -> Self {
-        self.refresher = Refresher::Custom(f.into_refresher());
+    /// Refresh with your own blocking function instead; it is given the
+    /// refresh token (for a blocking client such as ureq's).
+    pub fn refresh_with(
+        mut self,
+        f: impl Fn(&Secret) -> RefreshReply + Send + Sync + 'static,
+    ) -> Self {
+        self.refresher = Refresher::Custom(Box::new(move |token: Secret| {
+            let reply = f(&token);
+            Box::pin(std::future::ready(reply))
+        }));
+        self
+    }
+
+    /// Refresh with your own async function instead; it is given the refresh
+    /// token (for an async client such as the reqwest middleware).
+    pub fn refresh_with_async<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Secret) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = RefreshReply> + Send + 'static,
+    {
+        self.refresher = Refresher::Custom(Box::new(move |token: Secret| Box::pin(f(token))));
         self
     }
 

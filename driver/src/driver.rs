@@ -9,7 +9,7 @@ use crate::error::{ConfigError, Error, Last};
 use crate::grant;
 use crate::session::{RefreshReply, Session, Start, Step, TokenPair};
 use crate::transport::{Attempt, Sent, Transport};
-use crate::{Origins, Secret};
+use crate::{AllowedOrigin, Origins, Secret};
 
 /// The error type of a driver on transport `T`.
 pub type DriverError<T> = Error<<T as Transport>::Detail, <T as Transport>::Error>;
@@ -83,11 +83,16 @@ impl<T: Transport> Driver<T> {
     /// refresh when it is refused or expired (once for everyone waiting),
     /// retry when the rules allow, and return the response to deliver or the
     /// typed failure. More requests than the session has slots queue for one.
+    ///
+    /// `allowed` is the proof, from [`Origins::allows`], that the request's
+    /// origin may carry the token; `attempt` must send it there.
     pub async fn drive<A: Attempt<T>>(
         &self,
+        allowed: AllowedOrigin,
         spec: RequestSpec,
         attempt: &mut A,
     ) -> Result<T::Response, DriverError<T>> {
+        let _ = allowed;
         let mut queue_deadline = None;
         let mut handle = loop {
             match self.session.start_or_wait(spec, queue_deadline)? {

@@ -40,9 +40,17 @@ pub enum EndpointError {
 
 impl TokenEndpoint {
     /// A public client (`client_id` in the body).
+    /// The URL must be absolute, `http` or `https`, with a host.
     pub fn new(url: &str, client_id: &str) -> Result<Self, EndpointError> {
+        let url: Uri = url.parse().map_err(|_| EndpointError::InvalidUrl)?;
+        let scheme_ok = url
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("http"));
+        if !scheme_ok || url.host().is_none() {
+            return Err(EndpointError::InvalidUrl);
+        }
         Ok(TokenEndpoint {
-            url: url.parse().map_err(|_| EndpointError::InvalidUrl)?,
+            url,
             client_id: client_id.into(),
             client_secret: None,
             scope: None,

@@ -8,10 +8,10 @@ mod secret;
 mod session;
 mod transport;
 
-pub use builder::{Async, Blocking, BoxFuture, Builder, IntoRefresher, Options};
+pub use builder::{BoxFuture, Builder, Options};
 pub use driver::{block_on, Driver, DriverError};
 pub use error::{ConfigError, Error, TokenError};
-pub use origin::{InvalidOrigin, Origins};
+pub use origin::{AllowedOrigin, InvalidOrigin, Origins};
 pub use refresh_machine;
 pub use secret::Secret;
 pub use session::{

@@ -68,6 +68,12 @@ impl OriginRef<'_> {
     }
 }
 
+/// Proof that a request's origin was checked against a driver's [`Origins`]
+/// and may carry the token: [`Driver::drive`](crate::Driver::drive) takes one,
+/// so no code path hands the token to a request nobody checked.
+#[derive(Clone, Copy, Debug)]
+pub struct AllowedOrigin(());
+
 impl Origins {
     /// No origin: the token goes nowhere until one is allowed.
     pub fn new() -> Self {
@@ -112,6 +118,17 @@ impl Origins {
         };
         let o = OriginRef { https, host, port };
         self.0.iter().any(|known| o.is(known))
+    }
+
+    /// [`AllowedOrigin`] if a request to `uri` may carry the token.
+    pub fn allows(&self, uri: &Uri) -> Option<AllowedOrigin> {
+        self.contains(uri).then_some(AllowedOrigin(()))
+    }
+
+    /// [`AllowedOrigin`] if a request to this scheme, host and port may carry the token.
+    pub fn allows_parts(&self, scheme: &str, host: &str, port: u16) -> Option<AllowedOrigin> {
+        self.contains_parts(scheme, host, port)
+            .then_some(AllowedOrigin(()))
     }
 
     /// Whether a request to `uri` may carry the token.

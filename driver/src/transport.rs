@@ -76,8 +76,8 @@ pub struct Sent<R> {
     pub token_sent: bool,
 }
 
-/// A token endpoint's answer, read whole.
-#[derive(Debug)]
+/// A token endpoint's answer, read whole. Its body holds tokens: `Debug`
+/// shows only the status and the body's length.
 pub struct TokenAnswer {
     /// HTTP status.
     pub status: u16,
@@ -85,4 +85,30 @@ pub struct TokenAnswer {
     pub headers: HeaderMap,
     /// The body.
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for TokenAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenAnswer")
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenAnswer;
+
+    #[test]
+    fn a_token_answer_never_prints_its_body() {
+        let answer = TokenAnswer {
+            status: 200,
+            headers: http::HeaderMap::new(),
+            body: br#"{"access_token":"SECRET-A","refresh_token":"SECRET-R"}"#.to_vec(),
+        };
+        let shown = format!("{answer:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("200"), "{shown}");
+    }
 }

@@ -215,19 +215,17 @@ impl RefreshMiddleware {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         let url = req.url();
-        let ours = match (url.host_str(), url.port_or_known_default()) {
+        let allowed = match (url.host_str(), url.port_or_known_default()) {
             (Some(host), Some(port)) => {
-                self.driver
-                    .origins()
-                    .contains_parts(url.scheme(), host, port)
+                self.driver.origins().allows_parts(url.scheme(), host, port)
             }
-            _ => false,
+            _ => None,
         };
-        if !ours {
+        let Some(allowed) = allowed else {
             // Not ours: no token, no session.
             req.headers_mut().remove(AUTHORIZATION);
             return next.run(req, extensions).await;
-        }
+        };
         // Same answer as `try_clone().is_some()`, without the clone.
         let replayable = req.body().is_none_or(|b| b.as_bytes().is_some());
         // A replayable request stays in `original` (clones are sent), so its URL
@@ -244,7 +242,7 @@ impl RefreshMiddleware {
             next,
             timeout: self.driver.transport().timeout,
         };
-        match self.driver.drive(spec, &mut attempt).await {
+        match self.driver.drive(allowed, spec, &mut attempt).await {
             Ok(response) => Ok(response),
             // A transport failure is reqwest's own error, as without the middleware.
             Err(refresh_machine_driver::Error::Transport(e)) => Err(e),

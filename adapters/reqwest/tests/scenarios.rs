@@ -288,3 +288,64 @@ fn dropping_the_refreshing_future_hands_the_refresh_over() {
         "{k:?}"
     );
 }
+
+#[test]
+fn an_async_custom_refresher_is_used_without_type_annotations() {
+    let server = Arc::new(opaque());
+    let calls = Arc::new(AtomicU32::new(0));
+    let (srv, n) = (server.clone(), calls.clone());
+    let auth = RefreshMiddleware::builder(Tokio)
+        .allow_origin(&server.origin())
+        .unwrap()
+        // Closure types inferred: the async form has its own method.
+        .refresh_with_async(move |_old| {
+            let (srv, n) = (srv.clone(), n.clone());
+            async move {
+                n.fetch_add(1, Ordering::SeqCst);
+                // Stands in for any custom grant: here the server mints a new family.
+                let t = srv.login();
+                refresh_machine_reqwest::RefreshReply::Tokens(refresh_machine_reqwest::TokenPair {
+                    access_token: t.access_token.as_str().into(),
+                    refresh_token: Some(t.refresh_token.as_str().into()),
+                    expires_in: None,
+                })
+            }
+        })
+        .seed(3)
+        .build();
+    let first = server.login();
+    auth.set_tokens(&refresh_machine_reqwest::TokenPair {
+        access_token: first.access_token.as_str().into(),
+        refresh_token: Some(first.refresh_token.as_str().into()),
+        expires_in: None,
+    })
+    .unwrap();
+    server.revoke_access_tokens();
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(auth)
+        .build();
+    let statuses = spawn_burst(&client, &server.url("/api/me"), 5);
+    assert!(
+        statuses.iter().all(|s| matches!(s, Ok(200))),
+        "{statuses:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one refresh for the burst");
+}
+
+#[test]
+fn a_token_endpoint_without_scheme_or_host_is_a_configuration_error() {
+    for url in [
+        "/oauth/token",
+        "ftp://auth.example/token",
+        "auth.example/token",
+    ] {
+        let built = RefreshMiddleware::builder(Tokio).token_endpoint(url, "id");
+        assert!(
+            matches!(
+                built,
+                Err(refresh_machine_reqwest::ConfigError::InvalidTokenEndpoint)
+            ),
+            "{url}: {built:?}"
+        );
+    }
+}

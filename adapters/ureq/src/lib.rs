@@ -191,14 +191,14 @@ impl Client {
             parts,
             body,
         };
-        if !self.driver.origins().contains(&attempt.parts.uri) {
+        let Some(allowed) = self.driver.origins().allows(&attempt.parts.uri) else {
             // Not ours: no token, no session; a plain request.
             return attempt
                 .run(None)
                 .map(|sent| sent.response)
                 .map_err(Error::Transport);
-        }
-        block_on(self.driver.drive(spec, &mut attempt))
+        };
+        block_on(self.driver.drive(allowed, spec, &mut attempt))
     }
 }
 

@@ -374,6 +374,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             return None;
         }
         // A queued round always has a refresh token: `start_refresh` checks it.
+        debug_assert!(self.tokens.has_refresh_token());
         let refresh_token = self.tokens.refresh_token()?;
         let (id, deadline) = self.refresh.hand_out()?;
         Some(Action::Refresh {
