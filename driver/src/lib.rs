@@ -28,3 +28,47 @@ pub fn random_seed() -> u64 {
     h.write_u64(refresh_machine::StdClock::unix_now().unwrap_or(0));
     h.finish()
 }
+
+/// Defines a client crate's handle: a cheap-to-clone newtype over
+/// `Arc<Driver<T>>` that [`Builder::build`] returns (`From`), that derefs to
+/// the [`Driver`] (session, `set_tokens`, `logout`, login) and whose `Debug`
+/// shows the driver (never a token).
+///
+/// ```ignore
+/// refresh_machine_driver::client_handle! {
+///     /// A cloneable client; all clones share one session.
+///     pub struct Client(UreqTransport);
+/// }
+/// ```
+#[macro_export]
+macro_rules! client_handle {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident($transport:ty);) => {
+        $(#[$meta])*
+        #[derive(Clone)]
+        $vis struct $name {
+            driver: ::std::sync::Arc<$crate::Driver<$transport>>,
+        }
+
+        impl ::core::convert::From<::std::sync::Arc<$crate::Driver<$transport>>> for $name {
+            fn from(driver: ::std::sync::Arc<$crate::Driver<$transport>>) -> Self {
+                $name { driver }
+            }
+        }
+
+        impl ::core::ops::Deref for $name {
+            type Target = $crate::Driver<$transport>;
+
+            fn deref(&self) -> &Self::Target {
+                &self.driver
+            }
+        }
+
+        impl ::core::fmt::Debug for $name {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("driver", &self.driver)
+                    .finish()
+            }
+        }
+    };
+}

@@ -1,13 +1,10 @@
 #![doc = include_str!("../README.md")]
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use http::{Extensions, HeaderMap, StatusCode};
 use refresh_machine_driver::refresh_machine::{RequestSpec, SendErrorKind};
-use refresh_machine_driver::{
-    Attempt, Builder, Driver, Options, Sent, TokenAnswer, Transport, Waiter,
-};
+use refresh_machine_driver::{Attempt, Builder, Options, Sent, TokenAnswer, Transport, Waiter};
 use reqwest::header::AUTHORIZATION;
 use reqwest::{Request, Response};
 use reqwest_middleware::Next;
@@ -151,34 +148,11 @@ impl Transport for ReqwestTransport {
     }
 }
 
-/// The middleware. Cheap to clone; clones share one session.
-#[derive(Clone)]
-pub struct RefreshMiddleware {
-    driver: Arc<Driver<ReqwestTransport>>,
-}
-
-impl From<Arc<Driver<ReqwestTransport>>> for RefreshMiddleware {
-    fn from(driver: Arc<Driver<ReqwestTransport>>) -> Self {
-        RefreshMiddleware { driver }
-    }
-}
-
-/// The shared [`Driver`]: `session()`, `set_tokens()`, `login_with_password()`
-/// (async), `logout()`.
-impl std::ops::Deref for RefreshMiddleware {
-    type Target = Driver<ReqwestTransport>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.driver
-    }
-}
-
-impl std::fmt::Debug for RefreshMiddleware {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RefreshMiddleware")
-            .field("driver", &self.driver)
-            .finish()
-    }
+refresh_machine_driver::client_handle! {
+    /// The middleware. Cheap to clone; clones share one session. It derefs
+    /// to the shared [`Driver`](refresh_machine_driver::Driver): `session()`, `set_tokens()`,
+    /// `login_with_password()` (async), `logout()`.
+    pub struct RefreshMiddleware(ReqwestTransport);
 }
 
 impl RefreshMiddleware {

@@ -1,13 +1,12 @@
 #![doc = include_str!("../README.md")]
 use std::io::Read;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{AUTHORIZATION, LOCATION};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use refresh_machine_driver::refresh_machine::{RequestSpec, SendErrorKind};
 use refresh_machine_driver::{
-    block_on, Attempt, Builder, Driver, Options, Sent, TokenAnswer, Transport, Waiter,
+    block_on, Attempt, Builder, Options, Sent, TokenAnswer, Transport, Waiter,
 };
 
 pub use refresh_machine_driver::refresh_machine::Config;
@@ -102,34 +101,11 @@ impl Transport for UreqTransport {
     }
 }
 
-/// A cloneable, thread-safe client. All clones share one session.
-#[derive(Clone)]
-pub struct Client {
-    driver: Arc<Driver<UreqTransport>>,
-}
-
-impl From<Arc<Driver<UreqTransport>>> for Client {
-    fn from(driver: Arc<Driver<UreqTransport>>) -> Self {
-        Client { driver }
-    }
-}
-
-/// The shared [`Driver`]: `session()`, `set_tokens()`, `logout()`. The
-/// blocking [`Client::login_with_password`] comes first.
-impl std::ops::Deref for Client {
-    type Target = Driver<UreqTransport>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.driver
-    }
-}
-
-impl std::fmt::Debug for Client {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("driver", &self.driver)
-            .finish()
-    }
+refresh_machine_driver::client_handle! {
+    /// A cloneable, thread-safe client. All clones share one session. It
+    /// derefs to the shared [`Driver`](refresh_machine_driver::Driver): `session()`, `set_tokens()`,
+    /// `logout()`; the blocking [`Client::login_with_password`] comes first.
+    pub struct Client(UreqTransport);
 }
 
 impl Client {
@@ -141,7 +117,7 @@ impl Client {
     }
 
     /// Log in with the resource-owner password grant at the token endpoint
-    /// (tests, demos and first-party apps). Blocking; see [`Driver::login_with_password`].
+    /// (tests, demos and first-party apps). Blocking; see [`Driver::login_with_password`](refresh_machine_driver::Driver::login_with_password).
     pub fn login_with_password(&self, username: &str, password: &str) -> Result<(), Error> {
         block_on(self.driver.login_with_password(username, password))
     }
