@@ -4,6 +4,7 @@ mod driver;
 mod error;
 pub mod grant;
 mod origin;
+pub mod redirect;
 mod secret;
 mod session;
 mod transport;

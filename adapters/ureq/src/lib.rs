@@ -2,11 +2,11 @@
 use std::io::Read;
 use std::time::Duration;
 
-use http::header::{AUTHORIZATION, LOCATION};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use refresh_machine_driver::refresh_machine::{RequestSpec, SendErrorKind};
 use refresh_machine_driver::{
-    block_on, Attempt, Builder, Options, Sent, TokenAnswer, Transport, Waiter,
+    block_on, redirect, Attempt, Builder, Options, Sent, TokenAnswer, Transport, Waiter,
 };
 
 pub use refresh_machine_driver::refresh_machine::Config;
@@ -14,8 +14,6 @@ pub use refresh_machine_driver::{
     ConfigError, Hooks, Origins, RefreshReply, Secret, Session, TokenError, TokenPair,
 };
 
-/// Redirect hops followed per attempt.
-const MAX_REDIRECTS: usize = 10;
 /// Timeout of each attempt when the builder sets none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -209,7 +207,7 @@ impl UreqAttempt<'_> {
         // A GET or HEAD with an empty buffer goes out without a body, as a
         // plain ureq call would (no `Content-Length: 0`).
         let mut send_body = !matches!(&self.body, Body::Bytes(b) if b.is_empty() && matches!(method, Method::GET | Method::HEAD));
-        for hop in 0..=MAX_REDIRECTS {
+        for hop in 0..=redirect::MAX_REDIRECTS {
             let mut req = Request::builder()
                 .method(method.clone())
                 .uri(uri.clone())
@@ -218,11 +216,8 @@ impl UreqAttempt<'_> {
                 .map_err(ureq::Error::Http)?;
             *req.headers_mut() = parts.headers.clone();
             req.headers_mut().remove(AUTHORIZATION);
-            // The first hop is the request itself, whose origin the caller checked
-            // before passing a token; later hops must stay on that origin.
-            let attach = token.filter(|_| {
-                hop == 0 || (Origins::same_origin(origin_uri, &uri) && self.origins.contains(&uri))
-            });
+            let attach =
+                token.filter(|_| redirect::token_allowed(self.origins, origin_uri, hop, &uri));
             if let Some(t) = attach {
                 let value = t.bearer_header().map_err(|e| ureq::Error::Http(e.into()))?;
                 req.headers_mut().insert(AUTHORIZATION, value);
@@ -245,26 +240,11 @@ impl UreqAttempt<'_> {
                     self.agent.run(Request::from_parts(p, ()))?
                 }
             };
-            let status = resp.status();
-            // `Location` is only read when the status says to follow it.
-            let next = if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
-                resp.headers()
-                    .get(LOCATION)
-                    .and_then(|l| l.to_str().ok())
-                    .and_then(|l| resolve(&uri, l))
-            } else {
-                None
-            };
-            match next {
+            match redirect::next_hop(&uri, &method, resp.status(), resp.headers()) {
                 Some(next) => {
-                    // 303 (and 301/302 for POST, as browsers do) become GET without a body.
-                    if status == StatusCode::SEE_OTHER
-                        || (matches!(status.as_u16(), 301 | 302) && method == Method::POST)
-                    {
-                        method = Method::GET;
-                        send_body = false;
-                    }
-                    uri = next;
+                    send_body &= next.keep_body;
+                    method = next.method;
+                    uri = next.uri;
                 }
                 None => {
                     // Keep ureq's head (status, headers, extensions) as it is.
@@ -287,19 +267,4 @@ impl Read for ReadSend {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.0.read(buf)
     }
-}
-
-/// Resolve a `Location` against the current URL (absolute, or absolute-path).
-fn resolve(base: &Uri, location: &str) -> Option<Uri> {
-    if let Ok(u) = location.parse::<Uri>() {
-        if u.scheme().is_some() {
-            return Some(u);
-        }
-    }
-    if location.starts_with('/') && !location.starts_with("//") {
-        let scheme = base.scheme_str()?;
-        let authority = base.authority()?;
-        return format!("{scheme}://{authority}{location}").parse().ok();
-    }
-    None
 }
