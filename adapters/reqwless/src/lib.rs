@@ -15,8 +15,8 @@ use refresh_machine::grant::{
     FORM_CONTENT_TYPE,
 };
 use refresh_machine::{
-    Action, Config, Instant, RefreshId, RefreshMachine, RefreshOutcome, RequestSpec, Response,
-    SendErrorKind, SessionState, StoredTokens, TokenSet,
+    Action, Config, Instant, RefreshId, RefreshMachine, RefreshOutcome, RequestId, RequestSpec,
+    Response, SendErrorKind, SessionState, StoredTokens, TokenSet,
 };
 use reqwless::client::HttpClient;
 use reqwless::request::{Method, RequestBuilder};
@@ -129,6 +129,9 @@ where
     /// Why the last refresh or send could not be used, for the error the
     /// caller gets if the machine then fails the request.
     problem: Option<Error>,
+    /// The request `send` started; released by the next `send` if it is
+    /// still open (every outcome the machine emits frees it already).
+    open: Option<RequestId>,
 }
 
 /// Tokens and buffers are not shown.
@@ -168,6 +171,7 @@ where
             request_timeout: Duration::from_secs(30),
             tokens_changed: false,
             problem: None,
+            open: None,
         }
     }
 
@@ -278,7 +282,14 @@ where
             .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"));
         let spec = RequestSpec::for_method(req.method.as_str(), has_key);
         self.problem = None;
+        // One request at a time: a request still open here was left by an
+        // early return (a buffer too small, a refused input) or by a dropped
+        // `send` future. Release it, so its slot never blocks this one.
+        if let Some(open) = self.open.take() {
+            let _ = self.machine.cancel(open);
+        }
         let id = self.machine.start_request(self.clock.now(), spec)?;
+        self.open = Some(id);
         let mut delivered: Option<(u16, Result<usize, Error>)> = None;
         let mut last: Option<(u16, Result<usize, Error>)> = None;
         let mut token_len = 0;

@@ -55,10 +55,20 @@ fn with_client<R>(
     offset: &Cell<Duration>,
     body: impl AsyncFnOnce(&mut Client<'_, Stack, Stack, TestClock<'_>, CAP>) -> R,
 ) -> R {
+    with_client_scratch(server, offset, 512, body)
+}
+
+/// [`with_client`] with a scratch buffer of `scratch_len` bytes.
+fn with_client_scratch<R>(
+    server: &AuthServer,
+    offset: &Cell<Duration>,
+    scratch_len: usize,
+    body: impl AsyncFnOnce(&mut Client<'_, Stack, Stack, TestClock<'_>, CAP>) -> R,
+) -> R {
     let stack = Stack::default();
     let origin = server.origin();
     let token_url = server.token_url();
-    let mut scratch = [0u8; 512];
+    let mut scratch = vec![0u8; scratch_len];
     let client_id = server.options().client_id.clone();
     let endpoints = Endpoints {
         api_origin: &origin,
@@ -346,4 +356,50 @@ fn a_response_larger_than_the_buffer_is_a_typed_error_with_its_status() {
     });
     let k = server.counters();
     assert_eq!(k.refresh_calls, 0);
+}
+
+/// Issue 15 (firmware): an early return from `send` used to leave the single
+/// request slot in use, so every later `send` failed `Machine(Full)`.
+#[test]
+fn an_early_error_releases_the_request_slot() {
+    let server = AuthServer::start().unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    // Room for "Bearer <access token>" (about 30 bytes), not for the refresh
+    // grant body (about 85): the refresh cannot be built.
+    with_client_scratch(&server, &offset, 48, async |c| {
+        let first = server.login();
+        c.set_tokens(TokenSet::new(&first.access_token).with_refresh_token(&first.refresh_token))
+            .unwrap();
+        assert_eq!(me(c).await, Ok(200));
+        server.revoke_access_tokens();
+        assert_eq!(me(c).await, Err(Error::ScratchTooSmall));
+        // The slot was released: new tokens (obtained elsewhere) work at once.
+        let next = server.login();
+        c.set_tokens(TokenSet::new(&next.access_token).with_refresh_token(&next.refresh_token))
+            .unwrap();
+        assert_eq!(me(c).await, Ok(200));
+    });
+}
+
+/// A `send` future dropped part-way (a task cancelled, a timeout in the
+/// caller) must not keep the request slot either.
+#[test]
+fn a_dropped_send_releases_its_slot() {
+    let server = AuthServer::start().unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    with_client(&server, &offset, async |c| {
+        login(c).await;
+        {
+            let mut rx = [0u8; 1024];
+            let send = c.send(Request::get("/api/me"), &mut rx);
+            let mut send = core::pin::pin!(send);
+            // One poll: the request is started and waits on the network.
+            let first = core::future::poll_fn(|cx| {
+                core::task::Poll::Ready(std::future::Future::poll(send.as_mut(), cx).is_pending())
+            })
+            .await;
+            assert!(first, "the first poll should wait on the connection");
+        } // dropped here, mid-request
+        assert_eq!(me(c).await, Ok(200));
+    });
 }
