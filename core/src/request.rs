@@ -4,7 +4,7 @@
 /// generation changes each time it is taken, so a stale id is detected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId {
-    pub(crate) slot: u16,
+    pub(crate) slot: u32,
     pub(crate) generation: u32,
 }
 

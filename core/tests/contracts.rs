@@ -539,3 +539,78 @@ fn the_refresh_action_carries_its_deadline() {
     assert!(m.poll_refresh().is_none(), "handed out once");
     assert!(m.poll_notice().is_none());
 }
+
+/// Issue 14, rule 7: a backoff ceiling beyond u64 nanoseconds (584 years)
+/// made the full-jitter draw overflow (`% (u64::MAX + 1)`) and panic.
+#[test]
+fn a_backoff_ceiling_of_centuries_does_not_panic() {
+    let mut c = Config::DEFAULT;
+    let centuries = Duration::from_secs(600 * 365 * 24 * 3600);
+    c.request_backoff = refresh_machine::Backoff {
+        base: centuries,
+        max: centuries,
+    };
+    c.refresh_backoff = c.request_backoff;
+    let mut m = logged_in(c, None);
+    let a = start(&mut m);
+    drain(&mut m);
+    m.handle_response(Instant::ZERO, a, Response::status(503))
+        .unwrap();
+    assert!(matches!(
+        m.request_state(a),
+        Ok(RequestState::BackingOff { .. })
+    ));
+    // The refresh backoff draws from the same jitter.
+    let b = start(&mut m);
+    drain(&mut m);
+    m.handle_response(Instant::ZERO, b, Response::status(401))
+        .unwrap();
+    let id = match m.poll_refresh() {
+        Some(Action::Refresh { id, .. }) => id,
+        other => panic!("{other:?}"),
+    };
+    m.handle_refresh_outcome(
+        Instant::ZERO,
+        id,
+        RefreshOutcome::Transient { retry_after: None },
+    )
+    .unwrap();
+    assert!(m.snapshot().refresh_pending, "backing off, not failed");
+}
+
+/// Issue 14, rule 7: request ids kept their slot in a `u16`, so above 65,536
+/// slots two live requests had the same id.
+#[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "fills 65,537 slots (quadratic): .ci/run runs it in release"
+)]
+fn request_ids_do_not_alias_above_65536_slots() {
+    // A machine this large does not fit a test thread's default stack.
+    std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(|| {
+            const N: usize = 65_537;
+            let mut m: Box<RefreshMachine<N, 8>> =
+                Box::new(RefreshMachine::new(Config::DEFAULT, 1));
+            m.login(Instant::ZERO, TokenSet::new("a1").with_refresh_token("r1"))
+                .unwrap();
+            let ids: Vec<RequestId> = (0..N)
+                .map(|_| {
+                    m.start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
+                        .unwrap()
+                })
+                .collect();
+            assert_ne!(ids[0], ids[N - 1]);
+            assert_eq!(ids[N - 1].slot(), N - 1);
+            m.cancel(ids[N - 1]).unwrap();
+            assert_eq!(
+                m.request_state(ids[0]),
+                Ok(RequestState::ReadyToSend),
+                "cancelling the last request left the first alone"
+            );
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

@@ -85,7 +85,11 @@ impl Jitter {
         if nanos == 0 {
             return Duration::ZERO;
         }
-        Duration::from_nanos(self.next() % (nanos + 1))
+        // Uniform in [0, nanos]; a ceiling of u64::MAX ns takes every draw.
+        match nanos.checked_add(1) {
+            Some(span) => Duration::from_nanos(self.next() % span),
+            None => Duration::from_nanos(self.next()),
+        }
     }
 
     #[cfg(feature = "model")]

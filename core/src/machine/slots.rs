@@ -164,7 +164,7 @@ impl<const N: usize> Slots<N> {
     #[inline]
     pub(super) fn id(&self, i: usize) -> RequestId {
         RequestId {
-            slot: i as u16,
+            slot: i as u32,
             generation: self.slots[i].generation,
         }
     }
@@ -237,7 +237,7 @@ impl<const N: usize> Slots<N> {
     pub(super) fn emit(&mut self, i: usize, token_generation: u32) -> Emitted {
         let slot = &mut self.slots[i];
         let id = RequestId {
-            slot: i as u16,
+            slot: i as u32,
             generation: slot.generation,
         };
         match slot.phase {
