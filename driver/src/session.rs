@@ -486,7 +486,7 @@ impl<'s> RequestHandle<'s> {
 
     /// The response to the last send arrived.
     pub fn response(&mut self, response: Response) {
-        self.report(|m, now, id| m.handle_response(now, id, response));
+        self.report(None, |m, now, id| m.handle_response(now, id, response));
     }
 
     /// The response to the last send arrived, as `http` status and headers.
@@ -503,12 +503,11 @@ impl<'s> RequestHandle<'s> {
             // Delivered as it is: no challenge or `Retry-After` to read, and
             // no time either (a final response only ends the request), so it
             // is fed at the time of the send instead of reading the clock.
-            let id = self.id;
             let response = Response::status(status.as_u16());
-            let _ = self.session.apply_at(Some(self.sent_at), |m, now| {
+            let sent_at = self.sent_at;
+            return self.report(Some(sent_at), |m, now, id| {
                 m.handle_response(now, id, response)
             });
-            return;
         }
         self.response(
             Response::from_http(status, headers, StdClock::unix_now()).with_token_sent(token_sent),
@@ -517,13 +516,18 @@ impl<'s> RequestHandle<'s> {
 
     /// The last send failed before a response.
     pub fn send_error(&mut self, kind: SendErrorKind) {
-        self.report(|m, now, id| m.handle_send_error(now, id, kind));
+        self.report(None, |m, now, id| m.handle_send_error(now, id, kind));
     }
 
-    fn report(&mut self, f: impl FnOnce(&mut Machine, Instant, RequestId) -> Result<(), Error>) {
+    /// Feed one report about this request, at `now` or the clock's time.
+    fn report(
+        &mut self,
+        now: Option<Instant>,
+        f: impl FnOnce(&mut Machine, Instant, RequestId) -> Result<(), Error>,
+    ) {
         let id = self.id;
         // Refused only if a logout already ended the request; `next_step` reports that.
-        let _ = self.session.apply(|m, now| f(m, now, id));
+        let _ = self.session.apply_at(now, |m, now| f(m, now, id));
     }
 }
 

@@ -72,17 +72,17 @@ impl std::fmt::Debug for ReqwestTransport {
 impl ReqwestTransport {
     /// With the runtime's timer, and `reqwest::Client::new()` for the token endpoint.
     pub fn new(timer: impl Timer) -> Self {
-        ReqwestTransport {
-            timer: Box::new(timer),
-            http: reqwest::Client::new(),
-            timeout: None,
-        }
+        Self::with_token_client(timer, reqwest::Client::new())
     }
 
-    /// The client used for the token endpoint.
-    pub fn token_client(mut self, client: reqwest::Client) -> Self {
-        self.http = client;
-        self
+    /// With the runtime's timer and your client for the token endpoint (built
+    /// once: a client is not cheap to make).
+    pub fn with_token_client(timer: impl Timer, client: reqwest::Client) -> Self {
+        ReqwestTransport {
+            timer: Box::new(timer),
+            http: client,
+            timeout: None,
+        }
     }
 }
 

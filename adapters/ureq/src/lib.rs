@@ -51,7 +51,10 @@ impl Transport for UreqTransport {
     type Client = Client;
 
     fn configure(&mut self, options: &Options) {
-        self.agent = Self::agent(options.timeout.unwrap_or(DEFAULT_TIMEOUT));
+        // `Client::builder` made the agent with the default timeout.
+        if let Some(timeout) = options.timeout {
+            self.agent = Self::agent(timeout);
+        }
     }
 
     fn head(response: &Self::Response) -> (StatusCode, &HeaderMap) {

@@ -235,11 +235,8 @@ impl<const N: usize> Slots<N> {
     /// the token of `token_generation` (counted, now `InFlight`); a
     /// `Finished` one yields its outcome and frees the slot.
     pub(super) fn emit(&mut self, i: usize, token_generation: u32) -> Emitted {
+        let id = self.id(i);
         let slot = &mut self.slots[i];
-        let id = RequestId {
-            slot: i as u32,
-            generation: slot.generation,
-        };
         match slot.phase {
             Phase::Finished(failure) => {
                 self.free(i);
