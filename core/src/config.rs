@@ -47,8 +47,15 @@ pub struct Config {
     /// A token within this much of its expiry is treated as expired (refresh first).
     pub expiry_skew: Duration,
     /// When set, a request sent within this much of expiry also starts a background
-    /// refresh, while the current token is still used.
+    /// refresh, while the current token is still used. Each token's threshold is
+    /// drawn between half this and this (jitter), so clients sharing an issuer
+    /// do not refresh in lockstep.
     pub refresh_ahead: Option<Duration>,
+    /// A token just obtained by a refresh and refused (401) before any
+    /// success with it: refreshing again would not help (the resource refuses
+    /// every token). For this long, further 401s fail `Unauthorized` without a
+    /// refresh; a success with the token ends it early. Zero disables it.
+    pub refused_token_cooldown: Duration,
 }
 
 impl Config {
@@ -73,6 +80,7 @@ impl Config {
         refresh_timeout: Duration::from_secs(30),
         expiry_skew: Duration::from_secs(30),
         refresh_ahead: None,
+        refused_token_cooldown: Duration::from_secs(30),
     };
 
     /// The largest number of sends a single request can make under this config.

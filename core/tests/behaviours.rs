@@ -145,6 +145,8 @@ fn b02_requests_wait_during_refresh_and_are_released() {
     assert!(acts.contains(&Act::Retry(a, "a2".into(), RetryReason::NewToken)));
     assert!(acts.contains(&Act::Send(b, "a2".into())));
     assert!(acts.contains(&Act::Send(c, "a2".into())));
+    m.handle_response(T0, a, Response::status(200)).unwrap();
+    drain(&mut m);
     // ... or released with a failure.
     let d = start_and_send(&mut m, T0, RequestSpec::IDEMPOTENT);
     m.handle_response(T0, d, Response::status(401)).unwrap();
@@ -192,12 +194,19 @@ fn b04_second_401_after_refresh_fails_unauthorized_without_second_refresh() {
         acts.contains(&Act::Fail(a, Failure::Unauthorized)),
         "{acts:?}"
     );
-    // The token was rejected again, so the *next* request refreshes; this one never does.
     assert!(refreshes(&acts).is_empty());
+    // The fresh token was refused at its first use: refreshing again would
+    // not help, so the next request's 401 fails too, without a refresh
+    // (until `refused_token_cooldown` passes or a request succeeds).
+    let b = start_and_send(&mut m, T0, RequestSpec::IDEMPOTENT);
+    m.handle_response(T0, b, Response::status(401)).unwrap();
+    assert_eq!(drain(&mut m), vec![Act::Fail(b, Failure::Unauthorized)]);
 
-    // The limit is configurable.
+    // The limit is configurable (shown with the cool-down off, which would
+    // otherwise stop the second refresh).
     let mut config = Config::default();
     config.max_auth_retries = 2;
+    config.refused_token_cooldown = Duration::ZERO;
     let mut m = logged_in(config);
     let a = start_and_send(&mut m, T0, RequestSpec::IDEMPOTENT);
     for round in 0..2 {
@@ -269,6 +278,8 @@ fn b06_refresh_outcomes_are_classified() {
         acts.contains(&Act::Persist(Some(("a2".into(), Some("r1".into()))))),
         "{acts:?}"
     );
+    m.handle_response(T0, a, Response::status(200)).unwrap();
+    drain(&mut m);
 
     // Rejected: login required once; new requests fail fast until login.
     let b = start_and_send(&mut m, T0, RequestSpec::IDEMPOTENT);
@@ -363,14 +374,19 @@ fn b07_proactive_refresh_before_expiry_and_refresh_ahead() {
     )
     .unwrap();
     drain(&mut m);
+    // The threshold is jittered between 60 and 120 s before expiry.
+    let early = m
+        .start_request(at(179_000), RequestSpec::IDEMPOTENT)
+        .unwrap();
+    assert_eq!(drain(&mut m), vec![Act::Send(early, "a1".into())]);
     let c = m
-        .start_request(at(200_000), RequestSpec::IDEMPOTENT)
+        .start_request(at(240_000), RequestSpec::IDEMPOTENT)
         .unwrap();
     let acts = drain(&mut m);
     assert_eq!(refreshes(&acts).len(), 1);
     assert!(acts.contains(&Act::Send(c, "a1".into())));
     let d = m
-        .start_request(at(201_000), RequestSpec::IDEMPOTENT)
+        .start_request(at(241_000), RequestSpec::IDEMPOTENT)
         .unwrap();
     assert_eq!(
         drain(&mut m),
@@ -625,6 +641,8 @@ fn b13_bad_input_is_an_error_not_a_panic() {
         m.handle_refresh_outcome(T0, r, ok_refresh("a2", "r2"))
             .unwrap();
         drain(&mut m);
+        m.handle_response(T0, b, Response::status(200)).unwrap();
+        drain(&mut m);
         r
     };
     assert_eq!(
@@ -691,14 +709,15 @@ fn b14_tokens_are_persisted_whenever_they_change() {
         acts[0],
         Act::Persist(Some(("a2".into(), Some("r2".into()))))
     );
-    m.handle_response(T0, a, Response::status(401)).unwrap();
+    m.handle_response(T0, a, Response::status(200)).unwrap();
     let acts = drain(&mut m);
     assert!(
         !acts.iter().any(|x| matches!(x, Act::Persist(_))),
         "no change, no persist"
     );
-    let b = start_and_send_or_wait(&mut m);
-    let r = refreshes(&drain_after(&mut m, b))[0];
+    let b = start_and_send(&mut m, T0, RequestSpec::IDEMPOTENT);
+    m.handle_response(T0, b, Response::status(401)).unwrap();
+    let r = refreshes(&drain(&mut m))[0];
     m.handle_refresh_outcome(T0, r, RefreshOutcome::Rejected)
         .unwrap();
     assert!(
@@ -708,14 +727,6 @@ fn b14_tokens_are_persisted_whenever_they_change() {
     m.login(T0, TokenSet::new("a5")).unwrap();
     m.logout(T0);
     assert_eq!(drain(&mut m), vec![Act::Persist(None)]);
-}
-
-fn start_and_send_or_wait(m: &mut M) -> RequestId {
-    m.start_request(T0, RequestSpec::IDEMPOTENT).unwrap()
-}
-
-fn drain_after(m: &mut M, _id: RequestId) -> Vec<Act> {
-    drain(m)
 }
 
 #[test]

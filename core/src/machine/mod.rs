@@ -188,10 +188,10 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
         TokenStore::<TOKEN_CAP>::check(&tokens)?;
         self.session = SessionState::Active;
         self.tokens.forget_refresh_token();
-        self.install(now, tokens);
+        self.install(now, tokens, false);
         self.refresh.end(true);
         self.notices.login_required = false;
-        self.release_waiters(now);
+        self.release_waiters(now, false);
         Ok(())
     }
 
@@ -218,7 +218,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     /// nothing while it waits for a refresh, or `Fail` when there is no session.
     pub fn start_request(&mut self, now: Instant, spec: RequestSpec) -> Result<RequestId, Error> {
         let i = self.slots.take(spec)?;
-        self.route(now, i);
+        self.route(now, i, false);
         Ok(self.slots.id(i))
     }
 
@@ -253,7 +253,14 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
                 let reached = matches!(status, 502 | 504);
                 self.on_transient(now, i, reached, response.retry_after, None);
             }
-            _ => self.succeed(i),
+            status => {
+                // Anything but a refusal, a throttle or a server error says the
+                // token got past authentication.
+                if status < 500 && status != 429 {
+                    self.accepted(i);
+                }
+                self.succeed(i)
+            }
         }
         Ok(())
     }
@@ -293,9 +300,9 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
                     self.lose_session();
                     return Err(e);
                 }
-                self.install(now, tokens);
+                self.install(now, tokens, true);
                 self.refresh.end(true);
-                self.release_waiters(now);
+                self.release_waiters(now, true);
             }
             RefreshOutcome::Rejected => self.lose_session(),
             RefreshOutcome::Transient { retry_after } => self.refresh_failed(now, retry_after),
@@ -325,7 +332,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             if let Phase::Backoff { until } = self.slots.phase(i) {
                 if until <= now {
                     self.slots.set_phase(i, Phase::Ready);
-                    self.route(now, i);
+                    self.route(now, i, false);
                 }
             }
         }
@@ -428,9 +435,19 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
         self.finish(i, None);
     }
 
+    /// The resource server accepted the token slot `i` was sent with: if
+    /// that is the current one, it is proven.
+    fn accepted(&mut self, i: usize) {
+        if self.slots.get(i).sent_gen == self.tokens.generation() {
+            self.tokens.accept();
+        }
+    }
+
     /// Decide what a request that needs a token does next. The slot is
     /// `Ready` (every caller puts it there), and stays so if it may be sent.
-    fn route(&mut self, now: Instant, i: usize) {
+    /// `just_obtained`: it waited for the token a refresh has just installed,
+    /// which it uses whatever the token's announced lifetime.
+    fn route(&mut self, now: Instant, i: usize, just_obtained: bool) {
         debug_assert!(matches!(self.slots.phase(i), Phase::Ready));
         match self.session {
             SessionState::LoggedOut => return self.finish(i, Some(Failure::LoggedOut)),
@@ -441,7 +458,10 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             // Unreachable with consistent counters; kept so the bound holds by construction.
             return self.finish(i, Some(Failure::Unauthorized));
         }
-        if self.tokens.usable(now, self.config.expiry_skew) {
+        if self
+            .tokens
+            .usable(now, self.config.expiry_skew, just_obtained)
+        {
             if let Some(ahead) = self.config.refresh_ahead {
                 if self.tokens.expires_within(now, ahead) && self.refresh.is_idle() {
                     self.start_refresh(now);
@@ -461,13 +481,31 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     fn on_unauthorized(&mut self, now: Instant, i: usize) {
         let token_generation = self.tokens.generation();
         let slot = self.slots.get_mut(i);
-        slot.auth_failures = slot.auth_failures.saturating_add(1);
+        // A 401 for a token that has been replaced since is progress, not a
+        // failure: the retry goes out with the new token (still bounded by
+        // `max_sends`, which `route` enforces).
         let stale = slot.sent_gen != token_generation;
+        if !stale {
+            slot.auth_failures = slot.auth_failures.saturating_add(1);
+        }
         let spent = slot.auth_failures > self.config.max_auth_retries;
         let replayable = slot.spec.replayable;
-        if !stale && self.session == SessionState::Active && !self.tokens.refused() {
-            self.tokens.mark_refused();
-            self.reroute_ready(now);
+        if !stale && self.session == SessionState::Active {
+            if self.tokens.cooling_down(now) {
+                // A fresh token was refused a moment ago: another refresh would not help.
+                return self.finish(i, Some(Failure::Unauthorized));
+            }
+            if self.tokens.due_for_cool_down()
+                && self.config.refused_token_cooldown > Duration::ZERO
+            {
+                self.tokens
+                    .cool_down(now.saturating_add(self.config.refused_token_cooldown));
+                return self.finish(i, Some(Failure::Unauthorized));
+            }
+            if !self.tokens.refused() {
+                self.tokens.mark_refused();
+                self.reroute_ready(now);
+            }
         }
         if spent {
             self.finish(i, Some(Failure::Unauthorized));
@@ -480,7 +518,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
                 RetryReason::NewToken
             };
             self.slots.set_phase(i, Phase::Ready);
-            self.route(now, i);
+            self.route(now, i, false);
         }
     }
 
@@ -488,7 +526,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     fn reroute_ready(&mut self, now: Instant) {
         for j in self.slots.live_range() {
             if matches!(self.slots.phase(j), Phase::Ready) {
-                self.route(now, j);
+                self.route(now, j, false);
             }
         }
     }
@@ -565,16 +603,24 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     }
 
     /// Caller validated with `TokenStore::check`.
-    fn install(&mut self, now: Instant, tokens: TokenSet<'_>) {
-        self.tokens.install(now, tokens);
+    fn install(&mut self, now: Instant, tokens: TokenSet<'_>, from_refresh: bool) {
+        // The jitter is drawn only when refresh-ahead is on, so it costs the
+        // other configurations nothing (not even a draw from the seed).
+        let ahead_share = match self.config.refresh_ahead {
+            Some(_) => (self.jitter.next() >> 48) as u16,
+            None => u16::MAX,
+        };
+        self.tokens.install(now, tokens, from_refresh, ahead_share);
         self.notices.persist = true;
     }
 
-    fn release_waiters(&mut self, now: Instant) {
+    /// Route the requests that waited for new tokens; `just_obtained` (a
+    /// refresh's tokens): they use them at least once.
+    fn release_waiters(&mut self, now: Instant, just_obtained: bool) {
         for i in self.slots.live_range() {
             if matches!(self.slots.phase(i), Phase::Waiting) {
                 self.slots.set_phase(i, Phase::Ready);
-                self.route(now, i);
+                self.route(now, i, just_obtained);
             }
         }
     }

@@ -1,5 +1,5 @@
-//! The token store: the current pair, its expiry and whether the resource
-//! server has refused it.
+//! The token store: the current pair, its expiry, and what the resource
+//! server has said about it (refused, accepted, cooling down).
 //!
 //! Invariants: `generation` changes whenever the access token does (install
 //! or clear), and a cleared store holds no token bytes.
@@ -21,9 +21,26 @@ pub(super) struct TokenStore<const CAP: usize> {
     expires_at: Option<Instant>,
     /// Lifetime the server gave the current token (`expires_in`).
     lifetime: Option<Duration>,
+    /// Where the refresh-ahead threshold falls for this token, as a share of
+    /// `Config::refresh_ahead` in 1/65536 (drawn at install: jitter).
+    ahead_share: u16,
     /// A 401 was seen for the current token.
     refused: bool,
+    /// The current token came from a refresh (not a login).
+    from_refresh: bool,
+    /// The resource server accepted the current token at least once.
+    accepted: bool,
+    /// Refreshes installed since the resource server last accepted a token.
+    unconfirmed_refreshes: u8,
+    /// A fresh token was refused: until then, 401s do not refresh. Kept once
+    /// past: each token has one cool-down.
+    cooldown_until: Option<Instant>,
 }
+
+/// Refreshes in a row with no accepted response between them after which
+/// expiry alone no longer starts another (a server announcing lifetimes the
+/// client cannot honour; a 401 still refreshes).
+const MAX_UNCONFIRMED_REFRESHES: u8 = 3;
 
 impl<const CAP: usize> TokenStore<CAP> {
     // Not inlined: built in place behind the caller's pointer. Inlined into a
@@ -39,7 +56,12 @@ impl<const CAP: usize> TokenStore<CAP> {
             generation: 0,
             expires_at: None,
             lifetime: None,
+            ahead_share: u16::MAX,
             refused: false,
+            from_refresh: false,
+            accepted: false,
+            unconfirmed_refreshes: 0,
+            cooldown_until: None,
         }
     }
 
@@ -58,16 +80,68 @@ impl<const CAP: usize> TokenStore<CAP> {
 
     /// Install a checked set. A set without a refresh token keeps the current one
     /// (a refresh that did not rotate); call [`forget_refresh_token`](Self::forget_refresh_token) first for a login.
-    pub(super) fn install(&mut self, now: Instant, tokens: TokenSet<'_>) {
+    /// `from_refresh` for a refresh's answer; `ahead_share` places this
+    /// token's refresh-ahead threshold (see [`expires_within`](Self::expires_within)).
+    pub(super) fn install(
+        &mut self,
+        now: Instant,
+        tokens: TokenSet<'_>,
+        from_refresh: bool,
+        ahead_share: u16,
+    ) {
         self.access.set(tokens.access_token.expose_secret());
         if let Some(r) = tokens.refresh_token {
             self.refresh.set(r.expose_secret());
             self.has_refresh = true;
         }
-        self.expires_at = tokens.expires_in.map(|d| now + d);
+        self.expires_at = tokens.expires_in.map(|d| now.saturating_add(d));
         self.lifetime = tokens.expires_in;
         self.generation = self.generation.wrapping_add(1);
+        self.ahead_share = ahead_share;
         self.refused = false;
+        self.accepted = false;
+        self.from_refresh = from_refresh;
+        self.cooldown_until = None;
+        self.unconfirmed_refreshes = if from_refresh {
+            self.unconfirmed_refreshes.saturating_add(1)
+        } else {
+            0
+        };
+    }
+
+    /// The resource server accepted the current token.
+    pub(super) fn accept(&mut self) {
+        self.accepted = true;
+        self.unconfirmed_refreshes = 0;
+        // Ends a cool-down (spent, not reset: `accepted` now rules out another).
+        if self.cooldown_until.is_some() {
+            self.cooldown_until = Some(Instant::ZERO);
+        }
+    }
+
+    /// The current token came from a refresh and nothing has accepted it yet.
+    #[inline]
+    pub(super) fn fresh_and_unproven(&self) -> bool {
+        self.from_refresh && !self.accepted
+    }
+
+    /// A 401 for the current token should start a cool-down: it is fresh,
+    /// unproven, and has not had its cool-down yet (one per token, so a
+    /// refresh is tried again once it ends).
+    #[inline]
+    pub(super) fn due_for_cool_down(&self) -> bool {
+        self.fresh_and_unproven() && self.cooldown_until.is_none()
+    }
+
+    /// Refuse 401-driven refreshes until `until`.
+    pub(super) fn cool_down(&mut self, until: Instant) {
+        self.cooldown_until = Some(until);
+    }
+
+    /// Within the refused-token cool-down at `now`.
+    #[inline]
+    pub(super) fn cooling_down(&self, now: Instant) -> bool {
+        self.cooldown_until.is_some_and(|t| now < t)
     }
 
     pub(super) fn forget_refresh_token(&mut self) {
@@ -82,6 +156,10 @@ impl<const CAP: usize> TokenStore<CAP> {
         self.expires_at = None;
         self.lifetime = None;
         self.refused = false;
+        self.from_refresh = false;
+        self.accepted = false;
+        self.unconfirmed_refreshes = 0;
+        self.cooldown_until = None;
         self.generation = self.generation.wrapping_add(1);
     }
 
@@ -125,17 +203,32 @@ impl<const CAP: usize> TokenStore<CAP> {
     }
 
     /// The current token may be attached to a new send at `now`.
+    ///
+    /// A token refused by the resource server never is. An expired one is,
+    /// when `just_obtained` (the requests that waited for a refresh use its
+    /// token at least once, whatever its announced lifetime) or after
+    /// [`MAX_UNCONFIRMED_REFRESHES`] refreshes in a row that nothing
+    /// accepted: the lifetime cannot be honoured, a 401 will tell.
     #[inline]
-    pub(super) fn usable(&self, now: Instant, skew: Duration) -> bool {
+    pub(super) fn usable(&self, now: Instant, skew: Duration, just_obtained: bool) -> bool {
         !self.refused
-            && self
-                .expires_at
-                .map_or(true, |exp| now.saturating_add(self.margin(skew)) < exp)
+            && (just_obtained
+                || self.unconfirmed_refreshes >= MAX_UNCONFIRMED_REFRESHES
+                || self
+                    .expires_at
+                    .map_or(true, |exp| now.saturating_add(self.margin(skew)) < exp))
     }
 
-    /// Within `ahead` of expiry (refresh-ahead is due).
+    /// Refresh-ahead is due: within this token's share of `ahead` of expiry
+    /// (between half and all of it), and the token is not an unproven fresh
+    /// one (whose own refresh would follow at once).
     #[inline]
     pub(super) fn expires_within(&self, now: Instant, ahead: Duration) -> bool {
+        if self.fresh_and_unproven() {
+            return false;
+        }
+        let half = ahead / 2;
+        let ahead = half + mul_share(ahead - half, self.ahead_share);
         self.expires_at
             .is_some_and(|exp| now.saturating_add(self.margin(ahead)) >= exp)
     }
@@ -156,7 +249,12 @@ impl<const CAP: usize> TokenStore<CAP> {
         self.generation.hash(state);
         self.expires_at.hash(state);
         self.lifetime.hash(state);
+        self.ahead_share.hash(state);
         self.refused.hash(state);
+        self.from_refresh.hash(state);
+        self.accepted.hash(state);
+        self.unconfirmed_refreshes.hash(state);
+        self.cooldown_until.hash(state);
     }
 
     #[cfg(test)]
@@ -167,4 +265,15 @@ impl<const CAP: usize> TokenStore<CAP> {
             && self.expires_at.is_none()
             && self.lifetime.is_none()
     }
+}
+
+/// `d * share / 65535` (at most `d`), without overflow or u128 arithmetic;
+/// durations past 584 years count as 584 years.
+fn mul_share(d: Duration, share: u16) -> Duration {
+    let nanos = d
+        .as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()));
+    let share = u64::from(share);
+    Duration::from_nanos(nanos / 65_535 * share + nanos % 65_535 * share / 65_535)
 }

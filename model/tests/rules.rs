@@ -1,0 +1,252 @@
+//! The core rules of issue 14 that lost or hung sessions, one named test
+//! each (every one failed before its fix). Virtual time only.
+
+use core::time::Duration;
+
+use refresh_machine::{
+    Config, Failure, Instant, RefreshId, RefreshMachine, RefreshOutcome, RequestId, RequestSpec,
+    Response, RetryReason, SessionState, TokenSet,
+};
+use refresh_machine_model::{drain, Act};
+
+type M = RefreshMachine<8, 64>;
+
+fn secs(s: u64) -> Instant {
+    Instant::from_duration(Duration::from_secs(s))
+}
+
+fn logged_in(config: Config, expires_s: Option<u64>) -> M {
+    let mut m = M::new(config, 3);
+    let mut set = TokenSet::new("a1").with_refresh_token("r1");
+    if let Some(s) = expires_s {
+        set = set.with_expires_in(Duration::from_secs(s));
+    }
+    m.login(Instant::ZERO, set).unwrap();
+    drain(&mut m);
+    m
+}
+
+fn refresh_of(acts: &[Act]) -> Option<RefreshId> {
+    acts.iter().find_map(|a| match a {
+        Act::Refresh(id, _) => Some(*id),
+        _ => None,
+    })
+}
+
+fn sent_with(acts: &[Act], id: RequestId) -> Option<&str> {
+    acts.iter().find_map(|a| match a {
+        Act::Send(i, t) | Act::Retry(i, t, _) if *i == id => Some(t.as_str()),
+        _ => None,
+    })
+}
+
+fn tokens<'a>(access: &'a str, refresh: &'a str, expires_s: u64) -> RefreshOutcome<'a> {
+    RefreshOutcome::Success(
+        TokenSet::new(access)
+            .with_refresh_token(refresh)
+            .with_expires_in(Duration::from_secs(expires_s)),
+    )
+}
+
+/// Rule 1: `expires_in: 0` made the machine refresh forever: the new token
+/// was already "expired", the waiting request asked for another refresh, and
+/// the request never went out.
+#[test]
+fn a_token_that_arrives_expired_is_still_used_by_its_waiters() {
+    let mut m = logged_in(Config::DEFAULT, Some(60));
+    let now = secs(100);
+    let a = m.start_request(now, RequestSpec::IDEMPOTENT).unwrap();
+    let b = m.start_request(now, RequestSpec::IDEMPOTENT).unwrap();
+    let r = refresh_of(&drain(&mut m)).expect("expired token: refresh first");
+    m.handle_refresh_outcome(now, r, tokens("a2", "r2", 0))
+        .unwrap();
+    let acts = drain(&mut m);
+    assert_eq!(refresh_of(&acts), None, "refreshed again at once: {acts:?}");
+    assert_eq!(sent_with(&acts, a), Some("a2"), "{acts:?}");
+    assert_eq!(sent_with(&acts, b), Some("a2"), "{acts:?}");
+    m.handle_response(now, a, Response::status(200)).unwrap();
+    m.handle_response(now, b, Response::status(200)).unwrap();
+    assert_eq!(drain(&mut m), vec![Act::Deliver(a), Act::Deliver(b)]);
+}
+
+/// Rule 1, the bound: a server that always answers `expires_in: 0` costs at
+/// most one refresh per request, however the requests interleave, and the
+/// token endpoint is never called twice without a send in between.
+#[test]
+fn refreshes_with_no_response_between_them_are_bounded() {
+    let mut m = logged_in(Config::DEFAULT, Some(0));
+    let now = secs(1);
+    let mut refreshes = 0;
+    let mut issued = 1;
+    let mut in_flight = Vec::new();
+    for _ in 0..20 {
+        // Requests pile up; nothing is answered yet.
+        m.start_request(now, RequestSpec::IDEMPOTENT).ok();
+        for _ in 0..10 {
+            let acts = drain(&mut m);
+            for act in &acts {
+                if let Act::Send(id, _) | Act::Retry(id, _, _) = act {
+                    in_flight.push(*id);
+                }
+            }
+            let Some(r) = refresh_of(&acts) else { break };
+            refreshes += 1;
+            issued += 1;
+            let (a, rt) = (format!("a{issued}"), format!("r{issued}"));
+            m.handle_refresh_outcome(now, r, tokens(&a, &rt, 0))
+                .unwrap();
+        }
+    }
+    assert!(
+        refreshes <= 3,
+        "{refreshes} refreshes without a single response"
+    );
+    for id in in_flight.drain(..) {
+        m.handle_response(now, id, Response::status(200)).unwrap();
+    }
+    drain(&mut m);
+    assert_eq!(m.snapshot().live, 0);
+}
+
+/// Rule 2: a resource that answers 401 to every token cost one refresh per
+/// request, and left the token marked refused so the next unrelated request
+/// refreshed too (20 sequential requests: 40 token calls).
+#[test]
+fn a_fresh_token_refused_stops_refreshing_until_the_cool_down() {
+    let mut config = Config::DEFAULT;
+    config.refused_token_cooldown = Duration::from_secs(30);
+    let mut m = logged_in(config, None);
+    let mut refreshes = 0;
+    let mut issued = 1;
+    for k in 0..20u64 {
+        let now = secs(k);
+        let id = m.start_request(now, RequestSpec::IDEMPOTENT).unwrap();
+        let mut acts = drain(&mut m);
+        for _ in 0..10 {
+            if let Some(r) = refresh_of(&acts) {
+                refreshes += 1;
+                issued += 1;
+                let (a, rt) = (format!("a{issued}"), format!("r{issued}"));
+                m.handle_refresh_outcome(now, r, tokens(&a, &rt, 3600))
+                    .unwrap();
+            } else if sent_with(&acts, id).is_some() {
+                m.handle_response(now, id, Response::status(401)).unwrap();
+            } else {
+                break;
+            }
+            acts = drain(&mut m);
+        }
+        assert!(
+            acts.contains(&Act::Fail(id, Failure::Unauthorized)),
+            "{acts:?}"
+        );
+    }
+    assert_eq!(refreshes, 1, "one refresh, then the cool-down holds");
+
+    // After the cool-down a 401 may refresh again, once.
+    let now = secs(20 + 31);
+    let id = m.start_request(now, RequestSpec::IDEMPOTENT).unwrap();
+    let acts = drain(&mut m);
+    assert_eq!(acts, vec![Act::Send(id, format!("a{issued}"))]);
+    m.handle_response(now, id, Response::status(401)).unwrap();
+    let acts = drain(&mut m);
+    assert!(refresh_of(&acts).is_some(), "{acts:?}");
+}
+
+/// Rule 2: a success with the fresh token ends the cool-down at once (the
+/// 401 was about one resource, not the token).
+#[test]
+fn a_success_ends_the_refused_token_cool_down() {
+    let mut m = logged_in(Config::DEFAULT, None);
+    let now = secs(1);
+    let a = m.start_request(now, RequestSpec::IDEMPOTENT).unwrap();
+    drain(&mut m);
+    m.handle_response(now, a, Response::status(401)).unwrap();
+    let r = refresh_of(&drain(&mut m)).unwrap();
+    m.handle_refresh_outcome(now, r, tokens("a2", "r2", 3600))
+        .unwrap();
+    drain(&mut m);
+    // The fresh token is refused: a fails, no refresh.
+    m.handle_response(now, a, Response::status(401)).unwrap();
+    let acts = drain(&mut m);
+    assert_eq!(acts, vec![Act::Fail(a, Failure::Unauthorized)]);
+    // Another request succeeds with it.
+    let b = m.start_request(now, RequestSpec::IDEMPOTENT).unwrap();
+    assert_eq!(drain(&mut m), vec![Act::Send(b, "a2".into())]);
+    m.handle_response(now, b, Response::status(200)).unwrap();
+    drain(&mut m);
+    // Now a 401 is news again: refresh.
+    let c = m.start_request(now, RequestSpec::IDEMPOTENT).unwrap();
+    drain(&mut m);
+    m.handle_response(now, c, Response::status(401)).unwrap();
+    assert!(refresh_of(&drain(&mut m)).is_some());
+}
+
+/// Rule 3: a request retried once after a refresh, whose new token expired
+/// while it was in flight (another request refreshed meanwhile), failed
+/// `Unauthorized` "even with a fresh token". The token changed since its last
+/// attempt: that is progress, not a loop.
+#[test]
+fn a_retry_after_the_token_changed_again_is_progress() {
+    let mut m = logged_in(Config::DEFAULT, Some(3600));
+    let now = secs(1);
+    let a = m.start_request(now, RequestSpec::IDEMPOTENT).unwrap();
+    drain(&mut m);
+    m.handle_response(now, a, Response::status(401)).unwrap();
+    let r = refresh_of(&drain(&mut m)).unwrap();
+    // A short token: it expires while a's retry is in flight.
+    m.handle_refresh_outcome(now, r, tokens("a2", "r2", 2))
+        .unwrap();
+    assert_eq!(sent_with(&drain(&mut m), a), Some("a2"));
+    let later = secs(10);
+    let c = m.start_request(later, RequestSpec::IDEMPOTENT).unwrap();
+    let r = refresh_of(&drain(&mut m)).expect("a2 expired: refresh");
+    m.handle_refresh_outcome(later, r, tokens("a3", "r3", 3600))
+        .unwrap();
+    assert_eq!(sent_with(&drain(&mut m), c), Some("a3"));
+    // a's answer for a2 comes back 401: a2 is no longer current, so retry with a3.
+    m.handle_response(later, a, Response::status(401)).unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![Act::Retry(a, "a3".into(), RetryReason::StaleToken)]
+    );
+    // Still bounded by the per-request send limit.
+    assert!(m.sends(a).unwrap() <= Config::DEFAULT.max_sends());
+    assert_eq!(m.session(), SessionState::Active);
+}
+
+/// Rule 9: refresh-ahead fired at one fixed threshold, so clients sharing an
+/// issuer refreshed in lockstep. Each token's threshold is now drawn between
+/// half of `refresh_ahead` and all of it.
+#[test]
+fn refresh_ahead_thresholds_are_spread_between_half_and_all_of_it() {
+    let mut config = Config::DEFAULT;
+    config.refresh_ahead = Some(Duration::from_secs(120));
+    let mut thresholds = Vec::new();
+    for seed in 0..64 {
+        let mut m = M::new(config, seed);
+        let set = TokenSet::new("a1")
+            .with_refresh_token("r1")
+            .with_expires_in(Duration::from_secs(600));
+        m.login(Instant::ZERO, set).unwrap();
+        drain(&mut m);
+        // The first second (before expiry) at which a request starts the refresh.
+        let fired = (400..600u64).find(|&s| {
+            let mut probe = m.clone();
+            probe.start_request(secs(s), RequestSpec::IDEMPOTENT).unwrap();
+            refresh_of(&drain(&mut probe)).is_some()
+        });
+        let before_expiry = 600 - fired.expect("refresh-ahead never fired");
+        assert!(
+            (60..=120).contains(&before_expiry),
+            "seed {seed}: refreshed {before_expiry} s before expiry"
+        );
+        thresholds.push(before_expiry);
+    }
+    thresholds.sort_unstable();
+    thresholds.dedup();
+    assert!(
+        thresholds.len() >= 20,
+        "thresholds not spread: {thresholds:?}"
+    );
+}
