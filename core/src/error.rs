@@ -3,6 +3,7 @@
 //! Neither ever carries a token: `Display` texts are fixed strings.
 
 use crate::event::SendErrorKind;
+use crate::grant::OAuthError;
 
 /// An input the machine refused. The machine's state is unchanged unless the
 /// variant says otherwise, and no request loses its outcome.
@@ -21,8 +22,9 @@ pub enum Error {
     /// No refresh with this id is awaiting its outcome (late, duplicated or never issued).
     #[error("no refresh with this id is in flight")]
     UnknownRefresh,
-    /// A token longer than the machine's token capacity.
-    /// If it came from a refresh, the session is lost: the driver gets `LoginRequired`.
+    /// A token longer than the machine's token capacity. If it came from a
+    /// refresh, the outcome was handled as `RefreshOutcome::Success`
+    /// describes (the session may be lost: the driver gets `LoginRequired`).
     #[error("token exceeds capacity of {capacity} bytes")]
     TokenTooLarge {
         /// The machine's per-token capacity in bytes.
@@ -49,6 +51,11 @@ pub enum Failure {
     /// The token endpoint stayed unreachable; the tokens are kept.
     #[error("token refresh unavailable; try again later")]
     RefreshUnavailable,
+    /// The token endpoint refused the client's configuration (the code, or
+    /// `None` when the refresh request could not be built); the tokens are
+    /// kept. Fix the configuration: logging in again would not help.
+    #[error("token endpoint refused the client configuration")]
+    RefreshMisconfigured(Option<OAuthError>),
     /// The user logged out while the request was pending, or before it started.
     #[error("logged out")]
     LoggedOut,

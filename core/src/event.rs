@@ -1,7 +1,8 @@
 //! Inputs: what happened to a request or a refresh.
 
+use crate::grant::OAuthError;
 use crate::retry_after::parse_retry_after;
-use crate::token::TokenSet;
+use crate::token::{RefreshToken, TokenSet};
 use crate::www_authenticate::{parse_bearer_challenge, BearerError};
 use core::fmt;
 use core::time::Duration;
@@ -114,12 +115,36 @@ impl fmt::Display for SendErrorKind {
 }
 
 /// The result of a refresh the driver performed.
+/// [`grant::classify_token_response`](crate::grant::classify_token_response)
+/// maps an RFC 6749 token endpoint's answer to one.
 #[derive(Clone, Copy, Debug)]
 pub enum RefreshOutcome<'a> {
     /// New tokens. A missing refresh token means the server did not rotate it.
+    ///
+    /// A token that cannot be used (too large, empty, bytes outside visible
+    /// ASCII) is handled as [`Unusable`](Self::Unusable) handles it: a usable
+    /// access token with an unusable refresh token is used until it expires
+    /// (the old refresh token may be spent, so it is dropped); an unusable
+    /// access token with a usable refresh token keeps the refresh token.
     Success(TokenSet<'a>),
+    /// The server answered 200, so the refresh token presented may be spent,
+    /// but gave no usable access token (a DPoP token type, an `error` field,
+    /// no or a malformed access token, a body that is not JSON). A new refresh
+    /// token it carried is kept and presented by the next attempt; without
+    /// one, the session is lost ([`LoginRequiredReason::UnusableTokenResponse`](crate::LoginRequiredReason::UnusableTokenResponse)).
+    Unusable {
+        /// A new refresh token the answer carried, if any.
+        refresh_token: Option<RefreshToken<'a>>,
+    },
     /// The grant is dead (`invalid_grant`, revoked, reused): the session is lost.
     Rejected,
+    /// The token endpoint refused the client, not the grant (RFC 6749
+    /// section 5.2: `invalid_client`, `unauthorized_client`,
+    /// `unsupported_grant_type`, `invalid_scope`, `invalid_request`), or the
+    /// refresh request could not be built (`None`). A new login would fail the
+    /// same way: the tokens are kept, no login-required signal, and the
+    /// waiting requests fail [`Failure::RefreshMisconfigured`](crate::Failure::RefreshMisconfigured).
+    Misconfigured(Option<OAuthError>),
     /// Might work later (network error, timeout, 5xx, 429). The driver may pass `Retry-After`.
     Transient {
         /// Server-requested delay before the next attempt.

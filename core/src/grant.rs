@@ -36,7 +36,7 @@ pub enum GrantError {
 }
 
 /// RFC 6749 §5.2 error codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum OAuthError {
     /// `invalid_request`.
@@ -53,6 +53,8 @@ pub enum OAuthError {
     InvalidScope,
     /// `temporarily_unavailable` (borrowed from §4.1.2.1; some servers send it here).
     TemporarilyUnavailable,
+    /// `server_error` (borrowed from §4.1.2.1; some servers send it here).
+    ServerError,
     /// Anything else.
     Other,
 }
@@ -67,6 +69,7 @@ impl OAuthError {
             "unsupported_grant_type" => OAuthError::UnsupportedGrantType,
             "invalid_scope" => OAuthError::InvalidScope,
             "temporarily_unavailable" => OAuthError::TemporarilyUnavailable,
+            "server_error" => OAuthError::ServerError,
             _ => OAuthError::Other,
         }
     }
@@ -81,6 +84,7 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope => "invalid_scope",
             OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
+            OAuthError::ServerError => "server_error",
             OAuthError::Other => "other",
         }
     }
@@ -138,18 +142,35 @@ impl ClientAuth<'_> {
         else {
             return Ok(None);
         };
-        // Form-encode id and secret into the tail of the buffer, then base64 into the head.
-        let mut plain = [0u8; 512];
-        let mut w = FormWriter::new(&mut plain);
+        // Form-encode id and secret into the tail of the buffer, then base64
+        // them into the head, in place: no fixed-size copy, so any secret that
+        // fits the caller's buffer works.
+        let plain_len = form_len(client_id) + 1 + form_len(client_secret);
+        let prefix = b"Basic ";
+        let needed = prefix.len() + plain_len.div_ceil(3) * 4;
+        if buf.len() < needed {
+            return Err(GrantError::BufferTooSmall);
+        }
+        let start = buf.len() - plain_len;
+        let mut w = FormWriter::new(&mut buf[start..]);
         w.raw(client_id)?;
         w.push(b":")?;
         w.raw(client_secret)?;
-        let plain_len = w.len;
-        let prefix = b"Basic ";
-        let needed = prefix.len() + plain_len.div_ceil(3) * 4;
-        let out = buf.get_mut(..needed).ok_or(GrantError::BufferTooSmall)?;
-        out[..prefix.len()].copy_from_slice(prefix);
-        base64_encode(&plain[..plain_len], &mut out[prefix.len()..]);
+        // Chunk k reads buf[start + 3k..][..3] before writing
+        // buf[6 + 4k..][..4]: with start >= 6 + ceil(len / 3) (true because
+        // buf.len() >= needed) no write reaches input not yet read.
+        buf[..prefix.len()].copy_from_slice(prefix);
+        for k in 0..plain_len.div_ceil(3) {
+            let from = start + 3 * k;
+            let n = (plain_len - 3 * k).min(3);
+            let mut chunk = [0u8; 3];
+            chunk[..n].copy_from_slice(&buf[from..from + n]);
+            let at = prefix.len() + 4 * k;
+            base64_encode(&chunk[..n], &mut buf[at..at + 4]);
+        }
+        // The encoded credentials are the header; nothing of the plain copy stays behind.
+        buf[needed..].fill(0);
+        let out = &buf[..needed];
         Ok(Some(
             core::str::from_utf8(out).map_err(|_| GrantError::BufferTooSmall)?,
         ))
@@ -263,6 +284,16 @@ impl<'b> FormWriter<'b> {
     }
 }
 
+/// Length of `s` once form-encoded by [`FormWriter`].
+fn form_len(s: &str) -> usize {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' | b' ' => 1,
+            _ => 3,
+        })
+        .sum()
+}
+
 fn base64_encode(input: &[u8], out: &mut [u8]) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     for (chunk, o) in input.chunks(3).zip(out.chunks_mut(4)) {
@@ -289,8 +320,10 @@ pub struct TokenResponse<'a> {
     pub access_token: AccessToken<'a>,
     /// `refresh_token`, when issued or rotated.
     pub refresh_token: Option<RefreshToken<'a>>,
-    /// `expires_in`, in seconds.
+    /// `expires_in`, in seconds (exponent forms read; saturating).
     pub expires_in: Option<u64>,
+    /// `refresh_expires_in`, in seconds (Keycloak and others).
+    pub refresh_expires_in: Option<u64>,
     /// `scope`, when the server narrowed or stated it.
     pub scope: Option<&'a str>,
 }
@@ -302,6 +335,7 @@ impl<'a> TokenResponse<'a> {
             access_token: self.access_token,
             refresh_token: self.refresh_token,
             expires_in: self.expires_in.map(Duration::from_secs),
+            refresh_expires_in: self.refresh_expires_in.map(Duration::from_secs),
         }
     }
 }
@@ -312,6 +346,7 @@ impl fmt::Debug for TokenResponse<'_> {
             .field("access_token", &self.access_token)
             .field("refresh_token", &self.refresh_token)
             .field("expires_in", &self.expires_in)
+            .field("refresh_expires_in", &self.refresh_expires_in)
             .field("scope", &self.scope)
             .finish()
     }
@@ -326,31 +361,42 @@ struct Fields {
     scope: Option<(usize, usize)>,
     error: Option<(usize, usize)>,
     expires_in: Option<u64>,
+    refresh_expires_in: Option<u64>,
 }
 
-/// Parse a token response body in place (JSON escapes are decoded inside `body`).
+impl Fields {
+    /// The response these fields describe, from the body they index.
+    fn response<'a>(&self, body: &'a [u8]) -> Result<TokenResponse<'a>, GrantError> {
+        let text = |span| text(body, span);
+        if let Some(code) = text(self.error)? {
+            return Err(GrantError::OAuth(OAuthError::from_code(code)));
+        }
+        let access = text(self.access_token)?.ok_or(GrantError::MissingAccessToken)?;
+        if let Some(tt) = text(self.token_type)? {
+            if !tt.eq_ignore_ascii_case("bearer") {
+                return Err(GrantError::UnsupportedTokenType);
+            }
+        }
+        Ok(TokenResponse {
+            access_token: AccessToken::new(access),
+            refresh_token: text(self.refresh_token)?.map(RefreshToken::new),
+            expires_in: self.expires_in,
+            refresh_expires_in: self.refresh_expires_in,
+            scope: text(self.scope)?,
+        })
+    }
+}
+
+fn text(body: &[u8], span: Option<(usize, usize)>) -> Result<Option<&str>, GrantError> {
+    span.map(|(s, n)| core::str::from_utf8(&body[s..s + n]).map_err(|_| GrantError::Json(s)))
+        .transpose()
+}
+
+/// Parse a token response body in place (JSON escapes are decoded inside
+/// `body`; a leading UTF-8 byte order mark is skipped).
 pub fn parse_token_response(body: &mut [u8]) -> Result<TokenResponse<'_>, GrantError> {
     let f = scan_object(body)?;
-    let body: &[u8] = body;
-    let text = |span: Option<(usize, usize)>| -> Result<Option<&str>, GrantError> {
-        span.map(|(s, n)| core::str::from_utf8(&body[s..s + n]).map_err(|_| GrantError::Json(s)))
-            .transpose()
-    };
-    if let Some(code) = text(f.error)? {
-        return Err(GrantError::OAuth(OAuthError::from_code(code)));
-    }
-    let access = text(f.access_token)?.ok_or(GrantError::MissingAccessToken)?;
-    if let Some(tt) = text(f.token_type)? {
-        if !tt.eq_ignore_ascii_case("bearer") {
-            return Err(GrantError::UnsupportedTokenType);
-        }
-    }
-    Ok(TokenResponse {
-        access_token: AccessToken::new(access),
-        refresh_token: text(f.refresh_token)?.map(RefreshToken::new),
-        expires_in: f.expires_in,
-        scope: text(f.scope)?,
-    })
+    f.response(body)
 }
 
 /// The token endpoint's answer, classified for [`crate::RefreshMachine::handle_refresh_outcome`].
@@ -362,9 +408,18 @@ pub struct Classified<'a> {
     pub problem: Option<GrantError>,
 }
 
-/// Classify a token endpoint response: 200 with tokens is success; 400/401 with an
-/// OAuth error that a retry cannot fix is rejection; anything else (5xx, 429, a proxy's
-/// HTML, a broken body) is transient, so an outage never logs the user out.
+/// Classify a token endpoint response.
+///
+/// - 200: the refresh token presented may be spent. Bearer tokens are
+///   success; anything else is [`RefreshOutcome::Unusable`], with any new
+///   refresh token the body carries (never "try the old one again").
+/// - 400/401 with `invalid_grant`: rejection (the session is lost).
+/// - 400/401 with `invalid_client`, `unauthorized_client`,
+///   `unsupported_grant_type`, `invalid_scope` or `invalid_request`: the
+///   client is misconfigured (tokens kept, no login-required signal).
+/// - Anything else (`server_error`, `temporarily_unavailable`, unknown codes,
+///   5xx, 429, a proxy's HTML, a broken body): transient, so an outage never
+///   logs the user out.
 pub fn classify_token_response(
     status: u16,
     body: &mut [u8],
@@ -374,22 +429,45 @@ pub fn classify_token_response(
         outcome: RefreshOutcome::Transient { retry_after },
         problem: Some(problem),
     };
+    let fields = scan_object(body);
+    let body: &[u8] = body;
     match status {
-        200 => match parse_token_response(body) {
-            Ok(t) => Classified {
-                outcome: RefreshOutcome::Success(t.token_set()),
-                problem: None,
-            },
-            Err(e) => transient(e),
-        },
-        400 | 401 => match parse_token_response(body) {
-            Err(GrantError::OAuth(OAuthError::TemporarilyUnavailable)) => {
-                transient(GrantError::OAuth(OAuthError::TemporarilyUnavailable))
+        200 => {
+            let (refresh_token, problem) = match &fields {
+                Ok(f) => match f.response(body) {
+                    Ok(t) => {
+                        return Classified {
+                            outcome: RefreshOutcome::Success(t.token_set()),
+                            problem: None,
+                        }
+                    }
+                    Err(e) => (text(body, f.refresh_token).ok().flatten(), e),
+                },
+                Err(e) => (None, *e),
+            };
+            Classified {
+                outcome: RefreshOutcome::Unusable {
+                    refresh_token: refresh_token.map(RefreshToken::new),
+                },
+                problem: Some(problem),
             }
-            Err(GrantError::OAuth(code)) => Classified {
+        }
+        400 | 401 => match fields.and_then(|f| f.response(body)) {
+            Err(GrantError::OAuth(OAuthError::InvalidGrant)) => Classified {
                 outcome: RefreshOutcome::Rejected,
+                problem: Some(GrantError::OAuth(OAuthError::InvalidGrant)),
+            },
+            Err(GrantError::OAuth(
+                code @ (OAuthError::InvalidClient
+                | OAuthError::UnauthorizedClient
+                | OAuthError::UnsupportedGrantType
+                | OAuthError::InvalidScope
+                | OAuthError::InvalidRequest),
+            )) => Classified {
+                outcome: RefreshOutcome::Misconfigured(Some(code)),
                 problem: Some(GrantError::OAuth(code)),
             },
+            Err(GrantError::OAuth(code)) => transient(GrantError::OAuth(code)),
             _ => transient(GrantError::Status(status)),
         },
         _ => transient(GrantError::Status(status)),
@@ -400,8 +478,12 @@ pub fn classify_token_response(
 
 const MAX_DEPTH: u32 = 16;
 
+/// A UTF-8 byte order mark, which RFC 8259 lets a parser ignore.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 fn scan_object(b: &mut [u8]) -> Result<Fields, GrantError> {
-    let mut i = skip_ws(b, 0);
+    let start = if b.starts_with(BOM) { BOM.len() } else { 0 };
+    let mut i = skip_ws(b, start);
     if b.get(i) != Some(&b'{') {
         return Err(GrantError::Json(i));
     }
@@ -429,23 +511,27 @@ fn scan_object(b: &mut [u8]) -> Result<Fields, GrantError> {
             b"error" => Some(&mut f.error),
             _ => None,
         };
-        let is_expires = key == b"expires_in";
+        let seconds = match key {
+            b"expires_in" => Some(&mut f.expires_in),
+            b"refresh_expires_in" => Some(&mut f.refresh_expires_in),
+            _ => None,
+        };
         match b.get(i) {
             Some(b'"') => {
                 let (s, n, next) = string(b, i)?;
                 if let Some(slot) = slot {
                     *slot = Some((s, n));
-                } else if is_expires {
+                } else if let Some(seconds) = seconds {
                     // Some servers send `"expires_in": "3600"`.
-                    f.expires_in = integer_prefix(&b[s..s + n]);
+                    *seconds = whole_seconds(&b[s..s + n]);
                 }
                 i = next;
             }
             Some(b'-' | b'0'..=b'9') => {
                 let start = i;
                 i = number(b, i)?;
-                if is_expires {
-                    f.expires_in = integer_prefix(&b[start..i]);
+                if let Some(seconds) = seconds {
+                    *seconds = whole_seconds(&b[start..i]);
                 }
             }
             _ => i = skip_value(b, i, 0)?,
@@ -475,15 +561,55 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// Non-negative integer part of a number (`3600`, `3600.0`); `None` when negative or absent.
-fn integer_prefix(s: &[u8]) -> Option<u64> {
-    let digits = s.iter().take_while(|c| c.is_ascii_digit()).count();
+/// Whole seconds in a non-negative JSON number (`3600`, `3600.5`, `3.6e3`,
+/// `1E30` saturating), read up to the first byte that cannot continue it;
+/// `None` when negative or without digits.
+fn whole_seconds(s: &[u8]) -> Option<u64> {
+    let mut i = 0;
+    // Significant digits, and how many of them are after the point.
+    let mut mantissa: u64 = 0;
+    let mut scale: i64 = 0;
+    let mut digits = 0;
+    let mut after_point = false;
+    while let Some(&c) = s.get(i) {
+        match c {
+            b'0'..=b'9' => {
+                digits += 1;
+                if mantissa <= (u64::MAX - 9) / 10 {
+                    mantissa = mantissa * 10 + u64::from(c - b'0');
+                    scale -= i64::from(after_point);
+                } else if !after_point {
+                    // Too many digits to hold: each one more is a factor of ten.
+                    scale += 1;
+                }
+            }
+            b'.' if !after_point => after_point = true,
+            _ => break,
+        }
+        i += 1;
+    }
     if digits == 0 {
         return None;
     }
-    Some(s[..digits].iter().fold(0u64, |a, &d| {
-        a.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-    }))
+    if matches!(s.get(i), Some(b'e' | b'E')) {
+        let negative = s.get(i + 1) == Some(&b'-');
+        let mut j = i + 1 + usize::from(matches!(s.get(i + 1), Some(b'+' | b'-')));
+        let mut exponent: i64 = 0;
+        while let Some(d) = s.get(j).filter(|d| d.is_ascii_digit()) {
+            exponent = (exponent * 10 + i64::from(d - b'0')).min(1_000);
+            j += 1;
+        }
+        scale += if negative { -exponent } else { exponent };
+    }
+    let mut value = mantissa;
+    for _ in 0..scale.clamp(-20, 20).unsigned_abs() {
+        value = if scale > 0 {
+            value.saturating_mul(10)
+        } else {
+            value / 10
+        };
+    }
+    Some(value)
 }
 
 fn number(b: &[u8], mut i: usize) -> Result<usize, GrantError> {
@@ -693,6 +819,36 @@ mod tests {
         assert!(!format!("{auth:?}").contains("c:d"));
     }
 
+    /// Issue 14, rule 4: credentials longer than a fixed 512-byte copy
+    /// failed locally (and the session was lost). Any length that fits the
+    /// caller's buffer works, for every length modulo 3, and nothing of the
+    /// plain credentials is left behind in the buffer.
+    #[test]
+    fn basic_auth_takes_secrets_of_any_length() {
+        for len in [0usize, 1, 2, 3, 520, 521, 522, 2_000] {
+            let secret: std::string::String = "s/".repeat(len).chars().take(len).collect();
+            let auth = ClientAuth::Basic {
+                client_id: "id",
+                client_secret: &secret,
+            };
+            let plain = format!("id:{}", secret.replace('/', "%2F"));
+            let mut expected = std::vec![0u8; plain.len().div_ceil(3) * 4];
+            base64_encode(plain.as_bytes(), &mut expected);
+            let needed = 6 + expected.len();
+            let mut buf = std::vec![0xAAu8; needed + 7];
+            let got = auth.authorization(&mut buf).unwrap().unwrap();
+            assert_eq!(got.as_bytes()[6..], expected[..], "length {len}");
+            assert!(buf[needed..].iter().all(|&b| b == 0), "length {len}");
+            let mut exact = std::vec![0u8; needed];
+            assert!(auth.authorization(&mut exact).is_ok(), "length {len}");
+            let mut short = std::vec![0u8; needed - 1];
+            assert_eq!(
+                auth.authorization(&mut short),
+                Err(GrantError::BufferTooSmall)
+            );
+        }
+    }
+
     #[test]
     fn parses_rfc6749_example() {
         let mut body = br#"{
@@ -779,10 +935,13 @@ mod tests {
             c.outcome,
             RefreshOutcome::Transient { retry_after: Some(d) } if d == Duration::from_secs(2)
         ));
+        // A 200 may have spent the refresh token: never "transient, try it again".
         let mut broken = br#"{"access_token":"#.to_vec();
         assert!(matches!(
             classify_token_response(200, &mut broken, None).outcome,
-            RefreshOutcome::Transient { .. }
+            RefreshOutcome::Unusable {
+                refresh_token: None
+            }
         ));
         let mut busy = br#"{"error":"temporarily_unavailable"}"#.to_vec();
         assert!(matches!(

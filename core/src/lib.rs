@@ -25,7 +25,7 @@ pub use action::{Action, RetryReason};
 pub use config::{Backoff, Config, RetryBudget};
 pub use error::{Error, Failure};
 pub use event::{RefreshOutcome, Response, SendErrorKind};
-pub use machine::{RefreshMachine, RequestState, SessionState, Snapshot};
+pub use machine::{LoginRequiredReason, RefreshMachine, RequestState, SessionState, Snapshot};
 pub use request::{is_idempotent_method, RefreshId, RequestId, RequestSpec};
 pub use time::Instant;
 #[cfg(feature = "std")]

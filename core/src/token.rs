@@ -110,6 +110,10 @@ pub struct TokenSet<'a> {
     pub refresh_token: Option<RefreshToken<'a>>,
     /// Lifetime of the access token from now (`expires_in`), if the server said.
     pub expires_in: Option<Duration>,
+    /// Lifetime of the refresh token from now (`refresh_expires_in`, sent by
+    /// Keycloak and others), if the server said. A refresh token known to be
+    /// expired is never presented.
+    pub refresh_expires_in: Option<Duration>,
 }
 
 impl<'a> TokenSet<'a> {
@@ -119,6 +123,7 @@ impl<'a> TokenSet<'a> {
             access_token: AccessToken::new(access_token),
             refresh_token: None,
             expires_in: None,
+            refresh_expires_in: None,
         }
     }
 
@@ -133,6 +138,12 @@ impl<'a> TokenSet<'a> {
         self.expires_in = Some(expires_in);
         self
     }
+
+    /// With the refresh token's lifetime from now.
+    pub const fn with_refresh_expires_in(mut self, refresh_expires_in: Duration) -> Self {
+        self.refresh_expires_in = Some(refresh_expires_in);
+        self
+    }
 }
 
 impl fmt::Debug for TokenSet<'_> {
@@ -141,6 +152,7 @@ impl fmt::Debug for TokenSet<'_> {
             .field("access_token", &self.access_token)
             .field("refresh_token", &self.refresh_token)
             .field("expires_in", &self.expires_in)
+            .field("refresh_expires_in", &self.refresh_expires_in)
             .finish()
     }
 }
@@ -154,6 +166,9 @@ pub struct StoredTokens<'a> {
     pub refresh_token: Option<RefreshToken<'a>>,
     /// When the access token expires on the driver's clock, if known.
     pub expires_at: Option<crate::Instant>,
+    /// When the refresh token expires on the driver's clock, if known: the
+    /// session ends then unless the user is active before.
+    pub refresh_expires_at: Option<crate::Instant>,
 }
 
 #[cfg(test)]

@@ -673,6 +673,21 @@ fn b13_bad_input_is_an_error_not_a_panic() {
         m.handle_refresh_outcome(T0, r, ok_refresh(&big, "r3")),
         Err(Error::TokenTooLarge { capacity: 128 })
     );
+    // The refresh token that came with it is kept (the old one may be spent)
+    // and the next attempt presents it.
+    assert_eq!(
+        drain(&mut m),
+        vec![Act::Persist(Some(("a2".into(), Some("r3".into()))))]
+    );
+    m.handle_timeout(T0 + Duration::from_secs(60));
+    let acts = drain(&mut m);
+    let r = refreshes(&acts)[0];
+    assert!(acts.contains(&Act::Refresh(r, "r3".into())), "{acts:?}");
+    // Nothing usable at all: the session is over, and every waiter gets its outcome.
+    assert_eq!(
+        m.handle_refresh_outcome(T0, r, ok_refresh(&big, &big)),
+        Err(Error::TokenTooLarge { capacity: 128 })
+    );
     let acts = drain(&mut m);
     assert!(
         acts.contains(&Act::Fail(c, Failure::LoginRequired)),

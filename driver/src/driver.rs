@@ -152,8 +152,10 @@ impl<T: Transport> Driver<T> {
             Refresher::Custom(f) => f(refresh_token.clone()).await,
             Refresher::None => RefreshReply::Rejected,
             Refresher::Endpoint(endpoint) => {
+                // Built locally: a failure here says nothing about the
+                // grant, which was never presented.
                 let Ok(request) = endpoint.refresh_request(refresh_token) else {
-                    return RefreshReply::Rejected;
+                    return RefreshReply::Misconfigured(None);
                 };
                 match self.transport.token_call(request, Some(timeout)).await {
                     Ok(answer) => grant::classify(answer.status, &answer.headers, answer.body).0,

@@ -23,6 +23,12 @@ pub enum Error<R, E> {
     /// The token endpoint stayed unreachable; the tokens were kept, try later.
     #[error("token refresh unavailable")]
     RefreshUnavailable,
+    /// The token endpoint refused the client, not the grant (the RFC 6749
+    /// code: `invalid_client`, `invalid_scope`...; `None` when the refresh
+    /// request could not be built). The tokens were kept; a new login would
+    /// fail the same way: fix the configuration.
+    #[error("token endpoint refused the client configuration")]
+    RefreshMisconfigured(Option<refresh_machine::grant::OAuthError>),
     /// Refused (401) again after the allowed refresh-and-retry rounds; the
     /// last response is returned.
     #[error("unauthorized: refused again after refreshing the token")]
@@ -65,6 +71,7 @@ impl<R, E> Error<R, E> {
             Error::LoginRequired => Error::LoginRequired,
             Error::LoggedOut => Error::LoggedOut,
             Error::RefreshUnavailable => Error::RefreshUnavailable,
+            Error::RefreshMisconfigured(c) => Error::RefreshMisconfigured(c),
             Error::Unauthorized(r) => Error::Unauthorized(r),
             Error::Forbidden(r) => Error::Forbidden(r),
             Error::BodyNotReplayable(r) => Error::BodyNotReplayable(r),
@@ -89,6 +96,7 @@ impl<R, E> Error<R, E> {
             Failure::LoginRequired => Error::LoginRequired,
             Failure::LoggedOut => Error::LoggedOut,
             Failure::RefreshUnavailable => Error::RefreshUnavailable,
+            Failure::RefreshMisconfigured(c) => Error::RefreshMisconfigured(c),
             Failure::Unauthorized => response.map_or(Error::Failed(failure), Error::Unauthorized),
             Failure::Forbidden => response.map_or(Error::Failed(failure), Error::Forbidden),
             Failure::BodyNotReplayable => Error::BodyNotReplayable(response),

@@ -94,7 +94,12 @@ impl TokenEndpoint {
             .header(http::header::ACCEPT, "application/json")
             .body(body.as_bytes().to_vec())
             .map_err(|_| EndpointError::InvalidUrl)?;
-        let mut buf = vec![0u8; 1024];
+        // `Basic ` and the base64 of the percent-encoded `id:secret` (at
+        // most three bytes per byte): sized from the credentials, so a long
+        // client secret never fails the request locally.
+        let secret_len = self.client_secret.as_ref().map_or(0, |s| s.expose().len());
+        let encoded = 3 * (self.client_id.len() + secret_len) + 1;
+        let mut buf = vec![0u8; 16 + 4 * encoded.div_ceil(3)];
         if let Some(value) = self.auth().authorization(&mut buf)? {
             let mut value = HeaderValue::from_str(value).map_err(|_| GrantError::BufferTooSmall)?;
             value.set_sensitive(true);
@@ -163,7 +168,12 @@ pub fn classify(
             access_token: Secret::from(set.access_token.expose_secret()),
             refresh_token: set.refresh_token.map(|r| Secret::from(r.expose_secret())),
             expires_in: set.expires_in,
+            refresh_expires_in: set.refresh_expires_in,
         }),
+        RefreshOutcome::Unusable { refresh_token } => RefreshReply::Unusable {
+            refresh_token: refresh_token.map(|r| Secret::from(r.expose_secret())),
+        },
+        RefreshOutcome::Misconfigured(code) => RefreshReply::Misconfigured(code),
         RefreshOutcome::Rejected => RefreshReply::Rejected,
         RefreshOutcome::Transient { retry_after } => RefreshReply::Transient { retry_after },
     };
@@ -190,6 +200,7 @@ pub fn parse_login(status: u16, mut body: Vec<u8>) -> Result<TokenPair, Endpoint
         access_token: Secret::from(t.access_token.expose_secret()),
         refresh_token: t.refresh_token.map(|r| Secret::from(r.expose_secret())),
         expires_in: t.expires_in.map(Duration::from_secs),
+        refresh_expires_in: t.refresh_expires_in.map(Duration::from_secs),
     };
     zeroize::Zeroize::zeroize(&mut body);
     Ok(pair)

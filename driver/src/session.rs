@@ -30,6 +30,9 @@ pub struct TokenPair {
     pub refresh_token: Option<Secret>,
     /// Remaining lifetime when stored, if known.
     pub expires_in: Option<Duration>,
+    /// Remaining lifetime of the refresh token when stored, if known
+    /// (`refresh_expires_in`): an expired one is never presented.
+    pub refresh_expires_in: Option<Duration>,
 }
 
 impl TokenPair {
@@ -39,6 +42,9 @@ impl TokenPair {
             access_token: Secret::from(t.access_token.expose_secret()),
             refresh_token: t.refresh_token.map(|r| Secret::from(r.expose_secret())),
             expires_in: t.expires_at.map(|e| e.saturating_duration_since(now)),
+            refresh_expires_in: t
+                .refresh_expires_at
+                .map(|e| e.saturating_duration_since(now)),
         }
     }
 
@@ -51,6 +57,9 @@ impl TokenPair {
         if let Some(d) = self.expires_in {
             set = set.with_expires_in(d);
         }
+        if let Some(d) = self.refresh_expires_in {
+            set = set.with_refresh_expires_in(d);
+        }
         set
     }
 }
@@ -60,8 +69,21 @@ impl TokenPair {
 pub enum RefreshReply {
     /// New tokens; `refresh_token` is `None` when the server did not rotate it.
     Tokens(TokenPair),
-    /// The grant is dead (`invalid_grant` and friends): the user must log in.
+    /// The server answered 200 with no usable access token (a DPoP token,
+    /// an `error` field, a body that is not JSON): the refresh token
+    /// presented may be spent. A new one it carried is kept and presented by
+    /// the next attempt; without one the session is lost.
+    Unusable {
+        /// A new refresh token the answer carried, if any.
+        refresh_token: Option<Secret>,
+    },
+    /// The grant is dead (`invalid_grant`): the user must log in.
     Rejected,
+    /// The token endpoint refused the client, not the grant
+    /// (`invalid_client`, `invalid_scope`...), or the refresh request could
+    /// not be built (`None`): tokens kept, requests fail
+    /// [`Error::RefreshMisconfigured`](crate::Error::RefreshMisconfigured).
+    Misconfigured(Option<refresh_machine::grant::OAuthError>),
     /// Try again later (network error, 5xx, 429, malformed body).
     Transient {
         /// The server's `Retry-After`, if any.
@@ -407,7 +429,13 @@ impl Session {
     fn refresh_outcome(&self, id: RefreshId, reply: &RefreshReply) {
         let outcome = match reply {
             RefreshReply::Tokens(t) => RefreshOutcome::Success(t.as_token_set()),
+            RefreshReply::Unusable { refresh_token } => RefreshOutcome::Unusable {
+                refresh_token: refresh_token
+                    .as_ref()
+                    .map(|r| refresh_machine::RefreshToken::new(r.expose())),
+            },
             RefreshReply::Rejected => RefreshOutcome::Rejected,
+            RefreshReply::Misconfigured(code) => RefreshOutcome::Misconfigured(*code),
             RefreshReply::Transient { retry_after } => RefreshOutcome::Transient {
                 retry_after: *retry_after,
             },

@@ -14,6 +14,7 @@ fn session() -> Session {
         access_token: "a1".into(),
         refresh_token: Some("r1".into()),
         expires_in: Some(Duration::from_secs(3600)),
+        refresh_expires_in: None,
     })
     .unwrap();
     s

@@ -3,9 +3,10 @@
 
 use core::time::Duration;
 
+use refresh_machine::grant::{classify_token_response, parse_token_response, OAuthError};
 use refresh_machine::{
-    Config, Failure, Instant, RefreshId, RefreshMachine, RefreshOutcome, RequestId, RequestSpec,
-    Response, RetryReason, SessionState, TokenSet,
+    Config, Failure, Instant, LoginRequiredReason, RefreshId, RefreshMachine, RefreshOutcome,
+    RequestId, RequestSpec, Response, RetryReason, SessionState, TokenSet,
 };
 use refresh_machine_model::{drain, Act};
 
@@ -233,7 +234,9 @@ fn refresh_ahead_thresholds_are_spread_between_half_and_all_of_it() {
         // The first second (before expiry) at which a request starts the refresh.
         let fired = (400..600u64).find(|&s| {
             let mut probe = m.clone();
-            probe.start_request(secs(s), RequestSpec::IDEMPOTENT).unwrap();
+            probe
+                .start_request(secs(s), RequestSpec::IDEMPOTENT)
+                .unwrap();
             refresh_of(&drain(&mut probe)).is_some()
         });
         let before_expiry = 600 - fired.expect("refresh-ahead never fired");
@@ -248,5 +251,208 @@ fn refresh_ahead_thresholds_are_spread_between_half_and_all_of_it() {
     assert!(
         thresholds.len() >= 20,
         "thresholds not spread: {thresholds:?}"
+    );
+}
+
+/// Feeds a token endpoint answer, classified as every driver does, to a
+/// machine whose one request waits for the refresh; returns the actions.
+fn answer_refresh(m: &mut M, status: u16, body: &str) -> (Vec<Act>, RequestId) {
+    let now = secs(10);
+    let id = m.start_request(now, RequestSpec::IDEMPOTENT).unwrap();
+    drain(m);
+    m.handle_response(now, id, Response::status(401)).unwrap();
+    let r = refresh_of(&drain(m)).expect("401: refresh");
+    let mut body = body.as_bytes().to_vec();
+    let c = classify_token_response(status, &mut body, None);
+    let _ = m.handle_refresh_outcome(now, r, c.outcome);
+    (drain(m), id)
+}
+
+/// Rule 4: only `invalid_grant` means the refresh token is dead. The other
+/// RFC 6749 section 5.2 codes are a configuration fault (typed, tokens kept,
+/// no login-required signal); `server_error`, `temporarily_unavailable`,
+/// unknown codes and non-JSON bodies are transient. A 400 `server_error`
+/// logged the user out.
+#[test]
+fn only_invalid_grant_ends_the_session() {
+    for (code, error) in [
+        ("invalid_client", OAuthError::InvalidClient),
+        ("unauthorized_client", OAuthError::UnauthorizedClient),
+        ("unsupported_grant_type", OAuthError::UnsupportedGrantType),
+        ("invalid_scope", OAuthError::InvalidScope),
+        ("invalid_request", OAuthError::InvalidRequest),
+    ] {
+        let mut m = logged_in(Config::DEFAULT, None);
+        let (acts, id) = answer_refresh(&mut m, 400, &format!(r#"{{"error":"{code}"}}"#));
+        assert_eq!(
+            acts,
+            vec![Act::Fail(id, Failure::RefreshMisconfigured(Some(error)))],
+            "{code}"
+        );
+        assert_eq!(m.session(), SessionState::Active, "{code}");
+        let kept = m.tokens().unwrap();
+        assert_eq!(kept.refresh_token.unwrap().expose_secret(), "r1", "{code}");
+    }
+    for body in [
+        r#"{"error":"server_error"}"#,
+        r#"{"error":"temporarily_unavailable"}"#,
+        r#"{"error":"no_such_code"}"#,
+        "<html>proxy error</html>",
+    ] {
+        let mut m = logged_in(Config::DEFAULT, None);
+        let (acts, _) = answer_refresh(&mut m, 400, body);
+        assert_eq!(acts, vec![], "{body}: waits for the next attempt");
+        assert_eq!(m.session(), SessionState::Active, "{body}");
+        assert!(m.snapshot().refresh_pending, "{body}: retried later");
+    }
+    let mut m = logged_in(Config::DEFAULT, None);
+    let (acts, id) = answer_refresh(&mut m, 400, r#"{"error":"invalid_grant"}"#);
+    assert!(acts.contains(&Act::Fail(id, Failure::LoginRequired)));
+    assert!(acts.contains(&Act::LoginRequired));
+}
+
+/// Rule 5: a 200 from the token endpoint means the refresh token presented
+/// may be spent. A DPoP token, an `error` field or no access token with a new
+/// refresh token: the new refresh token is kept (and persisted) and the next
+/// attempt presents it; nothing usable at all: the session ends, with its
+/// reason. Before, these were transient and the spent token went out again.
+#[test]
+fn a_200_never_leads_to_presenting_the_old_refresh_token_again() {
+    for body in [
+        r#"{"access_token":"a2","token_type":"DPoP","refresh_token":"r2"}"#,
+        r#"{"error":"server_error","refresh_token":"r2"}"#,
+        r#"{"token_type":"Bearer","refresh_token":"r2"}"#,
+    ] {
+        let mut m = logged_in(Config::DEFAULT, None);
+        let (acts, _) = answer_refresh(&mut m, 200, body);
+        assert_eq!(
+            acts,
+            vec![Act::Persist(Some(("a1".into(), Some("r2".into()))))],
+            "{body}"
+        );
+        m.handle_timeout(secs(60));
+        let acts = drain(&mut m);
+        assert!(
+            acts.iter()
+                .any(|a| matches!(a, Act::Refresh(_, rt) if rt == "r2")),
+            "{body}: next attempt presents the new refresh token: {acts:?}"
+        );
+    }
+    for body in [
+        r#"{"access_token":"a2","token_type":"DPoP"}"#,
+        r#"{"error":"server_error"}"#,
+        "<html>welcome to the hotel wifi</html>",
+    ] {
+        let mut m = logged_in(Config::DEFAULT, None);
+        let (acts, id) = answer_refresh(&mut m, 200, body);
+        assert!(
+            acts.contains(&Act::Fail(id, Failure::LoginRequired)),
+            "{body}: {acts:?}"
+        );
+        assert!(acts.contains(&Act::LoginRequired), "{body}");
+        assert_eq!(
+            m.login_required_reason(),
+            Some(LoginRequiredReason::UnusableTokenResponse),
+            "{body}"
+        );
+    }
+    // A usable access token with an unusable refresh token: keep working with
+    // the access token; the old refresh token is never presented again.
+    let mut m = logged_in(Config::DEFAULT, None);
+    let (acts, id) = answer_refresh(
+        &mut m,
+        200,
+        r#"{"access_token":"a2","token_type":"Bearer","refresh_token":"","expires_in":60}"#,
+    );
+    assert_eq!(sent_with(&acts, id), Some("a2"), "{acts:?}");
+    assert!(
+        acts.contains(&Act::Persist(Some(("a2".into(), None)))),
+        "{acts:?}"
+    );
+    m.handle_response(secs(10), id, Response::status(200))
+        .unwrap();
+    drain(&mut m);
+    // At expiry there is nothing to refresh with: the session ends, with its reason.
+    let late = m.start_request(secs(100), RequestSpec::IDEMPOTENT).unwrap();
+    let acts = drain(&mut m);
+    assert!(
+        acts.contains(&Act::Fail(late, Failure::LoginRequired)),
+        "{acts:?}"
+    );
+    assert_eq!(
+        m.login_required_reason(),
+        Some(LoginRequiredReason::NoRefreshToken)
+    );
+}
+
+/// Rule 6: `expires_in` in exponent form read as 1 s, a UTF-8 byte order
+/// mark made the body transient, and `refresh_expires_in` was dropped.
+#[test]
+fn token_responses_are_read_as_servers_write_them() {
+    let mut body = br#"{"access_token":"a","expires_in":1E3}"#.to_vec();
+    assert_eq!(
+        parse_token_response(&mut body).unwrap().expires_in,
+        Some(1000)
+    );
+    let mut body = br#"{"access_token":"a","expires_in":3.6e3}"#.to_vec();
+    assert_eq!(
+        parse_token_response(&mut body).unwrap().expires_in,
+        Some(3600)
+    );
+    let mut body = br#"{"access_token":"a","expires_in":1e30}"#.to_vec();
+    assert_eq!(
+        parse_token_response(&mut body).unwrap().expires_in,
+        Some(u64::MAX)
+    );
+    let mut body = br#"{"access_token":"a","expires_in":36e-1}"#.to_vec();
+    assert_eq!(parse_token_response(&mut body).unwrap().expires_in, Some(3));
+    let mut body = b"\xEF\xBB\xBF{\"access_token\":\"a\"}".to_vec();
+    assert_eq!(
+        parse_token_response(&mut body)
+            .unwrap()
+            .access_token
+            .expose_secret(),
+        "a"
+    );
+    let mut body =
+        br#"{"access_token":"a","refresh_token":"r","expires_in":300,"refresh_expires_in":1800}"#
+            .to_vec();
+    let t = parse_token_response(&mut body).unwrap();
+    assert_eq!(t.refresh_expires_in, Some(1800));
+    assert_eq!(
+        t.token_set().refresh_expires_in,
+        Some(Duration::from_secs(1800))
+    );
+}
+
+/// Rule 6: a refresh token known to be expired is not presented (the server
+/// would refuse it; some count that as reuse); the app learns when the
+/// session ends from the stored tokens.
+#[test]
+fn an_expired_refresh_token_is_not_presented() {
+    let mut m = M::new(Config::DEFAULT, 3);
+    let set = TokenSet::new("a1")
+        .with_refresh_token("r1")
+        .with_expires_in(Duration::from_secs(300))
+        .with_refresh_expires_in(Duration::from_secs(1800));
+    m.login(Instant::ZERO, set).unwrap();
+    drain(&mut m);
+    assert_eq!(m.tokens().unwrap().refresh_expires_at, Some(secs(1800)));
+    // Before the refresh token expires, an expired access token is refreshed.
+    let mut early = m.clone();
+    early
+        .start_request(secs(600), RequestSpec::IDEMPOTENT)
+        .unwrap();
+    assert!(refresh_of(&drain(&mut early)).is_some());
+    // After, the session is over without presenting it.
+    let id = m
+        .start_request(secs(1800), RequestSpec::IDEMPOTENT)
+        .unwrap();
+    let acts = drain(&mut m);
+    assert_eq!(refresh_of(&acts), None, "{acts:?}");
+    assert!(acts.contains(&Act::Fail(id, Failure::LoginRequired)));
+    assert_eq!(
+        m.login_required_reason(),
+        Some(LoginRequiredReason::RefreshTokenExpired)
     );
 }

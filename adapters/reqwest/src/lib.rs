@@ -9,6 +9,7 @@ use reqwest::header::AUTHORIZATION;
 use reqwest::{Request, Response};
 use reqwest_middleware::Next;
 
+pub use refresh_machine_driver::refresh_machine::grant::OAuthError;
 pub use refresh_machine_driver::refresh_machine::Config;
 pub use refresh_machine_driver::{
     BoxFuture, ConfigError, Hooks, Origins, RefreshReply, Secret, Session, TokenError, TokenPair,

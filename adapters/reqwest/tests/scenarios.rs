@@ -308,6 +308,7 @@ fn an_async_custom_refresher_is_used_without_type_annotations() {
                     access_token: t.access_token.as_str().into(),
                     refresh_token: Some(t.refresh_token.as_str().into()),
                     expires_in: None,
+                    refresh_expires_in: None,
                 })
             }
         })
@@ -318,6 +319,7 @@ fn an_async_custom_refresher_is_used_without_type_annotations() {
         access_token: first.access_token.as_str().into(),
         refresh_token: Some(first.refresh_token.as_str().into()),
         expires_in: None,
+        refresh_expires_in: None,
     })
     .unwrap();
     server.revoke_access_tokens();

@@ -27,6 +27,11 @@ pub enum Error {
     /// The token endpoint could not be reached or failed; the session is kept.
     #[error("token endpoint unavailable; session kept")]
     RefreshUnavailable,
+    /// The token endpoint refused the client, not the grant (`invalid_client`,
+    /// `invalid_scope`...; `None`: the refresh could not be built). Session
+    /// kept; a new login would fail the same way: fix the configuration.
+    #[error("token endpoint refused the client configuration")]
+    RefreshMisconfigured(Option<OAuthError>),
     /// The API request failed on the way and was not resent.
     #[error("transport error: {0}")]
     Transport(SendErrorKind),
@@ -80,6 +85,7 @@ impl From<Failure> for Error {
             Failure::Unauthorized => Error::Unauthorized,
             Failure::Forbidden => Error::Forbidden,
             Failure::RefreshUnavailable => Error::RefreshUnavailable,
+            Failure::RefreshMisconfigured(c) => Error::RefreshMisconfigured(c),
             Failure::Transport(k) => Error::Transport(k),
             other => Error::Failed(other),
         }

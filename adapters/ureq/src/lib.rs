@@ -9,6 +9,7 @@ use refresh_machine_driver::{
     block_on, redirect, Attempt, Builder, Options, Sent, TokenAnswer, Transport, Waiter,
 };
 
+pub use refresh_machine_driver::refresh_machine::grant::OAuthError;
 pub use refresh_machine_driver::refresh_machine::Config;
 pub use refresh_machine_driver::{
     ConfigError, Hooks, Origins, RefreshReply, Secret, Session, TokenError, TokenPair,

@@ -66,6 +66,7 @@ fn a_custom_refresher_is_used_and_rotated_tokens_are_persisted() {
                 access_token: Secret::from(t.access_token),
                 refresh_token: Some(Secret::from(t.refresh_token)),
                 expires_in: None,
+                refresh_expires_in: None,
             })
         })
         .hooks(Hooks {
@@ -78,6 +79,7 @@ fn a_custom_refresher_is_used_and_rotated_tokens_are_persisted() {
         access_token: Secret::from(first.access_token),
         refresh_token: Some(Secret::from(first.refresh_token)),
         expires_in: None,
+        refresh_expires_in: None,
     })
     .unwrap();
     server.revoke_access_tokens();
@@ -105,6 +107,7 @@ fn secrets_are_redacted_in_debug() {
         access_token: Secret::from("access-abc-123"),
         refresh_token: Some(Secret::from("refresh-xyz-789")),
         expires_in: None,
+        refresh_expires_in: None,
     })
     .unwrap();
     let text = format!("{c:?} {:?}", c.session().tokens());
@@ -130,4 +133,64 @@ fn a_confidential_client_authenticates_with_basic() {
     let bad = client_for(&s).client_secret("wrong").build();
     let err = bad.login_with_password("alice", "wonderland").unwrap_err();
     assert!(matches!(err, Error::Endpoint(_)), "{err:?}");
+}
+
+/// Issue 14, rule 4: a refresh request that could not be built locally (a
+/// client secret too long for the fixed 1 KiB header buffer) was reported as
+/// a rejected grant: the session was lost without contacting the server.
+/// The header is now sized from the credentials.
+#[test]
+fn a_long_client_secret_still_refreshes() {
+    let secret = "s".repeat(2_000);
+    let s = AuthServer::start_with(ServerOptions {
+        advertise_expiry: false,
+        client_secret: Some(secret.clone()),
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let c = client_for(&s).client_secret(&secret).build();
+    c.login_with_password("alice", "wonderland").unwrap();
+    s.revoke_access_tokens();
+    assert_eq!(c.get(&s.url("/api/me")).unwrap().status(), 200);
+    assert_eq!(s.counters().refresh_ok, 1);
+}
+
+/// Issue 14, rule 4: `invalid_client` from the token endpoint is a
+/// configuration fault: typed, tokens kept, no login-required signal.
+#[test]
+fn a_refused_client_is_a_configuration_fault_not_a_lost_session() {
+    let s = AuthServer::start_with(ServerOptions {
+        advertise_expiry: false,
+        client_secret: Some("right".into()),
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let lost = Arc::new(AtomicU32::new(0));
+    let counter = lost.clone();
+    let login = client_for(&s).client_secret("right").build();
+    login.login_with_password("alice", "wonderland").unwrap();
+    let tokens = login.session().tokens().expect("logged in");
+    // The same tokens in a client whose secret is wrong (a rotated secret,
+    // a copy-paste error): its refreshes are refused as `invalid_client`.
+    let c = client_for(&s)
+        .client_secret("wrong")
+        .hooks(Hooks {
+            persist: None,
+            login_required: Some(Box::new(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            })),
+        })
+        .build();
+    c.set_tokens(&tokens).unwrap();
+    s.revoke_access_tokens();
+    let err = c.get(&s.url("/api/me")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::RefreshMisconfigured(Some(refresh_machine_ureq::OAuthError::InvalidClient))
+        ),
+        "{err:?}"
+    );
+    assert_eq!(lost.load(Ordering::SeqCst), 0, "no login-required signal");
+    assert_eq!(c.session().tokens(), Some(tokens), "tokens kept");
 }

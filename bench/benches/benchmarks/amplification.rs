@@ -63,6 +63,7 @@ fn pair(server: &AuthServer, expires_in: Option<Duration>) -> TokenPair {
         access_token: Secret::from(t.access_token),
         refresh_token: Some(Secret::from(t.refresh_token)),
         expires_in,
+        refresh_expires_in: None,
     }
 }
 

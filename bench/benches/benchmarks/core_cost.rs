@@ -201,6 +201,7 @@ fn logged_in_session() -> Session {
         access_token: "access-token-0123456789abcdef".into(),
         refresh_token: Some("refresh-token-0123456789abcdef".into()),
         expires_in: Some(Duration::from_secs(3600)),
+        refresh_expires_in: None,
     })
     .expect("tokens fit");
     s

@@ -35,6 +35,7 @@ pub(crate) fn server() -> (AuthServer, TokenPair) {
         access_token: Secret::from(t.access_token),
         refresh_token: Some(Secret::from(t.refresh_token)),
         expires_in: Some(t.expires_in),
+        refresh_expires_in: None,
     };
     (server, pair)
 }

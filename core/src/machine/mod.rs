@@ -41,6 +41,23 @@ pub enum SessionState {
     LoginRequired,
 }
 
+/// Why the session was lost ([`RefreshMachine::login_required_reason`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LoginRequiredReason {
+    /// The token endpoint rejected the grant (`invalid_grant`: expired,
+    /// revoked or reused refresh token).
+    Rejected,
+    /// The token endpoint answered 200 (so the refresh token presented may be
+    /// spent) with nothing usable: no valid access token and no new refresh token.
+    UnusableTokenResponse,
+    /// A refresh was needed and the session has no refresh token.
+    NoRefreshToken,
+    /// A refresh was needed and the refresh token had expired
+    /// (`refresh_expires_in`); it was not presented.
+    RefreshTokenExpired,
+}
+
 /// Counts that describe the machine's state, for tests, metrics and invariant checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Snapshot {
@@ -80,6 +97,7 @@ struct Notices {
 pub struct RefreshMachine<const N: usize, const TOKEN_CAP: usize = 2048> {
     config: Config,
     session: SessionState,
+    lost: Option<LoginRequiredReason>,
     tokens: TokenStore<TOKEN_CAP>,
     refresh: RefreshRound,
     notices: Notices,
@@ -106,6 +124,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             tokens: TokenStore::new(),
             config,
             session: SessionState::LoggedOut,
+            lost: None,
             refresh: RefreshRound::new(),
             notices: Notices::default(),
             budget: Budget::new(&config),
@@ -126,6 +145,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
         use core::hash::Hash;
         self.config.hash(state);
         self.session.hash(state);
+        self.lost.hash(state);
         self.tokens.hash(state);
         self.refresh.hash(state);
         self.notices.hash(state);
@@ -142,6 +162,11 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     /// Where the session stands.
     pub fn session(&self) -> SessionState {
         self.session
+    }
+
+    /// Why the session was lost, while it is (`None` otherwise).
+    pub fn login_required_reason(&self) -> Option<LoginRequiredReason> {
+        self.lost
     }
 
     /// Counts describing the current state.
@@ -187,6 +212,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     pub fn login(&mut self, now: Instant, tokens: TokenSet<'_>) -> Result<(), Error> {
         TokenStore::<TOKEN_CAP>::check(&tokens)?;
         self.session = SessionState::Active;
+        self.lost = None;
         self.tokens.forget_refresh_token();
         self.install(now, tokens, false);
         self.refresh.end(true);
@@ -200,6 +226,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     pub fn logout(&mut self, _now: Instant) {
         self.tokens.clear();
         self.session = SessionState::LoggedOut;
+        self.lost = None;
         self.refresh.end(true);
         self.notices.login_required = false;
         self.notices.persist = true;
@@ -293,21 +320,62 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             return Err(Error::UnknownRefresh);
         }
         match outcome {
-            RefreshOutcome::Success(tokens) => {
-                if let Err(e) = TokenStore::<TOKEN_CAP>::check(&tokens) {
-                    // The server has issued tokens we cannot hold: the old grant may be
-                    // spent already, so the session cannot be trusted to continue.
-                    self.lose_session();
+            RefreshOutcome::Success(mut tokens) => {
+                let refresh_ok = tokens.refresh_token.map_or(Ok(()), |r| {
+                    TokenStore::<TOKEN_CAP>::check_one(r.expose_secret())
+                });
+                let access_ok =
+                    TokenStore::<TOKEN_CAP>::check_one(tokens.access_token.expose_secret());
+                if let Err(e) = access_ok {
+                    // No access token we can hold or send: as a 200 with nothing usable.
+                    let refresh_token = tokens.refresh_token.filter(|_| refresh_ok.is_ok());
+                    self.unusable(now, refresh_token, tokens.refresh_expires_in);
                     return Err(e);
+                }
+                if refresh_ok.is_err() {
+                    // The old refresh token may be spent and the new one is
+                    // unusable: work with the access token while it lasts.
+                    self.tokens.forget_refresh_token();
+                    tokens.refresh_token = None;
+                    tokens.refresh_expires_in = None;
                 }
                 self.install(now, tokens, true);
                 self.refresh.end(true);
                 self.release_waiters(now, true);
             }
-            RefreshOutcome::Rejected => self.lose_session(),
+            RefreshOutcome::Unusable { refresh_token } => {
+                let refresh_token = refresh_token
+                    .filter(|r| TokenStore::<TOKEN_CAP>::check_one(r.expose_secret()).is_ok());
+                self.unusable(now, refresh_token, None);
+            }
+            RefreshOutcome::Rejected => self.lose_session(LoginRequiredReason::Rejected),
+            RefreshOutcome::Misconfigured(error) => {
+                self.refresh.end(false);
+                self.slots.set_all(
+                    |p| matches!(p, Phase::Waiting),
+                    Phase::Finished(Some(Failure::RefreshMisconfigured(error))),
+                );
+            }
             RefreshOutcome::Transient { retry_after } => self.refresh_failed(now, retry_after),
         }
         Ok(())
+    }
+
+    /// A 200 without a usable access token: the refresh token presented may
+    /// be spent. Keep a new one (checked) and try again with it; without
+    /// one, the session is over.
+    fn unusable(
+        &mut self,
+        now: Instant,
+        refresh_token: Option<crate::token::RefreshToken<'_>>,
+        lifetime: Option<Duration>,
+    ) {
+        if refresh_token.is_none() {
+            return self.lose_session(LoginRequiredReason::UnusableTokenResponse);
+        }
+        self.tokens.install_refresh(now, refresh_token, lifetime);
+        self.notices.persist = true;
+        self.refresh_failed(now, None);
     }
 
     /// The earliest instant at which `handle_timeout` has work to do.
@@ -570,7 +638,11 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     fn start_refresh(&mut self, now: Instant) {
         if !self.tokens.has_refresh_token() {
             // Nothing to refresh with: the session cannot recover by itself.
-            return self.lose_session();
+            return self.lose_session(LoginRequiredReason::NoRefreshToken);
+        }
+        if self.tokens.refresh_expired(now) {
+            // Presenting it would only be refused (or counted as reuse).
+            return self.lose_session(LoginRequiredReason::RefreshTokenExpired);
         }
         self.refresh.start(now, &self.config);
     }
@@ -588,10 +660,11 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
         }
     }
 
-    fn lose_session(&mut self) {
+    fn lose_session(&mut self, reason: LoginRequiredReason) {
         if self.session == SessionState::Active {
             self.notices.login_required = true;
             self.notices.persist = true;
+            self.lost = Some(reason);
         }
         self.session = SessionState::LoginRequired;
         self.tokens.clear();

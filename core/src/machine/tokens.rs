@@ -21,6 +21,8 @@ pub(super) struct TokenStore<const CAP: usize> {
     expires_at: Option<Instant>,
     /// Lifetime the server gave the current token (`expires_in`).
     lifetime: Option<Duration>,
+    /// When the refresh token expires, if the server said.
+    refresh_expires_at: Option<Instant>,
     /// Where the refresh-ahead threshold falls for this token, as a share of
     /// `Config::refresh_ahead` in 1/65536 (drawn at install: jitter).
     ahead_share: u16,
@@ -56,6 +58,7 @@ impl<const CAP: usize> TokenStore<CAP> {
             generation: 0,
             expires_at: None,
             lifetime: None,
+            refresh_expires_at: None,
             ahead_share: u16::MAX,
             refused: false,
             from_refresh: false,
@@ -67,15 +70,19 @@ impl<const CAP: usize> TokenStore<CAP> {
 
     /// Both tokens fit and can go into a header.
     pub(super) fn check(tokens: &TokenSet<'_>) -> Result<(), Error> {
-        let map = |e| match e {
-            TokenCheck::TooLarge => Error::TokenTooLarge { capacity: CAP },
-            TokenCheck::Invalid => Error::InvalidToken,
-        };
-        check_token(tokens.access_token.expose_secret(), CAP).map_err(map)?;
+        Self::check_one(tokens.access_token.expose_secret())?;
         if let Some(r) = tokens.refresh_token {
-            check_token(r.expose_secret(), CAP).map_err(map)?;
+            Self::check_one(r.expose_secret())?;
         }
         Ok(())
+    }
+
+    /// One token fits and can go into a header.
+    pub(super) fn check_one(token: &str) -> Result<(), Error> {
+        check_token(token, CAP).map_err(|e| match e {
+            TokenCheck::TooLarge => Error::TokenTooLarge { capacity: CAP },
+            TokenCheck::Invalid => Error::InvalidToken,
+        })
     }
 
     /// Install a checked set. A set without a refresh token keeps the current one
@@ -90,10 +97,7 @@ impl<const CAP: usize> TokenStore<CAP> {
         ahead_share: u16,
     ) {
         self.access.set(tokens.access_token.expose_secret());
-        if let Some(r) = tokens.refresh_token {
-            self.refresh.set(r.expose_secret());
-            self.has_refresh = true;
-        }
+        self.install_refresh(now, tokens.refresh_token, tokens.refresh_expires_in);
         self.expires_at = tokens.expires_in.map(|d| now.saturating_add(d));
         self.lifetime = tokens.expires_in;
         self.generation = self.generation.wrapping_add(1);
@@ -107,6 +111,30 @@ impl<const CAP: usize> TokenStore<CAP> {
         } else {
             0
         };
+    }
+
+    /// A new refresh token (`None`: not rotated, keep the current one) and
+    /// its lifetime, leaving the access token as it is. Caller checked it.
+    pub(super) fn install_refresh(
+        &mut self,
+        now: Instant,
+        token: Option<RefreshToken<'_>>,
+        lifetime: Option<Duration>,
+    ) {
+        if let Some(r) = token {
+            self.refresh.set(r.expose_secret());
+            self.has_refresh = true;
+            self.refresh_expires_at = None;
+        }
+        if let Some(l) = lifetime {
+            self.refresh_expires_at = Some(now.saturating_add(l));
+        }
+    }
+
+    /// The refresh token is known to have expired by `now`.
+    #[inline]
+    pub(super) fn refresh_expired(&self, now: Instant) -> bool {
+        self.refresh_expires_at.is_some_and(|t| now >= t)
     }
 
     /// The resource server accepted the current token.
@@ -144,8 +172,12 @@ impl<const CAP: usize> TokenStore<CAP> {
         self.cooldown_until.is_some_and(|t| now < t)
     }
 
+    /// Drop the refresh token (a login brings its own; a spent one must
+    /// never be presented again).
     pub(super) fn forget_refresh_token(&mut self) {
+        self.refresh.clear();
         self.has_refresh = false;
+        self.refresh_expires_at = None;
     }
 
     /// Wipe both tokens.
@@ -153,6 +185,7 @@ impl<const CAP: usize> TokenStore<CAP> {
         self.access.clear();
         self.refresh.clear();
         self.has_refresh = false;
+        self.refresh_expires_at = None;
         self.expires_at = None;
         self.lifetime = None;
         self.refused = false;
@@ -188,6 +221,7 @@ impl<const CAP: usize> TokenStore<CAP> {
             access_token: self.access(),
             refresh_token: self.refresh_token(),
             expires_at: self.expires_at,
+            refresh_expires_at: self.refresh_expires_at.filter(|_| self.has_refresh),
         }
     }
 
@@ -249,6 +283,7 @@ impl<const CAP: usize> TokenStore<CAP> {
         self.generation.hash(state);
         self.expires_at.hash(state);
         self.lifetime.hash(state);
+        self.refresh_expires_at.hash(state);
         self.ahead_share.hash(state);
         self.refused.hash(state);
         self.from_refresh.hash(state);
