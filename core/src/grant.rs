@@ -565,49 +565,46 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// `1E30` saturating), read up to the first byte that cannot continue it;
 /// `None` when negative or without digits.
 fn whole_seconds(s: &[u8]) -> Option<u64> {
-    let mut i = 0;
-    // Significant digits, and how many of them are after the point.
-    let mut mantissa: u64 = 0;
-    let mut scale: i64 = 0;
-    let mut digits = 0;
-    let mut after_point = false;
-    while let Some(&c) = s.get(i) {
-        match c {
-            b'0'..=b'9' => {
-                digits += 1;
-                if mantissa <= (u64::MAX - 9) / 10 {
-                    mantissa = mantissa * 10 + u64::from(c - b'0');
-                    scale -= i64::from(after_point);
-                } else if !after_point {
-                    // Too many digits to hold: each one more is a factor of ten.
-                    scale += 1;
-                }
-            }
-            b'.' if !after_point => after_point = true,
-            _ => break,
-        }
-        i += 1;
-    }
-    if digits == 0 {
+    let digits = |b: &[u8]| b.iter().take_while(|c| c.is_ascii_digit()).count();
+    let int_len = digits(s);
+    if int_len == 0 {
         return None;
     }
-    if matches!(s.get(i), Some(b'e' | b'E')) {
-        let negative = s.get(i + 1) == Some(&b'-');
-        let mut j = i + 1 + usize::from(matches!(s.get(i + 1), Some(b'+' | b'-')));
-        let mut exponent: i64 = 0;
-        while let Some(d) = s.get(j).filter(|d| d.is_ascii_digit()) {
-            exponent = (exponent * 10 + i64::from(d - b'0')).min(1_000);
-            j += 1;
-        }
-        scale += if negative { -exponent } else { exponent };
-    }
-    let mut value = mantissa;
-    for _ in 0..scale.clamp(-20, 20).unsigned_abs() {
-        value = if scale > 0 {
-            value.saturating_mul(10)
-        } else {
-            value / 10
+    let frac = match s.get(int_len) {
+        Some(b'.') => &s[int_len + 1..],
+        _ => &s[int_len..int_len],
+    };
+    let frac_len = digits(frac);
+    let mut exponent: i32 = 0;
+    let rest = if frac.is_empty() {
+        &s[int_len..]
+    } else {
+        &frac[frac_len..]
+    };
+    if let Some((b'e' | b'E', tail)) = rest.split_first() {
+        let (negative, tail) = match tail.split_first() {
+            Some((b'-', t)) => (true, t),
+            Some((b'+', t)) => (false, t),
+            _ => (false, tail),
         };
+        for &d in &tail[..digits(tail)] {
+            exponent = (exponent * 10 + i32::from(d - b'0')).min(100);
+        }
+        if negative {
+            exponent = -exponent;
+        }
+    }
+    // The digits before the decimal point, once the exponent has moved it.
+    let point = (int_len.min(100) as i32 + exponent).clamp(0, 100) as usize;
+    let mut value: u64 = 0;
+    let all = s[..int_len].iter().chain(&frac[..frac_len]);
+    let mut taken = 0;
+    for &d in all.take(point) {
+        value = value.saturating_mul(10).saturating_add(u64::from(d - b'0'));
+        taken += 1;
+    }
+    for _ in taken..point {
+        value = value.saturating_mul(10);
     }
     Some(value)
 }
@@ -867,6 +864,38 @@ mod tests {
         );
         assert_eq!(t.expires_in, Some(3600));
         assert!(!format!("{t:?}").contains("2Yotn"));
+    }
+
+    /// Issue 14, rule 6: `1E3` read as 1 s.
+    #[test]
+    fn seconds_are_read_in_every_json_number_form() {
+        for (text, want) in [
+            ("3600", Some(3600)),
+            ("0", Some(0)),
+            ("0.5", Some(0)),
+            ("3600.9", Some(3600)),
+            ("1E3", Some(1000)),
+            ("1e+3", Some(1000)),
+            ("3.6e3", Some(3600)),
+            ("1.5e1", Some(15)),
+            ("15e-1", Some(1)),
+            ("36e-1", Some(3)),
+            ("1e-5", Some(0)),
+            ("123456e-3", Some(123)),
+            ("1e19", Some(10_000_000_000_000_000_000)),
+            ("1e20", Some(u64::MAX)),
+            ("1e30", Some(u64::MAX)),
+            ("99999999999999999999999", Some(u64::MAX)),
+            ("1e99999999999", Some(u64::MAX)),
+            ("60s", Some(60)),
+            ("1e", Some(1)),
+            ("-5", None),
+            ("", None),
+            ("abc", None),
+            (".5", None),
+        ] {
+            assert_eq!(whole_seconds(text.as_bytes()), want, "{text}");
+        }
     }
 
     #[test]

@@ -39,7 +39,20 @@ impl<const CAP: usize> TokenBuf<CAP> {
         self.bytes = [0; CAP];
         self.len = 0;
     }
+}
 
+/// Dropped tokens are wiped: a machine's memory, once freed or reused,
+/// holds no secret.
+impl<const CAP: usize> Drop for TokenBuf<CAP> {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.bytes);
+        self.len = 0;
+        #[cfg(test)]
+        tests::observe_drop(&self.bytes);
+    }
+}
+
+impl<const CAP: usize> TokenBuf<CAP> {
     pub(crate) fn as_str(&self) -> &str {
         // Only validated visible-ASCII bytes are ever stored, so this cannot fail;
         // the fallback keeps the no-panic promise regardless.
@@ -174,6 +187,33 @@ pub struct StoredTokens<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+    use std::vec::Vec;
+
+    std::thread_local! {
+        /// What each dropped buffer held at the end of its `drop`: all zero?
+        static DROPPED: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn observe_drop(bytes: &[u8]) {
+        DROPPED.with(|d| d.borrow_mut().push(bytes.iter().all(|&b| b == 0)));
+    }
+
+    /// Issue 14, rule 8: the machine was not wiped on drop.
+    #[test]
+    fn a_dropped_machine_leaves_its_token_buffers_wiped() {
+        use crate::{Config, Instant, RefreshMachine};
+        DROPPED.with(|d| d.borrow_mut().clear());
+        let mut m: RefreshMachine<1, 32> = RefreshMachine::new(Config::DEFAULT, 0);
+        m.login(
+            Instant::ZERO,
+            TokenSet::new("access-secret").with_refresh_token("refresh-secret"),
+        )
+        .unwrap();
+        drop(m);
+        let dropped = DROPPED.with(|d| d.borrow().clone());
+        assert_eq!(dropped, [true, true], "access and refresh buffers wiped");
+    }
 
     #[test]
     fn clear_zeroes_every_byte() {

@@ -530,10 +530,8 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             .tokens
             .usable(now, self.config.expiry_skew, just_obtained)
         {
-            if let Some(ahead) = self.config.refresh_ahead {
-                if self.tokens.expires_within(now, ahead) && self.refresh.is_idle() {
-                    self.start_refresh(now);
-                }
+            if self.tokens.ahead_due(now) && self.refresh.is_idle() {
+                self.start_refresh(now);
             }
         } else {
             self.slots.set_phase(i, Phase::Waiting);
@@ -679,11 +677,12 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     fn install(&mut self, now: Instant, tokens: TokenSet<'_>, from_refresh: bool) {
         // The jitter is drawn only when refresh-ahead is on, so it costs the
         // other configurations nothing (not even a draw from the seed).
-        let ahead_share = match self.config.refresh_ahead {
-            Some(_) => (self.jitter.next() >> 48) as u16,
-            None => u16::MAX,
-        };
-        self.tokens.install(now, tokens, from_refresh, ahead_share);
+        // Between half and all of `refresh_ahead` before expiry.
+        let ahead = self.config.refresh_ahead.map(|ahead| {
+            let half = ahead / 2;
+            half + tokens::mul_share(ahead - half, (self.jitter.next() >> 48) as u16)
+        });
+        self.tokens.install(now, tokens, from_refresh, ahead);
         self.notices.persist = true;
     }
 

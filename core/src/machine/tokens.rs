@@ -23,9 +23,9 @@ pub(super) struct TokenStore<const CAP: usize> {
     lifetime: Option<Duration>,
     /// When the refresh token expires, if the server said.
     refresh_expires_at: Option<Instant>,
-    /// Where the refresh-ahead threshold falls for this token, as a share of
-    /// `Config::refresh_ahead` in 1/65536 (drawn at install: jitter).
-    ahead_share: u16,
+    /// How long before expiry refresh-ahead is due for this token (drawn at
+    /// install: jitter), when configured.
+    ahead: Option<Duration>,
     /// A 401 was seen for the current token.
     refused: bool,
     /// The current token came from a refresh (not a login).
@@ -59,7 +59,7 @@ impl<const CAP: usize> TokenStore<CAP> {
             expires_at: None,
             lifetime: None,
             refresh_expires_at: None,
-            ahead_share: u16::MAX,
+            ahead: None,
             refused: false,
             from_refresh: false,
             accepted: false,
@@ -87,21 +87,21 @@ impl<const CAP: usize> TokenStore<CAP> {
 
     /// Install a checked set. A set without a refresh token keeps the current one
     /// (a refresh that did not rotate); call [`forget_refresh_token`](Self::forget_refresh_token) first for a login.
-    /// `from_refresh` for a refresh's answer; `ahead_share` places this
-    /// token's refresh-ahead threshold (see [`expires_within`](Self::expires_within)).
+    /// `from_refresh` for a refresh's answer; `ahead`: this token's
+    /// refresh-ahead window, see [`ahead_due`](Self::ahead_due).
     pub(super) fn install(
         &mut self,
         now: Instant,
         tokens: TokenSet<'_>,
         from_refresh: bool,
-        ahead_share: u16,
+        ahead: Option<Duration>,
     ) {
         self.access.set(tokens.access_token.expose_secret());
         self.install_refresh(now, tokens.refresh_token, tokens.refresh_expires_in);
         self.expires_at = tokens.expires_in.map(|d| now.saturating_add(d));
         self.lifetime = tokens.expires_in;
         self.generation = self.generation.wrapping_add(1);
-        self.ahead_share = ahead_share;
+        self.ahead = ahead;
         self.refused = false;
         self.accepted = false;
         self.from_refresh = from_refresh;
@@ -253,18 +253,17 @@ impl<const CAP: usize> TokenStore<CAP> {
                     .map_or(true, |exp| now.saturating_add(self.margin(skew)) < exp))
     }
 
-    /// Refresh-ahead is due: within this token's share of `ahead` of expiry
-    /// (between half and all of it), and the token is not an unproven fresh
-    /// one (whose own refresh would follow at once).
+    /// Refresh-ahead is configured and due: within this token's window of
+    /// expiry, and the token is not an unproven fresh one (whose own refresh
+    /// would follow at once).
     #[inline]
-    pub(super) fn expires_within(&self, now: Instant, ahead: Duration) -> bool {
-        if self.fresh_and_unproven() {
-            return false;
+    pub(super) fn ahead_due(&self, now: Instant) -> bool {
+        match (self.ahead, self.expires_at) {
+            (Some(ahead), Some(exp)) if !self.fresh_and_unproven() => {
+                now.saturating_add(self.margin(ahead)) >= exp
+            }
+            _ => false,
         }
-        let half = ahead / 2;
-        let ahead = half + mul_share(ahead - half, self.ahead_share);
-        self.expires_at
-            .is_some_and(|exp| now.saturating_add(self.margin(ahead)) >= exp)
     }
 
     /// A safety margin before expiry, at most half the token's lifetime: a server
@@ -284,7 +283,7 @@ impl<const CAP: usize> TokenStore<CAP> {
         self.expires_at.hash(state);
         self.lifetime.hash(state);
         self.refresh_expires_at.hash(state);
-        self.ahead_share.hash(state);
+        self.ahead.hash(state);
         self.refused.hash(state);
         self.from_refresh.hash(state);
         self.accepted.hash(state);
@@ -304,7 +303,7 @@ impl<const CAP: usize> TokenStore<CAP> {
 
 /// `d * share / 65535` (at most `d`), without overflow or u128 arithmetic;
 /// durations past 584 years count as 584 years.
-fn mul_share(d: Duration, share: u16) -> Duration {
+pub(super) fn mul_share(d: Duration, share: u16) -> Duration {
     let nanos = d
         .as_secs()
         .saturating_mul(1_000_000_000)
