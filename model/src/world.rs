@@ -1,18 +1,28 @@
 //! The model world shared by the property tests, the exhaustive small-scope
-//! test and the fuzz targets: a driver, a fake resource server and a rotating
-//! token server around one [`RefreshMachine`], checked by [`Checker`] after
-//! every step.
+//! test and the fuzz targets: a driver, a fake resource server and a strict
+//! rotating token server around one [`RefreshMachine`], checked by
+//! [`Checker`] after every step.
+//!
+//! The token server is adversarial the way production servers are: it
+//! rotates the refresh token on every grant, remembers spent ones, and on
+//! seeing a spent one again revokes the whole family. Every refresh the
+//! client sends stays pending at the server until the world answers it, in
+//! any order and however late; the server may process a grant and lose the
+//! answer (the client sees a broken connection, or nothing until its
+//! deadline), or never receive it (a connect failure).
 
 use core::time::Duration;
+use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 
+use refresh_machine::grant::OAuthError;
 use refresh_machine::www_authenticate::BearerError;
 use refresh_machine::{
-    Config, Error, Instant, RefreshId, RefreshMachine, RefreshOutcome, RequestId, RequestSpec,
-    Response, SendErrorKind, SessionState, TokenSet,
+    Config, Error, Instant, RefreshId, RefreshMachine, RefreshOutcome, RefreshToken, RequestId,
+    RequestSpec, RequestState, Response, SendErrorKind, SessionState, TokenSet,
 };
 
-use crate::{drain, Act, Checker};
+use crate::{drain, Act, Checker, RefreshAnswer};
 
 /// The machine under test: 8 concurrent requests, 64-byte tokens.
 pub type M = RefreshMachine<8, 64>;
@@ -31,8 +41,10 @@ pub enum Reply {
     InsufficientScope,
     /// 503.
     Unavailable,
-    /// 502.
+    /// 502 (a gateway: the origin may have acted).
     BadGateway,
+    /// 504 (a gateway: the origin may have acted).
+    GatewayTimeout,
     /// 429 with `Retry-After` in seconds.
     TooMany(u64),
     /// 500: delivered as is.
@@ -40,22 +52,39 @@ pub enum Reply {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-/// What the fake token server answers to one refresh.
+/// What happens to one refresh at the token server.
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum RefreshReply {
-    /// New tokens.
+    /// The server processes the grant (a strict server: a spent or revoked
+    /// refresh token is refused and revokes the family) and the answer
+    /// arrives.
     Success {
-        /// A new refresh token comes with them.
+        /// Rotate the refresh token.
         rotate: bool,
         /// `expires_in`.
         expires_s: Option<u64>,
     },
-    /// `invalid_grant`: the session is over.
+    /// The server has revoked the grant: `invalid_grant`.
     Rejected,
-    /// Unreachable or 5xx, with an optional `Retry-After` in seconds.
+    /// 5xx or 429 before processing, with an optional `Retry-After` in seconds.
     Transient(Option<u64>),
-    /// The answer never comes back (the machine's deadline must handle it).
-    Lost,
+    /// `invalid_client`: the client is misconfigured.
+    Misconfigured,
+    /// The server processes the grant but answers 200 with a DPoP token;
+    /// with `rotated`, the body carries the new refresh token.
+    Unusable {
+        /// A new refresh token in the body.
+        rotated: bool,
+    },
+    /// The answer is lost. `processed`: the server did process (and rotate)
+    /// first. `reported`: the driver sees a broken connection at once
+    /// (a transient outcome); otherwise it sees nothing until the deadline.
+    Lost {
+        /// The server processed the grant.
+        processed: bool,
+        /// The driver reports a transient failure now.
+        reported: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -83,10 +112,15 @@ pub enum Op {
         /// `SendErrorKind` index, modulo 3.
         kind: u8,
     },
-    /// Answer the refresh in flight.
+    /// Answer the newest refresh pending at the token server.
     Refresh(RefreshReply),
-    /// Answer a refresh that was abandoned by its deadline (late success).
-    LateSuccess,
+    /// Answer any refresh pending at the token server (late, out of order).
+    Late {
+        /// Which one.
+        pick: usize,
+        /// With what.
+        reply: RefreshReply,
+    },
     /// Move the clock forward by this many milliseconds.
     Advance(u64),
     /// Jump to the machine's next deadline and fire it.
@@ -115,12 +149,70 @@ pub enum Op {
     ToggleHold,
 }
 
+/// A refresh the client sent that the token server has not answered.
+#[derive(Clone, Debug, Hash)]
+pub struct Pending {
+    /// Its id at the machine.
+    pub id: RefreshId,
+    /// The refresh token it presents.
+    pub presented: String,
+}
+
+/// The strict token server: rotation, spent tokens, family revocation.
+#[derive(Clone, Debug, Default, Hash)]
+pub struct TokenServer {
+    /// The one valid refresh token of the current family (empty: none).
+    pub refresh: String,
+    /// The current access token.
+    pub access: String,
+    /// Refresh tokens rotated away: presenting one again is reuse.
+    pub spent: BTreeSet<String>,
+    /// The family was revoked (reuse, or an administrator): every refresh fails.
+    pub revoked: bool,
+    /// Pairs issued so far.
+    pub issued: u32,
+    /// Reuses detected (each revoked the family).
+    pub reuse_detections: u32,
+}
+
+impl TokenServer {
+    /// A new family (a login).
+    fn login(&mut self) -> (String, String) {
+        self.issued += 1;
+        self.revoked = false;
+        // Spent tokens are per family: the old family's are now simply unknown.
+        self.spent.clear();
+        self.access = format!("a{}", self.issued);
+        self.refresh = format!("r{}", self.issued);
+        (self.access.clone(), self.refresh.clone())
+    }
+
+    /// Process a refresh grant: the new pair, or `None` (`invalid_grant`).
+    fn grant(&mut self, presented: &str, rotate: bool) -> Option<(String, Option<String>)> {
+        if self.revoked || presented != self.refresh {
+            if self.spent.contains(presented) && !self.revoked {
+                // A strict server: reuse of a rotated token revokes the family.
+                self.reuse_detections += 1;
+                self.revoked = true;
+            }
+            return None;
+        }
+        self.issued += 1;
+        self.access = format!("a{}", self.issued);
+        if rotate {
+            self.spent.insert(std::mem::take(&mut self.refresh));
+            self.refresh = format!("r{}", self.issued);
+        }
+        Some((self.access.clone(), rotate.then(|| self.refresh.clone())))
+    }
+}
+
 /// The driver, the fake resource server and the fake token server in one.
 #[derive(Clone, Debug)]
 pub struct World {
     /// The machine.
     pub m: M,
-    /// The invariants.
+    /// The invariants and rules.
     pub checker: Checker,
     /// Virtual time.
     pub now: Instant,
@@ -130,21 +222,12 @@ pub struct World {
     pub finished: Vec<RequestId>,
     /// Sends awaiting an answer, with the token they carry.
     pub in_flight: Vec<(RequestId, String)>,
-    /// The refresh in flight and the refresh token it presents.
-    pub refresh: Option<(RefreshId, String)>,
-    /// Refreshes abandoned by their deadline (or by logout) that may still answer.
-    pub late: Vec<RefreshId>,
+    /// Refreshes sent and not yet answered by the token server.
+    pub pending: Vec<Pending>,
     /// Refreshes whose outcome was given: a second outcome is a duplicate.
     pub answered: Vec<RefreshId>,
-    /// A refresh was abandoned or answered late: the server may legitimately
-    /// see an old refresh token again, so the reuse check is off from then on.
-    pub refresh_went_late: bool,
-    /// The token server's current access token.
-    pub server_access: String,
-    /// The token server's current refresh token.
-    pub server_refresh: String,
-    /// Token pairs issued so far.
-    pub issued: u32,
+    /// The token server.
+    pub server: TokenServer,
     /// Actions are not drained after inputs (see [`Op::ToggleHold`]).
     pub hold: bool,
 }
@@ -159,13 +242,9 @@ impl World {
         self.live.hash(h);
         self.finished.hash(h);
         self.in_flight.hash(h);
-        self.refresh.hash(h);
-        self.late.hash(h);
+        self.pending.hash(h);
         self.answered.hash(h);
-        self.refresh_went_late.hash(h);
-        self.server_access.hash(h);
-        self.server_refresh.hash(h);
-        self.issued.hash(h);
+        self.server.hash(h);
         self.hold.hash(h);
     }
 
@@ -178,56 +257,38 @@ impl World {
             live: Vec::new(),
             finished: Vec::new(),
             in_flight: Vec::new(),
-            refresh: None,
-            late: Vec::new(),
+            pending: Vec::new(),
             answered: Vec::new(),
-            refresh_went_late: false,
-            server_access: String::new(),
-            server_refresh: String::new(),
-            issued: 0,
+            server: TokenServer::default(),
             hold: false,
         };
         w.login(Some(300));
         w
     }
 
-    /// The token server issues a new pair.
-    pub fn issue(&mut self, rotate: bool) -> (String, String) {
-        self.issued += 1;
-        self.server_access = format!("a{}", self.issued);
-        if rotate || self.server_refresh.is_empty() {
-            self.server_refresh = format!("r{}", self.issued);
-        }
-        (self.server_access.clone(), self.server_refresh.clone())
-    }
-
-    /// Log in with a fresh pair.
+    /// Log in with a fresh pair (a new family).
     pub fn login(&mut self, expires_s: Option<u64>) {
-        self.server_refresh.clear();
-        let (a, r) = self.issue(true);
+        let (a, r) = self.server.login();
+        let expires_in = expires_s.map(Duration::from_secs);
         let mut set = TokenSet::new(&a).with_refresh_token(&r);
-        if let Some(s) = expires_s {
-            set = set.with_expires_in(Duration::from_secs(s));
+        if let Some(d) = expires_in {
+            set = set.with_expires_in(d);
         }
         self.m.login(self.now, set).expect("valid login");
-        self.checker.on_login(&a);
-        self.refresh_went_late |= self.refresh.is_some();
+        self.checker.on_login(&a, expires_in);
         self.after_input();
     }
 
     /// Check the machine after an input and, unless holding, drain and check its actions.
     pub fn after_input(&mut self) {
         self.checker.after_input(&self.m);
-        if self.refresh.is_some() && !self.m.snapshot().refresh_in_flight {
-            let (id, _) = self.refresh.take().unwrap();
-            self.late.push(id);
-            self.refresh_went_late = true;
-        }
         if self.hold {
+            self.checker.skip_expectations();
             return;
         }
-        for act in drain(&mut self.m) {
-            self.checker.on_action(&act);
+        let acts = drain(&mut self.m);
+        self.checker.after_drain(&acts, &self.m);
+        for act in acts {
             match act {
                 Act::Send(id, token) | Act::Retry(id, token, _) => self.in_flight.push((id, token)),
                 Act::Deliver(id) | Act::Fail(id, _) => {
@@ -235,15 +296,7 @@ impl World {
                     self.in_flight.retain(|(x, _)| *x != id);
                     self.finished.push(id);
                 }
-                Act::Refresh(id, presented) => {
-                    if !self.refresh_went_late {
-                        assert_eq!(
-                            presented, self.server_refresh,
-                            "refresh token reuse: the server would revoke the family"
-                        );
-                    }
-                    self.refresh = Some((id, presented));
-                }
+                Act::Refresh(id, presented, _) => self.pending.push(Pending { id, presented }),
                 Act::Persist(_) | Act::LoginRequired => {}
             }
         }
@@ -258,7 +311,7 @@ impl World {
         let response = match reply {
             Reply::Ok => Response::status(200),
             Reply::Unauthorized => Response::status(401),
-            Reply::ServerDecides if token == self.server_access => Response::status(200),
+            Reply::ServerDecides if token == self.server.access => Response::status(200),
             Reply::ServerDecides => {
                 Response::status(401).with_bearer_error(BearerError::InvalidToken)
             }
@@ -267,15 +320,121 @@ impl World {
             }
             Reply::Unavailable => Response::status(503),
             Reply::BadGateway => Response::status(502),
+            Reply::GatewayTimeout => Response::status(504),
             Reply::TooMany(s) => Response::status(429).with_retry_after(Duration::from_secs(s)),
             Reply::ServerError => Response::status(500),
         };
-        let refused = response.status == 401;
-        let transient = matches!(response.status, 429 | 502 | 503);
-        self.checker.on_response(id, refused, transient);
+        self.checker.at(self.now);
+        self.checker.on_response(
+            id,
+            response.status,
+            response.retry_after,
+            response.bearer_error == Some(BearerError::InsufficientScope),
+        );
         self.m
             .handle_response(self.now, id, response)
             .expect("response for a request in flight");
+        self.after_input();
+    }
+
+    /// The token server deals with pending refresh `index` as `reply` says,
+    /// and the driver reports what it saw.
+    pub fn answer_refresh(&mut self, index: usize, reply: RefreshReply) {
+        let Pending { id, presented } = self.pending.remove(index);
+        let tokens;
+        let new_refresh;
+        let (outcome, answer) = match reply {
+            RefreshReply::Success { rotate, expires_s } => {
+                match self.server.grant(&presented, rotate) {
+                    Some((a, r)) => {
+                        tokens = (a, r);
+                        let expires_in = expires_s.map(Duration::from_secs);
+                        let mut set = TokenSet::new(&tokens.0);
+                        if let Some(r) = &tokens.1 {
+                            set = set.with_refresh_token(r);
+                        }
+                        if let Some(d) = expires_in {
+                            set = set.with_expires_in(d);
+                        }
+                        (
+                            RefreshOutcome::Success(set),
+                            RefreshAnswer::Success {
+                                access: tokens.0.clone(),
+                                expires_in,
+                                rotated: tokens.1.is_some(),
+                            },
+                        )
+                    }
+                    None => (RefreshOutcome::Rejected, RefreshAnswer::Rejected),
+                }
+            }
+            RefreshReply::Rejected => {
+                self.server.revoked = true;
+                (RefreshOutcome::Rejected, RefreshAnswer::Rejected)
+            }
+            RefreshReply::Transient(s) => {
+                let retry_after = s.map(Duration::from_secs);
+                (
+                    RefreshOutcome::Transient { retry_after },
+                    RefreshAnswer::Transient(retry_after),
+                )
+            }
+            RefreshReply::Misconfigured => (
+                RefreshOutcome::Misconfigured(Some(OAuthError::InvalidClient)),
+                RefreshAnswer::Misconfigured,
+            ),
+            RefreshReply::Unusable { rotated } => match self.server.grant(&presented, rotated) {
+                Some((_, r)) => {
+                    new_refresh = r;
+                    (
+                        RefreshOutcome::Unusable {
+                            refresh_token: new_refresh.as_deref().map(RefreshToken::new),
+                        },
+                        RefreshAnswer::Unusable { rotated },
+                    )
+                }
+                None => (RefreshOutcome::Rejected, RefreshAnswer::Rejected),
+            },
+            RefreshReply::Lost {
+                processed,
+                reported,
+            } => {
+                if processed {
+                    let _ = self.server.grant(&presented, true);
+                }
+                if !reported {
+                    // Nobody will ever answer: only the deadline moves things on.
+                    return;
+                }
+                (
+                    RefreshOutcome::Transient { retry_after: None },
+                    RefreshAnswer::Transient(None),
+                )
+            }
+        };
+        let waiting: Vec<RequestId> = self
+            .live
+            .iter()
+            .copied()
+            .filter(|id| self.m.request_state(*id) == Ok(RequestState::WaitingForRefresh))
+            .collect();
+        let active = self.m.session() == SessionState::Active;
+        let before = self.m.snapshot();
+        self.checker.at(self.now);
+        let accepted = match self.m.handle_refresh_outcome(self.now, id, outcome) {
+            Ok(()) => {
+                assert!(active, "refresh outcome accepted without a session");
+                true
+            }
+            Err(Error::UnknownRefresh) => {
+                assert_eq!(before, self.m.snapshot(), "refused event changed state");
+                false
+            }
+            Err(e) => panic!("refresh outcome: {e}"),
+        };
+        self.answered.push(id);
+        self.checker
+            .on_refresh_outcome(id, &presented, &answer, accepted, waiting);
         self.after_input();
     }
 
@@ -285,21 +444,22 @@ impl World {
             Op::Start {
                 idempotent,
                 replayable,
-            } => match self.m.start_request(
-                self.now,
-                RequestSpec {
+            } => {
+                let spec = RequestSpec {
                     idempotent,
                     replayable,
-                },
-            ) {
-                Ok(id) => {
-                    self.checker.on_start(id);
-                    self.live.push(id);
-                    self.after_input();
+                };
+                self.checker.at(self.now);
+                match self.m.start_request(self.now, spec) {
+                    Ok(id) => {
+                        self.checker.on_start(id, spec);
+                        self.live.push(id);
+                        self.after_input();
+                    }
+                    Err(Error::Full) => assert_eq!(self.m.snapshot().live, 8),
+                    Err(e) => panic!("start_request: {e}"),
                 }
-                Err(Error::Full) => assert_eq!(self.m.snapshot().live, 8),
-                Err(e) => panic!("start_request: {e}"),
-            },
+            }
             Op::Respond { pick, reply } => self.respond(pick, reply),
             Op::SendError { pick, kind } => {
                 if self.in_flight.is_empty() {
@@ -311,75 +471,33 @@ impl World {
                     SendErrorKind::Timeout,
                     SendErrorKind::Io,
                 ][usize::from(kind % 3)];
-                self.checker.on_response(id, false, true);
+                self.checker.at(self.now);
+                self.checker.on_send_error(id, kind);
                 self.m
                     .handle_send_error(self.now, id, kind)
                     .expect("send error for a request in flight");
                 self.after_input();
             }
             Op::Refresh(reply) => {
-                let Some((id, _)) = self.refresh.take() else {
-                    return;
-                };
-                let tokens;
-                let outcome = match reply {
-                    RefreshReply::Success { rotate, expires_s } => {
-                        tokens = self.issue(rotate);
-                        let mut set = TokenSet::new(&tokens.0);
-                        if rotate {
-                            set = set.with_refresh_token(&tokens.1);
-                        }
-                        if let Some(s) = expires_s {
-                            set = set.with_expires_in(Duration::from_secs(s));
-                        }
-                        RefreshOutcome::Success(set)
-                    }
-                    RefreshReply::Rejected => RefreshOutcome::Rejected,
-                    RefreshReply::Transient(s) => RefreshOutcome::Transient {
-                        retry_after: s.map(Duration::from_secs),
-                    },
-                    RefreshReply::Lost => {
-                        // Nobody will ever answer: only the deadline can move things on.
-                        self.late.push(id);
-                        self.refresh_went_late = true;
-                        return;
-                    }
-                };
-                self.checker.on_refresh_outcome(id);
-                self.answered.push(id);
-                self.m
-                    .handle_refresh_outcome(self.now, id, outcome)
-                    .expect("outcome of the refresh in flight");
-                self.after_input();
-            }
-            Op::LateSuccess => {
-                let Some(id) = self.late.pop() else { return };
-                self.answered.push(id);
-                self.checker.on_refresh_outcome(id);
-                let (a, r) = self.issue(true);
-                let set = TokenSet::new(&a).with_refresh_token(&r);
-                let active = self.m.session() == SessionState::Active;
-                let before = self.m.snapshot();
-                match self
-                    .m
-                    .handle_refresh_outcome(self.now, id, RefreshOutcome::Success(set))
-                {
-                    Ok(()) => assert!(active, "late success accepted without a session"),
-                    Err(Error::UnknownRefresh) => {
-                        assert_eq!(before, self.m.snapshot(), "refused event changed state")
-                    }
-                    Err(e) => panic!("late success: {e}"),
+                if let Some(last) = self.pending.len().checked_sub(1) {
+                    self.answer_refresh(last, reply);
                 }
-                self.after_input();
+            }
+            Op::Late { pick, reply } => {
+                if !self.pending.is_empty() {
+                    self.answer_refresh(pick % self.pending.len(), reply);
+                }
             }
             Op::Advance(ms) => {
                 self.now = self.now.saturating_add(Duration::from_millis(ms));
+                self.checker.at(self.now);
                 self.m.handle_timeout(self.now);
                 self.after_input();
             }
             Op::FireTimeout => {
                 if let Some(t) = self.m.poll_timeout() {
                     self.now = self.now.max(t);
+                    self.checker.at(self.now);
                     self.m.handle_timeout(self.now);
                     self.after_input();
                 }
@@ -399,10 +517,6 @@ impl World {
                 self.m.logout(self.now);
                 self.checker.on_logout();
                 self.in_flight.clear();
-                if let Some((id, _)) = self.refresh.take() {
-                    self.late.push(id);
-                    self.refresh_went_late = true;
-                }
                 self.after_input();
             }
             Op::Login { expires_s } => self.login(expires_s),
@@ -441,7 +555,7 @@ impl World {
                 // A duplicate of an outcome already given.
                 let id = self.answered[pick % self.answered.len()];
                 let outcome = if kind == 3 {
-                    RefreshOutcome::Success(TokenSet::new("x"))
+                    RefreshOutcome::Rejected
                 } else {
                     RefreshOutcome::Transient { retry_after: None }
                 };
@@ -463,22 +577,19 @@ impl World {
         self.hold = false;
         self.after_input();
         for _ in 0..2_000 {
-            if let Some((id, _)) = self.refresh.take() {
-                self.checker.on_refresh_outcome(id);
-                self.answered.push(id);
-                let (a, _) = self.issue(false);
-                self.m
-                    .handle_refresh_outcome(
-                        self.now,
-                        id,
-                        RefreshOutcome::Success(TokenSet::new(&a)),
-                    )
-                    .expect("refresh in flight");
-                self.after_input();
+            if let Some(last) = self.pending.len().checked_sub(1) {
+                self.answer_refresh(
+                    last,
+                    RefreshReply::Success {
+                        rotate: true,
+                        expires_s: None,
+                    },
+                );
             } else if !self.in_flight.is_empty() {
                 self.respond(0, Reply::Ok);
             } else if let Some(t) = self.m.poll_timeout() {
                 self.now = self.now.max(t);
+                self.checker.at(self.now);
                 self.m.handle_timeout(self.now);
                 self.after_input();
             } else {

@@ -59,17 +59,51 @@ impl Explorer {
             });
         }
         for pick in 0..w.in_flight.len() {
-            for reply in [Reply::Ok, Reply::Unauthorized, Reply::Unavailable] {
+            for reply in [
+                Reply::Ok,
+                Reply::Unauthorized,
+                Reply::Unavailable,
+                Reply::GatewayTimeout,
+                Reply::TooMany(1),
+            ] {
                 ops.push(Op::Respond { pick, reply });
             }
+            for kind in [0, 1] {
+                // Connect (never reached the server), timeout (may have).
+                ops.push(Op::SendError { pick, kind });
+            }
         }
-        if w.refresh.is_some() {
-            ops.push(Op::Refresh(RefreshReply::Success {
-                rotate: true,
-                expires_s: Some(60),
-            }));
-            ops.push(Op::Refresh(RefreshReply::Rejected));
-            ops.push(Op::Refresh(RefreshReply::Transient(None)));
+        if !w.pending.is_empty() {
+            for reply in [
+                RefreshReply::Success {
+                    rotate: true,
+                    expires_s: Some(60),
+                },
+                RefreshReply::Rejected,
+                RefreshReply::Transient(None),
+                RefreshReply::Transient(Some(120)),
+                // Processed by the server, answer lost: only the deadline tells.
+                RefreshReply::Lost {
+                    processed: true,
+                    reported: false,
+                },
+            ] {
+                ops.push(Op::Refresh(reply));
+            }
+            // A late or out-of-order answer to an older refresh.
+            for pick in 0..w.pending.len() - 1 {
+                ops.push(Op::Late {
+                    pick,
+                    reply: RefreshReply::Success {
+                        rotate: true,
+                        expires_s: Some(60),
+                    },
+                });
+            }
+        }
+        if !w.answered.is_empty() {
+            // A duplicate answer.
+            ops.push(Op::Bogus { pick: 0, kind: 3 });
         }
         if w.m.poll_timeout().is_some() {
             ops.push(Op::FireTimeout);
@@ -164,7 +198,7 @@ fn the_alphabet_reaches_refresh_and_login_required() {
         },
     ] {
         assert!(e.enabled(&w).contains(&want), "{want:?} not enabled");
-        saw_refresh |= w.refresh.is_some();
+        saw_refresh |= !w.pending.is_empty();
         w.step(want);
     }
     assert!(saw_refresh);

@@ -19,6 +19,7 @@ fn reply() -> impl Strategy<Value = Reply> {
         1 => Just(Reply::InsufficientScope),
         1 => Just(Reply::Unavailable),
         1 => Just(Reply::BadGateway),
+        1 => Just(Reply::GatewayTimeout),
         1 => (0u64..5).prop_map(Reply::TooMany),
         1 => Just(Reply::ServerError),
     ]
@@ -26,11 +27,15 @@ fn reply() -> impl Strategy<Value = Reply> {
 
 fn refresh_reply() -> impl Strategy<Value = RefreshReply> {
     prop_oneof![
-        6 => (any::<bool>(), prop::option::of(1u64..120))
+        8 => (any::<bool>(), prop::option::of(prop_oneof![Just(0u64), 1u64..120]))
             .prop_map(|(rotate, expires_s)| RefreshReply::Success { rotate, expires_s }),
         1 => Just(RefreshReply::Rejected),
-        2 => prop::option::of(0u64..3).prop_map(RefreshReply::Transient),
-        1 => Just(RefreshReply::Lost),
+        // Retry-After up to twice `max_retry_after` (60 s): the clamp matters.
+        2 => prop::option::of(prop_oneof![0u64..3, 30u64..120]).prop_map(RefreshReply::Transient),
+        1 => Just(RefreshReply::Misconfigured),
+        1 => any::<bool>().prop_map(|rotated| RefreshReply::Unusable { rotated }),
+        2 => (any::<bool>(), any::<bool>())
+            .prop_map(|(processed, reported)| RefreshReply::Lost { processed, reported }),
     ]
 }
 
@@ -39,9 +44,9 @@ fn op() -> impl Strategy<Value = Op> {
         5 => (any::<bool>(), prop::bool::weighted(0.9))
             .prop_map(|(idempotent, replayable)| Op::Start { idempotent, replayable }),
         8 => (any::<usize>(), reply()).prop_map(|(pick, reply)| Op::Respond { pick, reply }),
-        1 => (any::<usize>(), 0u8..3).prop_map(|(pick, kind)| Op::SendError { pick, kind }),
+        2 => (any::<usize>(), 0u8..3).prop_map(|(pick, kind)| Op::SendError { pick, kind }),
         4 => refresh_reply().prop_map(Op::Refresh),
-        1 => Just(Op::LateSuccess),
+        2 => (any::<usize>(), refresh_reply()).prop_map(|(pick, reply)| Op::Late { pick, reply }),
         2 => (0u64..40_000).prop_map(Op::Advance),
         2 => Just(Op::FireTimeout),
         1 => any::<usize>().prop_map(|pick| Op::Cancel { pick }),
@@ -52,8 +57,17 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Cases per property: 512, or `MODEL_CASES`.
+fn cases() -> u32 {
+    std::env::var("MODEL_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    // `MODEL_CASES=100000` for a soak run.
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     /// The headline property: with the default configuration, any interleaving
     /// keeps every invariant (see `Checker`), never replays a request and never

@@ -29,7 +29,7 @@ fn logged_in(config: Config, expires_s: Option<u64>) -> M {
 
 fn refresh_of(acts: &[Act]) -> Option<RefreshId> {
     acts.iter().find_map(|a| match a {
-        Act::Refresh(id, _) => Some(*id),
+        Act::Refresh(id, _, _) => Some(*id),
         _ => None,
     })
 }
@@ -334,7 +334,7 @@ fn a_200_never_leads_to_presenting_the_old_refresh_token_again() {
         let acts = drain(&mut m);
         assert!(
             acts.iter()
-                .any(|a| matches!(a, Act::Refresh(_, rt) if rt == "r2")),
+                .any(|a| matches!(a, Act::Refresh(_, rt, _) if rt == "r2")),
             "{body}: next attempt presents the new refresh token: {acts:?}"
         );
     }
@@ -454,5 +454,95 @@ fn an_expired_refresh_token_is_not_presented() {
     assert_eq!(
         m.login_required_reason(),
         Some(LoginRequiredReason::RefreshTokenExpired)
+    );
+}
+
+/// One refresh at a time, even after a late answer: a success that arrives
+/// for an abandoned attempt while a newer one is in flight installs its
+/// tokens, but the newer attempt stays tracked until it is answered or its
+/// deadline passes (no third refresh meanwhile). When it then fails, the
+/// requests that started waiting since are not stranded. (Found by the
+/// model: the first version of this rule left such a request waiting forever.)
+#[test]
+fn a_late_success_supersedes_the_attempt_in_flight_without_stranding_waiters() {
+    use refresh_machine_model::world::{run, Op, RefreshReply, Reply};
+    run(
+        Config::DEFAULT,
+        0,
+        &[
+            Op::Start {
+                idempotent: false,
+                replayable: true,
+            },
+            Op::Respond {
+                pick: 0,
+                reply: Reply::Unauthorized,
+            },
+            Op::Late {
+                pick: 0,
+                reply: RefreshReply::Unusable { rotated: true },
+            },
+            Op::Advance(188),
+            Op::FireTimeout,
+            Op::Advance(294),
+            Op::Late {
+                pick: 0,
+                reply: RefreshReply::Success {
+                    rotate: false,
+                    expires_s: Some(0),
+                },
+            },
+            Op::Late {
+                pick: 0,
+                reply: RefreshReply::Lost {
+                    processed: false,
+                    reported: false,
+                },
+            },
+            Op::Start {
+                idempotent: false,
+                replayable: false,
+            },
+        ],
+    );
+}
+
+/// The token endpoint's `Retry-After` holds for the next round too: after
+/// a round gave up (its waiters failed `RefreshUnavailable`), the next
+/// request did not wait for it and called the endpoint at once. Clamped to
+/// `max_retry_after`.
+#[test]
+fn a_token_endpoint_retry_after_outlives_its_round() {
+    let mut config = Config::DEFAULT;
+    config.max_refresh_attempts = 1;
+    let mut m = logged_in(config, None);
+    let now = secs(1);
+    let a = m.start_request(now, RequestSpec::IDEMPOTENT).unwrap();
+    drain(&mut m);
+    m.handle_response(now, a, Response::status(401)).unwrap();
+    let r = refresh_of(&drain(&mut m)).unwrap();
+    m.handle_refresh_outcome(
+        now,
+        r,
+        RefreshOutcome::Transient {
+            retry_after: Some(Duration::from_secs(3600)),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![Act::Fail(a, Failure::RefreshUnavailable)]
+    );
+    // A new request 10 s later: it waits for the (clamped) Retry-After.
+    let b = m.start_request(secs(11), RequestSpec::IDEMPOTENT).unwrap();
+    assert_eq!(drain(&mut m), vec![], "no refresh before Retry-After");
+    let until = now + config.max_retry_after;
+    assert_eq!(m.snapshot().refresh_timer, Some(until));
+    m.handle_timeout(until);
+    let acts = drain(&mut m);
+    assert!(refresh_of(&acts).is_some(), "{acts:?}");
+    assert_eq!(
+        m.request_state(b),
+        Ok(refresh_machine::RequestState::WaitingForRefresh)
     );
 }

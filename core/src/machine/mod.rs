@@ -24,7 +24,7 @@ mod retry;
 mod slots;
 mod tokens;
 
-use refresh::{RefreshRound, Timeout};
+use refresh::{Failed, RefreshRound, Timeout};
 use retry::{Budget, Jitter};
 pub use slots::RequestState;
 use slots::{Emitted, Phase, Slots};
@@ -75,6 +75,9 @@ pub struct Snapshot {
     pub refresh_pending: bool,
     /// Generation of the current access token (bumped on every change).
     pub token_generation: u32,
+    /// When the refresh round's timer fires: the deadline of the attempt
+    /// queued or in flight, or the end of its backoff.
+    pub refresh_timer: Option<Instant>,
 }
 
 /// Session notices waiting for a poll.
@@ -175,6 +178,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             refresh_in_flight: self.refresh.is_in_flight(),
             refresh_pending: !self.refresh.is_idle(),
             token_generation: self.tokens.generation(),
+            refresh_timer: self.refresh.timer(),
             ..Snapshot::default()
         };
         for slot in self.slots.live() {
@@ -340,7 +344,11 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
                     tokens.refresh_expires_in = None;
                 }
                 self.install(now, tokens, true);
-                self.refresh.end(true);
+                if self.refresh.is_current(id) {
+                    self.refresh.end(true);
+                } else {
+                    self.refresh.supersede();
+                }
                 self.release_waiters(now, true);
             }
             RefreshOutcome::Unusable { refresh_token } => {
@@ -395,6 +403,13 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.refresh.handle_timeout(now, &self.config) == Timeout::Missed {
             self.refresh_failed(now, None);
+        }
+        // Requests queued while the token was valid, still unsent now that it
+        // is past its margin (a driver that polls late): refresh first.
+        if self.session == SessionState::Active
+            && !self.tokens.usable(now, self.config.expiry_skew, false)
+        {
+            self.reroute_ready(now);
         }
         for i in self.slots.live_range() {
             if let Phase::Backoff { until } = self.slots.phase(i) {
@@ -523,13 +538,16 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             SessionState::Active => {}
         }
         if self.slots.get(i).sends >= self.config.max_sends() {
-            // Unreachable with consistent counters; kept so the bound holds by construction.
+            // Reached by stale-token retries, which are progress but still bounded.
             return self.finish(i, Some(Failure::Unauthorized));
         }
-        if self
-            .tokens
-            .usable(now, self.config.expiry_skew, just_obtained)
-        {
+        let generation = self.tokens.generation();
+        if just_obtained {
+            // It waited for this token: it goes out with it once, whatever
+            // the token's announced lifetime (until it is sent).
+            self.slots.get_mut(i).waited_for = generation;
+        }
+        if self.may_send(now, i) {
             if self.tokens.ahead_due(now) && self.refresh.is_idle() {
                 self.start_refresh(now);
             }
@@ -539,8 +557,24 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
                 self.start_refresh(now);
             }
             // Requests queued earlier would go out with the same unusable token: hold them too.
-            self.slots
-                .set_all(|p| matches!(p, Phase::Ready), Phase::Waiting);
+            self.park_ready(now);
+        }
+    }
+
+    /// Slot `i` may be sent with the current token at `now`.
+    #[inline]
+    fn may_send(&self, now: Instant, i: usize) -> bool {
+        let waited_for_it = self.slots.get(i).waited_for == self.tokens.generation();
+        self.tokens
+            .usable(now, self.config.expiry_skew, waited_for_it)
+    }
+
+    /// Park every queued request the current token may not go out with.
+    fn park_ready(&mut self, now: Instant) {
+        for j in self.slots.live_range() {
+            if matches!(self.slots.phase(j), Phase::Ready) && !self.may_send(now, j) {
+                self.slots.set_phase(j, Phase::Waiting);
+            }
         }
     }
 
@@ -646,15 +680,19 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     }
 
     fn refresh_failed(&mut self, now: Instant, retry_after: Option<Duration>) {
-        if self
+        match self
             .refresh
             .fail(now, retry_after, &self.config, &mut self.jitter)
         {
+            Failed::Retrying => {}
             // Gave up this round but kept the tokens: the next request starts a new round.
-            self.slots.set_all(
+            Failed::GaveUp => self.slots.set_all(
                 |p| matches!(p, Phase::Waiting),
                 Phase::Finished(Some(Failure::RefreshUnavailable)),
-            );
+            ),
+            // A late success superseded the round: requests that started
+            // waiting since decide again (the token, or a new round).
+            Failed::Ended => self.release_waiters(now, false),
         }
     }
 

@@ -28,6 +28,18 @@ enum State {
     },
 }
 
+/// What a transient failure did to the round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Failed {
+    /// Backing off before the next attempt.
+    Retrying,
+    /// Attempts exhausted: the round is over, its waiters fail.
+    GaveUp,
+    /// The round was superseded by a late success and is over: its waiters
+    /// (if any came since) need a new decision.
+    Ended,
+}
+
 /// What a timer firing did to the round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Timeout {
@@ -49,6 +61,13 @@ pub(super) struct RefreshRound {
     abandoned: u32,
     /// Transient failures in the current round.
     failures: u8,
+    /// A late success installed tokens while this round's attempt was in
+    /// flight: its answer is still applied (a success is newer, a rejection
+    /// is the family revoked), but its failure ends the round quietly.
+    superseded: bool,
+    /// The token endpoint's last `Retry-After` (clamped) ends here: no
+    /// attempt before it, in this round or a new one.
+    not_before: Option<Instant>,
 }
 
 impl RefreshRound {
@@ -58,6 +77,8 @@ impl RefreshRound {
             seq: 0,
             abandoned: 0,
             failures: 0,
+            superseded: false,
+            not_before: None,
         }
     }
 
@@ -79,7 +100,12 @@ impl RefreshRound {
     /// Begin a round with its first attempt.
     pub(super) fn start(&mut self, now: Instant, config: &Config) {
         self.failures = 0;
-        self.queue(now, config);
+        self.superseded = false;
+        match self.not_before {
+            // The server asked for a pause that has not run out.
+            Some(until) if now < until => self.state = State::Backoff { until },
+            _ => self.queue(now, config),
+        }
     }
 
     fn queue(&mut self, now: Instant, config: &Config) {
@@ -98,6 +124,24 @@ impl RefreshRound {
         Some((RefreshId(self.seq), deadline))
     }
 
+    /// `id` names the attempt in flight (not a late one).
+    #[inline]
+    pub(super) fn is_current(&self, id: RefreshId) -> bool {
+        id.0 == self.seq && self.is_in_flight()
+    }
+
+    /// A late success installed tokens. An attempt in flight keeps going
+    /// (one refresh at a time: it is still out there); one not yet handed
+    /// out, or a backoff, is no longer needed. No other late success is welcome.
+    pub(super) fn supersede(&mut self) {
+        self.abandoned = 0;
+        if self.is_in_flight() {
+            self.superseded = true;
+        } else {
+            self.end(true);
+        }
+    }
+
     /// Whether an outcome for `id` is accepted: the attempt in flight, or a
     /// late success (`late_success_welcome`) of the last abandoned attempt.
     #[inline]
@@ -112,33 +156,42 @@ impl RefreshRound {
     pub(super) fn end(&mut self, forget_abandoned: bool) {
         if forget_abandoned {
             self.abandoned = 0;
+            self.not_before = None;
         }
         if self.state != State::Idle {
             self.seq = self.seq.wrapping_add(1);
         }
         self.state = State::Idle;
         self.failures = 0;
+        self.superseded = false;
     }
 
-    /// A transient failure of the current attempt. Returns true when the
-    /// round gave up (attempts exhausted; the round is over).
+    /// A transient failure of the current attempt.
     pub(super) fn fail(
         &mut self,
         now: Instant,
         retry_after: Option<Duration>,
         config: &Config,
         jitter: &mut Jitter,
-    ) -> bool {
+    ) -> Failed {
+        if let Some(d) = retry_after {
+            self.not_before = Some(now + d.min(config.max_retry_after));
+        }
+        if self.superseded {
+            // Fresh tokens came meanwhile: nothing left to retry for.
+            self.end(false);
+            return Failed::Ended;
+        }
         self.failures = self.failures.saturating_add(1);
         if self.failures >= config.max_refresh_attempts {
             self.end(false);
-            return true;
+            return Failed::GaveUp;
         }
         let delay = retry_after
             .map(|d| d.min(config.max_retry_after))
             .unwrap_or_else(|| jitter.delay(config.refresh_backoff, self.failures - 1));
         self.state = State::Backoff { until: now + delay };
-        false
+        Failed::Retrying
     }
 
     /// Fire the round's timer if it is due by `now`.
@@ -178,5 +231,7 @@ impl RefreshRound {
         self.seq.hash(state);
         self.abandoned.hash(state);
         self.failures.hash(state);
+        self.superseded.hash(state);
+        self.not_before.hash(state);
     }
 }

@@ -81,6 +81,9 @@ pub(super) struct Slot {
     pub(super) auth_failures: u8,
     pub(super) transient_retries: u8,
     pub(super) retry_reason: RetryReason,
+    /// Generation of the token this request waited for while a refresh got
+    /// it (0: none); it goes out with that token once, whatever its lifetime.
+    pub(super) waited_for: u32,
 }
 
 impl Slot {
@@ -93,6 +96,7 @@ impl Slot {
         auth_failures: 0,
         transient_retries: 0,
         retry_reason: RetryReason::Transient,
+        waited_for: 0,
     };
 
     #[inline]
@@ -247,6 +251,7 @@ impl<const N: usize> Slots<N> {
             _ => {
                 slot.phase = Phase::InFlight;
                 slot.sent_gen = token_generation;
+                slot.waited_for = 0;
                 slot.sends += 1;
                 let retry = (slot.sends > 1).then_some(slot.retry_reason);
                 Emitted::Send { id, retry }
