@@ -717,6 +717,15 @@ impl Checker {
         for act in acts {
             self.on_action(act);
         }
+        // After a drain, a round that is pending but not in flight is
+        // backing off: no attempt before its timer (a new request does not
+        // cut the backoff short).
+        let snap = m.snapshot();
+        if snap.refresh_pending && !snap.refresh_in_flight {
+            if let Some(t) = snap.refresh_timer {
+                self.refresh_not_before = Some(self.refresh_not_before.map_or(t, |n| n.max(t)));
+            }
+        }
     }
 
     /// Check one emitted action against the invariants.
@@ -757,10 +766,10 @@ impl Checker {
                     !self.known_spent.contains(token),
                     "refresh {id:?} presents a refresh token the machine knows was rotated"
                 );
-                if let Some(t) = self.refresh_not_before {
+                if let Some(t) = self.refresh_not_before.take() {
                     assert!(
                         self.now >= t,
-                        "refresh {id:?} before the token endpoint's Retry-After ran out"
+                        "refresh {id:?} before its backoff or the token endpoint's Retry-After ran out"
                     );
                 }
                 self.refreshes.push(Outstanding {

@@ -416,7 +416,12 @@ impl World {
             .live
             .iter()
             .copied()
-            .filter(|id| self.m.request_state(*id) == Ok(RequestState::WaitingForRefresh))
+            .filter(|id| {
+                matches!(
+                    self.m.request_state(*id),
+                    Ok(RequestState::WaitingForRefresh | RequestState::ReadyToSend)
+                )
+            })
             .collect();
         let active = self.m.session() == SessionState::Active;
         let before = self.m.snapshot();

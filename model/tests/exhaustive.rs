@@ -1,16 +1,25 @@
 //! Exhaustive small-scope checking: every interleaving of events for 2 and 3
-//! concurrent requests up to a bounded depth, with the same invariants as the
-//! property tests (see `Checker`).
+//! concurrent requests up to a bounded depth, with the same invariants and
+//! rules as the property tests (see `Checker`), against the same strict
+//! rotating token server (see `World`).
 //!
 //! Proptest samples long random runs; this test guarantees that *no* short run
-//! over a small alphabet breaks an invariant. The alphabet: start a request
-//! (the first and third idempotent, the second a non-idempotent POST), answer
-//! any send in flight with 200, 401 or 503, answer the refresh in flight with
-//! success (rotating), `invalid_grant` or a transient failure, fire the next
-//! timer, cancel any live request, log out, and log in again after a logout or
-//! a lost session. After every step the checker runs; from every distinct state
-//! a copy of the world is settled (answered until idle) to check that every
-//! request still ends with exactly one outcome.
+//! over a small alphabet breaks an invariant or a rule. The alphabet: start a
+//! request (the first and third idempotent, the second a non-idempotent POST);
+//! answer any send in flight with 200, 401, 503, 504 or 429, or fail it with
+//! a connect error or a timeout; answer the newest pending refresh with
+//! success (rotating, with a 60 s or an already expired token),
+//! `invalid_grant`, `invalid_client`, a transient failure with no or a
+//! two-hour `Retry-After` (above the clamp), or lose it after the server
+//! processed it; answer any older pending refresh late with success; repeat an
+//! answer already given; fire the next timer; cancel any live request; log
+//! out, and log in again after a logout or a lost session. After every step
+//! the checker runs; from every distinct state a copy of the world is settled
+//! (answered until idle) to check that every request still ends with exactly
+//! one outcome.
+//!
+//! `EXHAUSTIVE_SHORTEST=1` first searches depth by depth and reports the
+//! first depth at which a rule breaks (the planted-bug table's "steps").
 //!
 //! The machine is deterministic, so a state reached twice with at least as
 //! much depth left is not explored again: the explorer hashes the complete
@@ -79,9 +88,15 @@ impl Explorer {
                     rotate: true,
                     expires_s: Some(60),
                 },
+                // A token that arrives already expired.
+                RefreshReply::Success {
+                    rotate: true,
+                    expires_s: Some(0),
+                },
                 RefreshReply::Rejected,
+                RefreshReply::Misconfigured,
                 RefreshReply::Transient(None),
-                RefreshReply::Transient(Some(120)),
+                RefreshReply::Transient(Some(7200)),
                 // Processed by the server, answer lost: only the deadline tells.
                 RefreshReply::Lost {
                     processed: true,
@@ -149,8 +164,21 @@ impl Explorer {
 }
 
 fn check(requests: usize, depth: u32) -> (usize, u64, u64) {
-    let mut e = Explorer::new(requests);
     let root = World::new(Config::DEFAULT, 7);
+    if std::env::var_os("EXHAUSTIVE_SHORTEST").is_some() {
+        // Iterative deepening (for the planted-bug table): the first depth at
+        // which some interleaving breaks a rule is the fewest steps to failure.
+        for d in 1..depth {
+            let found = std::panic::catch_unwind(|| {
+                Explorer::new(requests).explore(&root, d);
+            });
+            if found.is_err() {
+                println!("exhaustive: {requests} requests: first failure at depth {d}");
+                std::panic::resume_unwind(Box::new("planted bug found"));
+            }
+        }
+    }
+    let mut e = Explorer::new(requests);
     let interleavings = e.explore(&root, depth);
     println!(
         "exhaustive: {requests} requests, depth {depth}: {} distinct states, {} transitions executed, {interleavings} interleavings covered",
@@ -162,7 +190,7 @@ fn check(requests: usize, depth: u32) -> (usize, u64, u64) {
 
 #[test]
 fn every_interleaving_of_two_requests() {
-    let (states, _, interleavings) = check(2, 12);
+    let (states, _, interleavings) = check(2, 11);
     // Not vacuous: the alphabet reaches refreshes, logouts and lost sessions.
     assert!(states > 1_000, "only {states} states");
     assert!(interleavings > states as u64);
@@ -170,7 +198,7 @@ fn every_interleaving_of_two_requests() {
 
 #[test]
 fn every_interleaving_of_three_requests() {
-    let (states, _, interleavings) = check(3, 10);
+    let (states, _, interleavings) = check(3, 9);
     assert!(states > 1_000, "only {states} states");
     assert!(interleavings > states as u64);
 }

@@ -546,3 +546,17 @@ fn a_token_endpoint_retry_after_outlives_its_round() {
         Ok(refresh_machine::RequestState::WaitingForRefresh)
     );
 }
+
+/// The expiry margin holds for a driver that polls late: a request queued
+/// while the token was valid went out with it after its expiry, although
+/// `handle_timeout` had been told the time. Found by the model.
+#[test]
+fn a_request_queued_before_expiry_is_not_sent_after_it() {
+    let mut m = logged_in(Config::DEFAULT, Some(60));
+    let id = m.start_request(secs(10), RequestSpec::IDEMPOTENT).unwrap();
+    // The driver does not poll until much later, but feeds the time.
+    m.handle_timeout(secs(100));
+    let acts = drain(&mut m);
+    assert_eq!(sent_with(&acts, id), None, "{acts:?}");
+    assert!(refresh_of(&acts).is_some(), "{acts:?}");
+}

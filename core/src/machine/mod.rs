@@ -725,12 +725,20 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
     }
 
     /// Route the requests that waited for new tokens; `just_obtained` (a
-    /// refresh's tokens): they use them at least once.
+    /// refresh's tokens): they, and those already queued, use them at least once.
     fn release_waiters(&mut self, now: Instant, just_obtained: bool) {
         for i in self.slots.live_range() {
-            if matches!(self.slots.phase(i), Phase::Waiting) {
-                self.slots.set_phase(i, Phase::Ready);
-                self.route(now, i, just_obtained);
+            match self.slots.phase(i) {
+                Phase::Waiting => {
+                    self.slots.set_phase(i, Phase::Ready);
+                    self.route(now, i, just_obtained);
+                }
+                // Queued already (a background refresh): it goes out with
+                // the new token, and may as much as a waiter.
+                Phase::Ready if just_obtained => {
+                    self.slots.get_mut(i).waited_for = self.tokens.generation();
+                }
+                _ => {}
             }
         }
     }
