@@ -233,6 +233,31 @@ mod tests {
         );
     }
 
+    /// Two-digit RFC 850 years: 00 to 69 are 2000 to 2069, 70 to 99 are
+    /// 1970 to 1999 (mutants of the pivot survived the first runs).
+    #[test]
+    fn rfc850_two_digit_years_pivot_at_70() {
+        let at = |v: &[u8]| parse_http_date(v);
+        let imf = |v: &[u8]| parse_http_date(v).unwrap();
+        assert_eq!(
+            at(b"Saturday, 01-Jan-00 00:00:00 GMT"),
+            Some(imf(b"Sat, 01 Jan 2000 00:00:00 GMT"))
+        );
+        assert_eq!(
+            at(b"Tuesday, 26-Nov-30 12:00:00 GMT"),
+            Some(imf(b"Tue, 26 Nov 2030 12:00:00 GMT"))
+        );
+        assert_eq!(
+            at(b"Friday, 01-Jan-69 00:00:00 GMT"),
+            Some(imf(b"Tue, 01 Jan 2069 00:00:00 GMT"))
+        );
+        assert_eq!(at(b"Thursday, 01-Jan-70 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            at(b"Friday, 31-Dec-99 23:59:59 GMT"),
+            Some(imf(b"Fri, 31 Dec 1999 23:59:59 GMT"))
+        );
+    }
+
     #[test]
     fn bad_dates() {
         for bad in [

@@ -302,7 +302,12 @@ impl Checker {
     pub fn at(&mut self, now: Instant) {
         assert!(now >= self.now, "time went backwards");
         self.now = now;
-        // A refresh past its recorded deadline is over for the machine.
+    }
+
+    /// The driver fired the machine's timers at the current time: a refresh
+    /// whose recorded deadline has come is over for the machine.
+    pub fn timers_fired(&mut self) {
+        let now = self.now;
         self.refreshes.retain(|r| r.deadline > now);
     }
 
@@ -661,6 +666,8 @@ impl Checker {
                 Expect::BacksOff(id, d, exact) => match state(*id) {
                     Some(RequestState::BackingOff { until }) => {
                         let wait = until.saturating_duration_since(now);
+                        // (At the far end of time the clock saturates.)
+                        let d = &now.saturating_add(*d).saturating_duration_since(now);
                         if *exact {
                             assert_eq!(wait, *d, "rule: {id:?} must honour Retry-After");
                         } else {

@@ -496,6 +496,7 @@ impl World {
             Op::Advance(ms) => {
                 self.now = self.now.saturating_add(Duration::from_millis(ms));
                 self.checker.at(self.now);
+                self.checker.timers_fired();
                 self.m.handle_timeout(self.now);
                 self.after_input();
             }
@@ -503,6 +504,7 @@ impl World {
                 if let Some(t) = self.m.poll_timeout() {
                     self.now = self.now.max(t);
                     self.checker.at(self.now);
+                    self.checker.timers_fired();
                     self.m.handle_timeout(self.now);
                     self.after_input();
                 }
@@ -595,6 +597,7 @@ impl World {
             } else if let Some(t) = self.m.poll_timeout() {
                 self.now = self.now.max(t);
                 self.checker.at(self.now);
+                self.checker.timers_fired();
                 self.m.handle_timeout(self.now);
                 self.after_input();
             } else {

@@ -100,6 +100,53 @@ proptest! {
     }
 }
 
+fn duration() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        Just(Duration::ZERO),
+        (0u64..120_000).prop_map(Duration::from_millis),
+        Just(Duration::from_secs(u64::MAX / 4)),
+        Just(Duration::MAX),
+    ]
+}
+
+fn backoff() -> impl Strategy<Value = refresh_machine::Backoff> {
+    (duration(), duration()).prop_map(|(base, max)| refresh_machine::Backoff { base, max })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases() / 4, ..ProptestConfig::default() })]
+
+    /// Issue 14, rule 7: every `Config` value is safe. Zeros, `u8::MAX`
+    /// limits, centuries and `Duration::MAX` in every field: no panic, no
+    /// overflow, and every invariant and rule still holds.
+    #[test]
+    fn every_config_value_is_safe(
+        seed in any::<u64>(),
+        limits in (any::<u8>(), any::<u8>(), any::<u8>(), any::<u32>(), any::<u32>()),
+        durations in (duration(), duration(), duration(), duration(), prop::option::of(duration())),
+        backoffs in (backoff(), backoff()),
+        ops in prop::collection::vec(op(), 1..80),
+    ) {
+        let mut config = Config::DEFAULT;
+        (
+            config.max_auth_retries,
+            config.max_transient_retries,
+            config.max_refresh_attempts,
+            config.retry_budget.max_tokens,
+            config.retry_budget.success_credit_milli,
+        ) = limits;
+        (
+            config.max_retry_after,
+            config.refresh_timeout,
+            config.expiry_skew,
+            config.refused_token_cooldown,
+            config.refresh_ahead,
+        ) = durations;
+        (config.request_backoff, config.refresh_backoff) = backoffs;
+        run(config, seed, &ops);
+    }
+}
+
 /// A regression guard for the model itself: a run with ordinary traffic does
 /// send requests, refresh, and finish them (the invariants are not vacuous).
 #[test]

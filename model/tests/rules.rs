@@ -560,3 +560,24 @@ fn a_request_queued_before_expiry_is_not_sent_after_it() {
     assert_eq!(sent_with(&acts, id), None, "{acts:?}");
     assert!(refresh_of(&acts).is_some(), "{acts:?}");
 }
+
+/// A login whose tokens arrive expired (a stored pair, `expires_in: 0`):
+/// requests already queued refresh first instead of going out with them.
+/// Found by `every_config_value_is_safe`.
+#[test]
+fn queued_requests_do_not_go_out_with_an_expired_login_token() {
+    let mut m = logged_in(Config::DEFAULT, None);
+    let id = m.start_request(secs(1), RequestSpec::IDEMPOTENT).unwrap();
+    // Not polled yet; a new login with a token that is already expired.
+    let set = TokenSet::new("a9")
+        .with_refresh_token("r9")
+        .with_expires_in(Duration::ZERO);
+    m.login(secs(1), set).unwrap();
+    let acts = drain(&mut m);
+    assert_eq!(sent_with(&acts, id), None, "{acts:?}");
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Act::Refresh(_, rt, _) if rt == "r9")),
+        "{acts:?}"
+    );
+}

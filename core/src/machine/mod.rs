@@ -222,6 +222,11 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
         self.refresh.end(true);
         self.notices.login_required = false;
         self.release_waiters(now, false);
+        if !self.tokens.usable(now, self.config.expiry_skew, false) {
+            // Tokens that arrive expired (a stored pair, `expires_in: 0`):
+            // queued requests refresh first instead of going out with them.
+            self.reroute_ready(now);
+        }
         Ok(())
     }
 
