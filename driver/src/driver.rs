@@ -75,6 +75,12 @@ impl<T: Transport> Driver<T> {
             .token_call(request, None)
             .await
             .map_err(Error::Transport)?;
+        if answer.body_too_large {
+            return Err(grant::EndpointError::ResponseTooLarge {
+                status: answer.status,
+            }
+            .into());
+        }
         let tokens = grant::parse_login(answer.status, answer.body)?;
         self.set_tokens(&tokens)
     }
@@ -158,6 +164,7 @@ impl<T: Transport> Driver<T> {
                     return RefreshReply::Misconfigured(None);
                 };
                 match self.transport.token_call(request, Some(timeout)).await {
+                    Ok(answer) if answer.body_too_large => grant::too_large(answer.status),
                     Ok(answer) => grant::classify(answer.status, &answer.headers, answer.body).0,
                     Err(_) => grant::transport_failure(),
                 }

@@ -21,6 +21,11 @@ pub struct TokenEndpoint {
     scope: Option<String>,
 }
 
+/// Largest token-endpoint body the std drivers read, in bytes. A token
+/// response is small (two 8 KiB JWTs fit twice over); anything longer is not
+/// read further and is judged by its status ([`too_large`]).
+pub const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+
 /// Why a grant request could not be built or its answer used.
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
@@ -33,6 +38,12 @@ pub enum EndpointError {
     /// The server answered a login with this status and no usable tokens.
     #[error("token endpoint answered {status}")]
     Status {
+        /// HTTP status.
+        status: u16,
+    },
+    /// The answer's body exceeded [`MAX_TOKEN_RESPONSE`].
+    #[error("token endpoint answered {status} with a body over the size limit")]
+    ResponseTooLarge {
         /// HTTP status.
         status: u16,
     },
@@ -180,6 +191,19 @@ pub fn classify(
     let problem = c.problem;
     zeroize::Zeroize::zeroize(&mut body);
     (reply, problem)
+}
+
+/// A refresh answer whose body exceeded [`MAX_TOKEN_RESPONSE`], judged by
+/// its status: a 200 may have spent the refresh token, so it is
+/// [`RefreshReply::Unusable`] (never presented again); anything else is transient.
+pub fn too_large(status: u16) -> RefreshReply {
+    if status == 200 {
+        RefreshReply::Unusable {
+            refresh_token: None,
+        }
+    } else {
+        transport_failure()
+    }
 }
 
 /// A transport failure while talking to the token endpoint: always transient.

@@ -83,8 +83,11 @@ pub struct TokenAnswer {
     pub status: u16,
     /// Response headers (`Retry-After` is read from them).
     pub headers: HeaderMap,
-    /// The body.
+    /// The body, read up to [`MAX_TOKEN_RESPONSE`](crate::grant::MAX_TOKEN_RESPONSE) bytes.
     pub body: Vec<u8>,
+    /// The body was longer than that and was not read further: the answer
+    /// is judged by its status alone.
+    pub body_too_large: bool,
 }
 
 impl std::fmt::Debug for TokenAnswer {
@@ -92,6 +95,7 @@ impl std::fmt::Debug for TokenAnswer {
         f.debug_struct("TokenAnswer")
             .field("status", &self.status)
             .field("body_len", &self.body.len())
+            .field("body_too_large", &self.body_too_large)
             .finish_non_exhaustive()
     }
 }
@@ -106,6 +110,7 @@ mod tests {
             status: 200,
             headers: http::HeaderMap::new(),
             body: br#"{"access_token":"SECRET-A","refresh_token":"SECRET-R"}"#.to_vec(),
+            body_too_large: false,
         };
         let shown = format!("{answer:?}");
         assert!(!shown.contains("SECRET"), "{shown}");

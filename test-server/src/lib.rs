@@ -5,8 +5,10 @@
 //! when a spent one is presented again, as production servers with rotation do,
 //! so a client that refreshes twice for one expiry loses its session here too.
 
+pub mod endless;
 pub mod server;
 
+pub use endless::EndlessTokenEndpoint;
 pub use server::{AuthServer, Counters, IssuedTokens, ResourceFault, ServerOptions, TokenFault};
 pub mod scenarios;
 

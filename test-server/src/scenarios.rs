@@ -308,6 +308,50 @@ pub fn token_stays_on_its_origin<H: Harness>(h: &H) {
     assert_eq!(s.counters().refresh_calls, 0);
 }
 
+/// Issue 15: a token endpoint that redirects (307) elsewhere. The refresh
+/// token is never re-posted to the other origin; the redirect is a failed
+/// attempt (transient), the next attempt succeeds.
+pub fn token_endpoint_redirect_is_not_followed<H: Harness>(h: &H) {
+    let s = server(opaque_expiry());
+    let elsewhere = server(opaque_expiry());
+    let c = h.client(&s, refresh_machine::Config::DEFAULT);
+    s.revoke_access_tokens();
+    s.set_token_fault(TokenFault::Redirect(elsewhere.port()), 1);
+    assert_eq!(c.get(&s.url("/api/me")), Outcome::Status(200));
+    let e = elsewhere.counters();
+    assert_eq!(
+        (e.requests, e.refresh_calls),
+        (0, 0),
+        "the refresh token followed a redirect: {e:?}"
+    );
+    let k = s.counters();
+    assert_eq!((k.token_faults, k.refresh_ok), (1, 1), "{k:?}");
+}
+
+/// Issue 15: token-endpoint bodies are read up to a limit. A huge 503 is
+/// still transient (the session survives); a huge 200 may have spent the
+/// refresh token, so it is never presented again: the session ends.
+pub fn token_endpoint_bodies_are_capped<H: Harness>(h: &H) {
+    let s = server(opaque_expiry());
+    let c = h.client(&s, refresh_machine::Config::DEFAULT);
+    s.revoke_access_tokens();
+    s.set_token_fault(TokenFault::Huge(503, 8 << 20), 1);
+    assert_eq!(c.get(&s.url("/api/me")), Outcome::Status(200));
+    assert_eq!(s.counters().refresh_ok, 1);
+    assert!(c.has_tokens());
+
+    s.revoke_access_tokens();
+    s.set_token_fault(TokenFault::Huge(200, 8 << 20), 1);
+    let before = s.counters().refresh_calls;
+    assert_eq!(c.get(&s.url("/api/me")), Outcome::LoginRequired);
+    assert_eq!(
+        s.counters().refresh_calls,
+        before + 1,
+        "the refresh token was presented again after a 200"
+    );
+    assert_eq!(c.login_required_signals(), 1);
+}
+
 /// Instantiate every scenario as a `#[test]` for a harness expression.
 #[macro_export]
 macro_rules! scenario_tests {
@@ -315,7 +359,8 @@ macro_rules! scenario_tests {
         $crate::scenario_tests!(@each $harness;
             expiry_burst, stale_401, proactive_refresh, refresh_503_then_success,
             refresh_invalid_grant, refresh_hangs, always_401, insufficient_scope,
-            post_after_connection_error, retry_after_honoured, token_stays_on_its_origin);
+            post_after_connection_error, retry_after_honoured, token_stays_on_its_origin,
+            token_endpoint_redirect_is_not_followed, token_endpoint_bodies_are_capped);
     };
     (@each $harness:expr; $($name:ident),*) => {
         $(

@@ -67,6 +67,12 @@ pub enum TokenFault {
     Close,
     /// Answer 200 with a body that is not valid JSON.
     Malformed,
+    /// Answer 307 to `http://127.0.0.1:<port>/token` (another origin, e.g.
+    /// a second server's token endpoint) without processing the grant.
+    Redirect(u16),
+    /// Answer this status with a body of this many bytes, without
+    /// processing the grant.
+    Huge(u16, usize),
 }
 
 /// A fault of the resource routes, applied to the next `times` resource requests.
@@ -271,6 +277,11 @@ impl AuthServer {
     /// `http://127.0.0.1:PORT`.
     pub fn origin(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
     }
 
     /// `origin() + path`.
@@ -532,6 +543,19 @@ async fn token(
         Some(TokenFault::Close) => return Err(CloseConnection),
         Some(TokenFault::Malformed) => {
             return Ok(json(StatusCode::OK, r#"{"access_token": "#.into()))
+        }
+        Some(TokenFault::Redirect(port)) => {
+            let mut r = json(StatusCode::TEMPORARY_REDIRECT, String::new());
+            let location = format!("http://127.0.0.1:{port}/token");
+            r.headers_mut().insert(
+                hyper::header::LOCATION,
+                HeaderValue::from_str(&location).expect("a valid Location"),
+            );
+            return Ok(r);
+        }
+        Some(TokenFault::Huge(code, bytes)) => {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Ok(json(status, " ".repeat(bytes)));
         }
         None => {}
     }

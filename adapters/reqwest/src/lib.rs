@@ -9,6 +9,7 @@ use reqwest::header::AUTHORIZATION;
 use reqwest::{Request, Response};
 use reqwest_middleware::Next;
 
+pub use refresh_machine_driver::grant::EndpointError;
 pub use refresh_machine_driver::refresh_machine::grant::OAuthError;
 pub use refresh_machine_driver::refresh_machine::Config;
 pub use refresh_machine_driver::{
@@ -71,19 +72,30 @@ impl std::fmt::Debug for ReqwestTransport {
 }
 
 impl ReqwestTransport {
-    /// With the runtime's timer, and `reqwest::Client::new()` for the token endpoint.
+    /// With the runtime's timer, and a default client for the token endpoint
+    /// that follows no redirects.
+    ///
+    /// # Panics
+    ///
+    /// As `reqwest::Client::new` does, if the TLS backend cannot be initialised.
     pub fn new(timer: impl Timer) -> Self {
-        Self::with_token_client(timer, reqwest::Client::new())
+        Self::with_token_client(timer, reqwest::Client::builder())
+            .expect("the default reqwest client builds (TLS backend available)")
     }
 
-    /// With the runtime's timer and your client for the token endpoint (built
-    /// once: a client is not cheap to make).
-    pub fn with_token_client(timer: impl Timer, client: reqwest::Client) -> Self {
-        ReqwestTransport {
+    /// With the runtime's timer and your settings for the token-endpoint
+    /// client (proxy, TLS roots, timeouts). Its redirect policy is replaced
+    /// by "follow none": a redirect from the token endpoint would re-send the
+    /// refresh token, or the password, to wherever it points.
+    pub fn with_token_client(
+        timer: impl Timer,
+        client: reqwest::ClientBuilder,
+    ) -> Result<Self, reqwest::Error> {
+        Ok(ReqwestTransport {
             timer: Box::new(timer),
-            http: client,
+            http: client.redirect(reqwest::redirect::Policy::none()).build()?,
             timeout: None,
-        }
+        })
     }
 }
 
@@ -137,14 +149,27 @@ impl Transport for ReqwestTransport {
         if timeout.is_some() {
             *request.timeout_mut() = timeout;
         }
-        let response = self.http.execute(request).await?;
+        let mut response = self.http.execute(request).await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response.bytes().await?;
+        // Read at most the limit: a token response is small, and a server
+        // that sends more must not take the client's memory with it.
+        let limit = refresh_machine_driver::grant::MAX_TOKEN_RESPONSE;
+        let mut body = Vec::new();
+        let mut body_too_large = false;
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > limit {
+                body_too_large = true;
+                zeroize::Zeroize::zeroize(&mut body);
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(TokenAnswer {
             status,
             headers,
-            body: body.to_vec(),
+            body,
+            body_too_large,
         })
     }
 }

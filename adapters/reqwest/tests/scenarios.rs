@@ -351,3 +351,32 @@ fn a_token_endpoint_without_scheme_or_host_is_a_configuration_error() {
         );
     }
 }
+
+/// Issue 15: token-endpoint bodies are read up to a limit (a 256 MB body
+/// took the process from 8 MB to 521 MB). An endpoint that streams 256 MiB is
+/// cut off after `MAX_TOKEN_RESPONSE`: a typed error, and the server could
+/// write only what the socket buffers hold.
+#[test]
+fn an_endless_token_response_is_not_read_to_the_end() {
+    let endless = refresh_machine_test_server::EndlessTokenEndpoint::start(256 << 20).unwrap();
+    let auth = RefreshMiddleware::builder(Tokio)
+        .token_endpoint(endless.url(), "demo-client")
+        .unwrap()
+        .timeout(Duration::from_secs(30))
+        .build();
+    let err = runtime()
+        .block_on(auth.login_with_password("alice", "wonderland"))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Endpoint(refresh_machine_reqwest::EndpointError::ResponseTooLarge {
+                status: 200
+            })
+        ),
+        "{err:?}"
+    );
+    drop(auth);
+    let written = endless.written();
+    assert!(written < 64 << 20, "the client read {written} bytes");
+}

@@ -9,6 +9,7 @@ use refresh_machine_driver::{
     block_on, redirect, Attempt, Builder, Options, Sent, TokenAnswer, Transport, Waiter,
 };
 
+pub use refresh_machine_driver::grant::EndpointError;
 pub use refresh_machine_driver::refresh_machine::grant::OAuthError;
 pub use refresh_machine_driver::refresh_machine::Config;
 pub use refresh_machine_driver::{
@@ -95,10 +96,17 @@ impl Transport for UreqTransport {
         }
         let response = self.agent.run(config.build())?;
         let (head, mut body) = response.into_parts();
+        let limit = refresh_machine_driver::grant::MAX_TOKEN_RESPONSE as u64;
+        let (body, body_too_large) = match body.with_config().limit(limit).read_to_vec() {
+            Ok(body) => (body, false),
+            Err(ureq::Error::BodyExceedsLimit(_)) => (Vec::new(), true),
+            Err(e) => return Err(e),
+        };
         Ok(TokenAnswer {
             status: head.status.as_u16(),
             headers: head.headers,
-            body: body.read_to_vec()?,
+            body,
+            body_too_large,
         })
     }
 }

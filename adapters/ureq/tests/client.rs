@@ -194,3 +194,27 @@ fn a_refused_client_is_a_configuration_fault_not_a_lost_session() {
     assert_eq!(lost.load(Ordering::SeqCst), 0, "no login-required signal");
     assert_eq!(c.session().tokens(), Some(tokens), "tokens kept");
 }
+
+/// Issue 15: token-endpoint bodies are read up to a limit. An endpoint that
+/// streams 256 MiB is cut off after `MAX_TOKEN_RESPONSE`: a typed error, and
+/// the server could write only what the socket buffers hold.
+#[test]
+fn an_endless_token_response_is_not_read_to_the_end() {
+    let endless = refresh_machine_test_server::EndlessTokenEndpoint::start(256 << 20).unwrap();
+    let c = Client::builder()
+        .token_endpoint(endless.url(), "demo-client")
+        .unwrap()
+        .timeout(Duration::from_secs(30))
+        .build();
+    let err = c.login_with_password("alice", "wonderland").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Endpoint(refresh_machine_ureq::EndpointError::ResponseTooLarge { status: 200 })
+        ),
+        "{err:?}"
+    );
+    drop(c);
+    let written = endless.written();
+    assert!(written < 64 << 20, "the client read {written} bytes");
+}
