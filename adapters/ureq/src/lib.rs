@@ -219,6 +219,7 @@ impl UreqAttempt<'_> {
         // A GET or HEAD with an empty buffer goes out without a body, as a
         // plain ureq call would (no `Content-Length: 0`).
         let mut send_body = !matches!(&self.body, Body::Bytes(b) if b.is_empty() && matches!(method, Method::GET | Method::HEAD));
+        let mut body_dropped = false;
         for hop in 0..=redirect::MAX_REDIRECTS {
             let mut req = Request::builder()
                 .method(method.clone())
@@ -226,10 +227,16 @@ impl UreqAttempt<'_> {
                 .version(parts.version)
                 .body(())
                 .map_err(ureq::Error::Http)?;
-            *req.headers_mut() = parts.headers.clone();
-            req.headers_mut().remove(AUTHORIZATION);
+            // The caller's headers, credentials only on the first origin (its
+            // own `Authorization` included: kept where no token replaces it).
+            *req.headers_mut() =
+                redirect::hop_headers(&parts.headers, origin_uri, &uri, body_dropped);
             let attach =
                 token.filter(|_| redirect::token_allowed(self.origins, origin_uri, hop, &uri));
+            if token.is_some() {
+                // Ours to set on an allowed origin: never the caller's and ours mixed.
+                req.headers_mut().remove(AUTHORIZATION);
+            }
             if let Some(t) = attach {
                 let value = t.bearer_header().map_err(|e| ureq::Error::Http(e.into()))?;
                 req.headers_mut().insert(AUTHORIZATION, value);
@@ -255,6 +262,7 @@ impl UreqAttempt<'_> {
             match redirect::next_hop(&uri, &method, resp.status(), resp.headers()) {
                 Some(next) => {
                     send_body &= next.keep_body;
+                    body_dropped |= !next.keep_body;
                     method = next.method;
                     uri = next.uri;
                 }

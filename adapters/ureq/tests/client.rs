@@ -218,3 +218,20 @@ fn an_endless_token_response_is_not_read_to_the_end() {
     let written = endless.written();
     assert!(written < 64 << 20, "the client read {written} bytes");
 }
+
+/// Issue 15: a caller's own `Authorization` on a request to an origin the
+/// client holds no token for was silently dropped. It goes out unchanged.
+#[test]
+fn a_callers_own_authorization_reaches_an_origin_that_is_not_ours() {
+    let s = opaque();
+    let other = opaque();
+    let c = client_for(&s).build();
+    let req = http::Request::get(other.url("/api/me"))
+        .header("authorization", "Bearer the-callers-own")
+        .body(Vec::new())
+        .unwrap();
+    let resp = c.send(req).unwrap();
+    assert_eq!(resp.status(), 401, "the other server does not know it");
+    assert_eq!(other.counters().with_authorization, 1);
+    assert_eq!(s.counters().requests, 0);
+}
