@@ -218,7 +218,7 @@ where
         )
         .await
         .map_err(|e| match e {
-            TokenCallError::TooLarge => Error::TokenResponseTooLarge,
+            TokenCallError::TooLarge(_) => Error::TokenResponseTooLarge,
             TokenCallError::Scratch => Error::ScratchTooSmall,
             TokenCallError::Transport => Error::Transport(SendErrorKind::Io),
         })?;
@@ -495,12 +495,19 @@ where
                 }
                 return r.map_err(Error::from);
             }
-            // The answer did not fit: the server may have rotated the refresh
-            // token, so presenting the old one again would look like reuse.
-            // The session is over; say why.
-            RefreshResult::Failed(TokenCallError::TooLarge) => {
+            // Judged by status first: a 5xx (or any non-200) that did not fit
+            // is an error page, transient like any other.
+            RefreshResult::Failed(TokenCallError::TooLarge(Some(status))) if status != 200 => {
+                RefreshOutcome::Transient { retry_after: None }
+            }
+            // A 200 (or an unknown status) that did not fit: the server may
+            // have rotated the refresh token, so presenting the old one again
+            // would look like reuse. The session is over; say why.
+            RefreshResult::Failed(TokenCallError::TooLarge(_)) => {
                 self.problem = Some(Error::TokenResponseTooLarge);
-                RefreshOutcome::Rejected
+                RefreshOutcome::Unusable {
+                    refresh_token: None,
+                }
             }
             RefreshResult::Failed(TokenCallError::Scratch) => {
                 self.problem = Some(Error::ScratchTooSmall);
@@ -533,9 +540,23 @@ enum RefreshResult {
 }
 
 enum TokenCallError {
-    TooLarge,
+    /// The answer did not fit `rx`; its status, when the status line could
+    /// still be read.
+    TooLarge(Option<u16>),
     Scratch,
     Transport,
+}
+
+/// The status of an HTTP/1.x status line at the start of `head` (what is
+/// left in the receive buffer when the head did not fit it).
+fn status_line(head: &[u8]) -> Option<u16> {
+    let line = head.get(..12)?;
+    if !line.starts_with(b"HTTP/1.") || line[8] != b' ' {
+        return None;
+    }
+    line[9..12].iter().try_fold(0u16, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u16::from(d - b'0'))
+    })
 }
 
 /// POST the form body in `scratch[..len]` to the token endpoint; read the
@@ -563,23 +584,33 @@ async fn token_call<'rx, T: TcpConnect, D: Dns>(
         }
         None => &[form_type],
     };
-    let too_large_or_transport = |e| match e {
-        reqwless::Error::BufferTooSmall => TokenCallError::TooLarge,
-        _ => TokenCallError::Transport,
+    // Where the body lies in `rx`, so that `rx` can be read again when the
+    // head did not fit (the borrow of a failed `send` would otherwise last).
+    let base = rx.as_ptr() as usize;
+    let call = async {
+        let handle = http
+            .request(Method::POST, token_url)
+            .await
+            .map_err(|_| TokenCallError::Transport)?;
+        let mut handle = handle.headers(headers).body(form);
+        let response = handle.send(&mut *rx).await.map_err(|e| match e {
+            reqwless::Error::BufferTooSmall => TokenCallError::TooLarge(None),
+            _ => TokenCallError::Transport,
+        })?;
+        let status = response.status.0;
+        let answer = Response::from_headers(status, response.headers(), unix_now);
+        let body = response.body().read_to_end().await.map_err(|e| match e {
+            reqwless::Error::BufferTooSmall => TokenCallError::TooLarge(Some(status)),
+            _ => TokenCallError::Transport,
+        })?;
+        Ok((answer, body.as_ptr() as usize - base, body.len()))
     };
-    let handle = http
-        .request(Method::POST, token_url)
-        .await
-        .map_err(|_| TokenCallError::Transport)?;
-    let mut handle = handle.headers(headers).body(form);
-    let response = handle.send(rx).await.map_err(too_large_or_transport)?;
-    let answer = Response::from_headers(response.status.0, response.headers(), unix_now);
-    let body = response
-        .body()
-        .read_to_end()
-        .await
-        .map_err(too_large_or_transport)?;
-    Ok((answer, body))
+    match call.await {
+        Ok((answer, at, len)) => Ok((answer, &mut rx[at..at + len])),
+        // The head did not fit; its status line, at the start of `rx`, did.
+        Err(TokenCallError::TooLarge(None)) => Err(TokenCallError::TooLarge(status_line(rx))),
+        Err(e) => Err(e),
+    }
 }
 
 /// `Bearer <token>` into `buf`; its length.
@@ -590,4 +621,23 @@ fn bearer(buf: &mut [u8], token: &str) -> Result<usize, Error> {
     out[..PREFIX.len()].copy_from_slice(PREFIX);
     out[PREFIX.len()..].copy_from_slice(token.as_bytes());
     Ok(len)
+}
+
+#[cfg(test)]
+mod status_line_tests {
+    use super::status_line;
+
+    /// What is left of a head that did not fit the buffer still names its status.
+    #[test]
+    fn the_status_line_is_read_from_a_truncated_head() {
+        assert_eq!(
+            status_line(b"HTTP/1.1 503 Service Unavailable\r\nContent-"),
+            Some(503)
+        );
+        assert_eq!(status_line(b"HTTP/1.0 200 OK\r\n"), Some(200));
+        assert_eq!(status_line(b"HTTP/1.1 20"), None, "cut inside the code");
+        assert_eq!(status_line(b"HTTP/2 200 \r\n\r\n"), None);
+        assert_eq!(status_line(b"HTTP/1.1 2x0 OK\r\n"), None);
+        assert_eq!(status_line(b""), None);
+    }
 }

@@ -403,3 +403,24 @@ fn a_dropped_send_releases_its_slot() {
         assert_eq!(me(c).await, Ok(200));
     });
 }
+
+/// Issue 15: a 503 from the token endpoint whose error page exceeds `rx` (a
+/// 5 KB HTML page against the documented 2 KiB buffer) ended the session as
+/// `TokenResponseTooLarge`. Judged by its status first, it is transient.
+#[test]
+fn an_oversized_error_page_from_the_token_endpoint_is_transient() {
+    let server = AuthServer::start().unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    with_client(&server, &offset, async |c| {
+        login(c).await;
+        server.set_token_fault(TokenFault::Huge(503, 5 * 1024), 1);
+        server.revoke_access_tokens();
+        let mut rx = [0u8; 2048];
+        let r = c.send(Request::get("/api/me"), &mut rx).await;
+        assert_eq!(r.map(|r| r.status), Ok(200), "retried after backoff");
+        assert_eq!(c.session(), SessionState::Active);
+    });
+    let k = server.counters();
+    assert_eq!((k.refresh_calls, k.refresh_ok), (2, 1), "{k:?}");
+    assert_eq!(k.reuse_detections, 0);
+}
