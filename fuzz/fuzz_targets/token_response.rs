@@ -5,7 +5,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use refresh_machine::grant::{classify_token_response, parse_token_response};
-use refresh_machine::{Config, Error, Instant, RefreshMachine, RefreshOutcome};
+use refresh_machine::{
+    Action, Config, Error, Instant, RefreshMachine, RefreshOutcome, RequestSpec, Response, TokenSet,
+};
 
 fuzz_target!(|data: &[u8]| {
     let (status, body) = match data.split_first() {
@@ -35,8 +37,50 @@ fuzz_target!(|data: &[u8]| {
                 Err(e) => panic!("login refused with {e:?}"),
             }
         }
-        RefreshOutcome::Rejected => assert!(matches!(status, 400 | 401)),
-        RefreshOutcome::Transient { .. } => assert!(classified.problem.is_some() || status != 200),
+        RefreshOutcome::Rejected | RefreshOutcome::Misconfigured(_) => {
+            assert!(
+                matches!(status, 400 | 401),
+                "{:?} from a {status}",
+                classified.outcome
+            );
+            assert!(classified.problem.is_some());
+        }
+        // A 200 is never "transient, present the old refresh token again".
+        RefreshOutcome::Transient { .. } => assert_ne!(status, 200, "transient 200"),
+        RefreshOutcome::Unusable { .. } => {
+            assert_eq!(status, 200, "unusable from a {status}");
+            assert!(classified.problem.is_some());
+            // Fed to a machine whose refresh presented "old": "old" is never
+            // presented again, whatever the body carried.
+            let mut m = RefreshMachine::<1, 32>::new(Config::DEFAULT, 0);
+            m.login(Instant::ZERO, TokenSet::new("a").with_refresh_token("old"))
+                .expect("valid login");
+            let id = m
+                .start_request(Instant::ZERO, RequestSpec::IDEMPOTENT)
+                .unwrap();
+            while m.poll_action().is_some() {}
+            m.handle_response(Instant::ZERO, id, Response::status(401))
+                .unwrap();
+            let rid = loop {
+                match m.poll_action() {
+                    Some(Action::Refresh { id, .. }) => break id,
+                    Some(_) => {}
+                    None => panic!("no refresh after a 401"),
+                }
+            };
+            let _ = m.handle_refresh_outcome(Instant::ZERO, rid, classified.outcome);
+            let later = Instant::from_millis(3_600_000);
+            m.handle_timeout(later);
+            while let Some(a) = m.poll_action() {
+                if let Action::Refresh { refresh_token, .. } = a {
+                    assert_ne!(
+                        refresh_token.expose_secret(),
+                        "old",
+                        "spent token presented again"
+                    );
+                }
+            }
+        }
     }
 
     let _ = refresh_machine_driver::grant::parse_login(status, body.to_vec());
