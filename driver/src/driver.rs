@@ -1,5 +1,6 @@
 //! The drive loop, written once for every std client.
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use refresh_machine::RequestSpec;
@@ -33,6 +34,12 @@ impl<T> std::fmt::Debug for Driver<T> {
 }
 
 impl<T: Transport> Driver<T> {
+    /// This driver's identity for the re-entry check (its address: stable,
+    /// since a driver lives behind the client's `Arc`).
+    fn identity(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
     /// The shared session (state, tokens, snapshot).
     pub fn session(&self) -> &Session {
         &self.session
@@ -99,6 +106,9 @@ impl<T: Transport> Driver<T> {
         attempt: &mut A,
     ) -> Result<T::Response, DriverError<T>> {
         let _ = allowed;
+        if REFRESHING.with(Cell::get) == self.identity() {
+            return Err(Error::ReentrantRefresh);
+        }
         let mut queue_deadline = None;
         let mut handle = loop {
             match self.session.start_or_wait(spec, queue_deadline)? {
@@ -155,7 +165,15 @@ impl<T: Transport> Driver<T> {
     /// Perform one refresh with the configured refresher.
     async fn refresh(&self, refresh_token: &Secret, timeout: std::time::Duration) -> RefreshReply {
         match &self.refresher {
-            Refresher::Custom(f) => f(refresh_token.clone()).await,
+            Refresher::Custom(f) => {
+                // Marked as this driver's refresher while it runs (a blocking
+                // one runs in the call, an async one in its polls): a request
+                // it makes through this same client fails fast instead of
+                // waiting for the refresh it is part of.
+                let me = self.identity();
+                let mut reply = refreshing(me, || f(refresh_token.clone()));
+                std::future::poll_fn(|cx| refreshing(me, || reply.as_mut().poll(cx))).await
+            }
             Refresher::None => RefreshReply::Rejected,
             Refresher::Endpoint(endpoint) => {
                 // Built locally: a failure here says nothing about the
@@ -171,6 +189,23 @@ impl<T: Transport> Driver<T> {
             }
         }
     }
+}
+
+std::thread_local! {
+    /// The driver whose custom refresher is running on this thread (0: none).
+    static REFRESHING: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Run `f` marked as driver `id`'s refresher; the mark is restored even if `f` panics.
+fn refreshing<R>(id: usize, f: impl FnOnce() -> R) -> R {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            REFRESHING.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(REFRESHING.with(|c| c.replace(id)));
+    f()
 }
 
 /// Run a future to completion on this thread: a blocking client's drive loop.

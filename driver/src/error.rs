@@ -29,6 +29,11 @@ pub enum Error<R, E> {
     /// fail the same way: fix the configuration.
     #[error("token endpoint refused the client configuration")]
     RefreshMisconfigured(Option<refresh_machine::grant::OAuthError>),
+    /// A request made from inside this client's own refresher, through this
+    /// same client: it would wait for the refresh it is part of until the
+    /// deadline. Call the refresh route with another client.
+    #[error("request from inside this client's refresher, through the same client")]
+    ReentrantRefresh,
     /// Refused (401) again after the allowed refresh-and-retry rounds; the
     /// last response is returned.
     #[error("unauthorized: refused again after refreshing the token")]
@@ -72,6 +77,7 @@ impl<R, E> Error<R, E> {
             Error::LoggedOut => Error::LoggedOut,
             Error::RefreshUnavailable => Error::RefreshUnavailable,
             Error::RefreshMisconfigured(c) => Error::RefreshMisconfigured(c),
+            Error::ReentrantRefresh => Error::ReentrantRefresh,
             Error::Unauthorized(r) => Error::Unauthorized(r),
             Error::Forbidden(r) => Error::Forbidden(r),
             Error::BodyNotReplayable(r) => Error::BodyNotReplayable(r),

@@ -380,3 +380,60 @@ fn an_endless_token_response_is_not_read_to_the_end() {
     let written = endless.written();
     assert!(written < 64 << 20, "the client read {written} bytes");
 }
+
+/// Issue 15: an async refresher that calls through the same middleware
+/// client (the React tutorials' shape) waited on its own refresh until the
+/// deadline; the re-entry is detected and fails fast with a typed error.
+#[test]
+fn an_async_refresher_that_calls_through_its_own_client_fails_fast() {
+    let server = Arc::new(opaque());
+    let own: Arc<OnceLock<ClientWithMiddleware>> = Arc::default();
+    let inner: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let (srv, cell, seen) = (server.clone(), own.clone(), inner.clone());
+    let mut config = refresh_machine_reqwest::Config::DEFAULT;
+    config.max_refresh_attempts = 1;
+    let auth = RefreshMiddleware::builder(Tokio)
+        .allow_origin(&server.origin())
+        .unwrap()
+        .config(config)
+        .refresh_with_async(move |_old| {
+            let (srv, cell, seen) = (srv.clone(), cell.clone(), seen.clone());
+            async move {
+                let client = cell.get().expect("client set");
+                let r = client.get(srv.url("/api/me")).send().await;
+                let shown = match r {
+                    Ok(resp) => format!("status {}", resp.status()),
+                    Err(e) => format!("{:?}", refresh_machine_reqwest::error_of(&e)),
+                };
+                *seen.lock().unwrap() = Some(shown);
+                refresh_machine_reqwest::RefreshReply::Transient { retry_after: None }
+            }
+        })
+        .build();
+    let first = server.login();
+    auth.set_tokens(&refresh_machine_reqwest::TokenPair {
+        access_token: first.access_token.as_str().into(),
+        refresh_token: Some(first.refresh_token.as_str().into()),
+        expires_in: None,
+        refresh_expires_in: None,
+    })
+    .unwrap();
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(auth)
+        .build();
+    own.set(client.clone()).unwrap();
+    server.revoke_access_tokens();
+    let outer = runtime().block_on(client.get(server.url("/api/me")).send());
+    let outer = outer.expect_err("the refresh failed");
+    assert!(
+        matches!(
+            refresh_machine_reqwest::error_of(&outer),
+            Some(Error::RefreshUnavailable)
+        ),
+        "{outer:?}"
+    );
+    assert_eq!(
+        inner.lock().unwrap().as_deref(),
+        Some("Some(ReentrantRefresh)")
+    );
+}

@@ -235,3 +235,51 @@ fn a_callers_own_authorization_reaches_an_origin_that_is_not_ours() {
     assert_eq!(other.counters().with_authorization, 1);
     assert_eq!(s.counters().requests, 0);
 }
+
+/// Issue 15: a refresher that calls through the same client (as one of the
+/// React tutorials does) waited on its own refresh until the deadline. The
+/// re-entry is detected and fails fast with a typed error.
+#[test]
+fn a_refresher_that_calls_through_its_own_client_fails_fast() {
+    let s = Arc::new(opaque());
+    let own: Arc<std::sync::OnceLock<Client>> = Arc::default();
+    let inner: Arc<Mutex<Option<String>>> = Arc::default();
+    let (srv, client_cell, seen) = (s.clone(), own.clone(), inner.clone());
+    let c = client_for(&s)
+        // Short: without the check, the inner call would wait this long and
+        // end RefreshUnavailable instead.
+        .timeout(Duration::from_secs(2))
+        .refresh_with(move |_old: &Secret| {
+            let c = client_cell.get().expect("client set");
+            let r = c.get(&srv.url("/api/me"));
+            *seen.lock().unwrap() = Some(format!("{:?}", r.map(|r| r.status())));
+            RefreshReply::Transient { retry_after: None }
+        })
+        .config({
+            let mut config = refresh_machine_ureq::Config::DEFAULT;
+            config.max_refresh_attempts = 1;
+            config
+        })
+        .build();
+    own.set(c.clone()).unwrap();
+    let t = s.login();
+    c.set_tokens(&TokenPair {
+        access_token: Secret::from(t.access_token),
+        refresh_token: Some(Secret::from(t.refresh_token)),
+        expires_in: None,
+        refresh_expires_in: None,
+    })
+    .unwrap();
+    s.revoke_access_tokens();
+    let outer = c.get(&s.url("/api/me")).unwrap_err();
+    assert!(matches!(outer, Error::RefreshUnavailable), "{outer:?}");
+    assert_eq!(
+        inner.lock().unwrap().as_deref(),
+        Some("Err(ReentrantRefresh)")
+    );
+    // Outside the refresher the same client works as ever.
+    assert!(matches!(
+        c.get(&s.url("/api/me")),
+        Err(Error::RefreshUnavailable)
+    ));
+}
