@@ -13,8 +13,9 @@ use crate::secret::Secret;
 
 /// Request slots per session. A full table is [`Error::Full`], returned to the caller.
 pub const CAPACITY: usize = 256;
-/// Largest token the session holds, in bytes.
-pub const TOKEN_CAP: usize = 4096;
+/// Largest token the session holds, in bytes: large JWTs (many group claims)
+/// run past 4 KiB; two such buffers cost 32 KiB per session.
+pub const TOKEN_CAP: usize = 16 * 1024;
 /// How long the adapters queue a request for a free slot when all
 /// [`CAPACITY`] are taken, before failing it `Full`.
 pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);

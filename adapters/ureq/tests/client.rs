@@ -283,3 +283,20 @@ fn a_refresher_that_calls_through_its_own_client_fails_fast() {
         Err(Error::RefreshUnavailable)
     ));
 }
+
+/// Issue 15: the std drivers capped tokens at 4 KiB, and a 4,097-byte token
+/// from a refresh ended the session. Large JWTs fit (16 KiB).
+#[test]
+fn a_large_jwt_sized_token_survives_a_refresh() {
+    let s = AuthServer::start_with(ServerOptions {
+        advertise_expiry: false,
+        access_token_padding: 12_000,
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let c = client_for(&s).build();
+    c.login_with_password("alice", "wonderland").unwrap();
+    s.revoke_access_tokens();
+    assert_eq!(c.get(&s.url("/api/me")).unwrap().status(), 200);
+    assert_eq!(s.counters().refresh_ok, 1);
+}
