@@ -352,6 +352,34 @@ pub fn token_endpoint_bodies_are_capped<H: Harness>(h: &H) {
     assert_eq!(c.login_required_signals(), 1);
 }
 
+/// Issue 14: more requests at once than the session has slots, across an
+/// expiry. The rest queue and are woken as slots free (a lost wake-up would
+/// leave one waiting until `SLOT_WAIT`, 30 s, and then fail `Full`); all
+/// succeed, through one refresh handed to whichever request claims it.
+pub fn a_burst_larger_than_the_session_queues<H: Harness>(h: &H) {
+    let s = server(ServerOptions {
+        resource_latency: Duration::from_millis(200),
+        ..opaque_expiry()
+    });
+    let c = h.client(&s, refresh_machine::Config::DEFAULT);
+    s.revoke_access_tokens();
+    let n = 600;
+    let outcomes = burst(&c, n, &s.url("/api/me"));
+    let failures: Vec<_> = outcomes
+        .iter()
+        .filter(|o| **o != Outcome::Status(200))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+    let k = s.counters();
+    assert_eq!(k.refresh_calls, 1, "{k:?}");
+    assert_eq!(k.ok, n as u64);
+}
+
 /// Instantiate every scenario as a `#[test]` for a harness expression.
 #[macro_export]
 macro_rules! scenario_tests {
@@ -360,7 +388,8 @@ macro_rules! scenario_tests {
             expiry_burst, stale_401, proactive_refresh, refresh_503_then_success,
             refresh_invalid_grant, refresh_hangs, always_401, insufficient_scope,
             post_after_connection_error, retry_after_honoured, token_stays_on_its_origin,
-            token_endpoint_redirect_is_not_followed, token_endpoint_bodies_are_capped);
+            token_endpoint_redirect_is_not_followed, token_endpoint_bodies_are_capped,
+            a_burst_larger_than_the_session_queues);
     };
     (@each $harness:expr; $($name:ident),*) => {
         $(

@@ -185,34 +185,6 @@ fn burst_of_200_across_an_expiry_one_refresh_no_failure() {
 }
 
 #[test]
-fn a_burst_larger_than_the_session_queues_instead_of_failing() {
-    // 600 requests held 200 ms each by the server: more than the session's
-    // 256 slots are wanted at once; the rest queue for a slot and all succeed,
-    // through one refresh.
-    let s = AuthServer::start_with(ServerOptions {
-        advertise_expiry: false,
-        resource_latency: Duration::from_millis(200),
-        ..ServerOptions::default()
-    })
-    .unwrap();
-    let c = build(&s, refresh_machine_reqwest::Config::DEFAULT);
-    s.revoke_access_tokens();
-    let url = s.url("/api/me");
-    let n = refresh_machine_driver::CAPACITY + 344;
-    let results = spawn_burst(&c.client, &url, n);
-    let failures: Vec<_> = results.iter().filter(|r| !matches!(r, Ok(200))).collect();
-    assert!(
-        failures.is_empty(),
-        "{} failed: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(3)]
-    );
-    let k = s.counters();
-    assert_eq!(k.refresh_calls, 1, "{k:?}");
-    assert_eq!(k.ok, n as u64);
-}
-
-#[test]
 fn dropping_the_refreshing_future_hands_the_refresh_over() {
     let s = opaque();
     let mut config = refresh_machine_reqwest::Config::DEFAULT;
