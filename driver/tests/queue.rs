@@ -82,3 +82,23 @@ fn past_its_deadline_a_queued_request_fails_full() {
         Err(Error::Full)
     ));
 }
+
+/// Issue 14: slots freed in a quick row, before any woken request has run,
+/// wake as many queued requests. A `notify(1)` coalesces with the pending
+/// one and leaves the second waiting until its deadline (a lost wake-up).
+#[test]
+fn slots_freed_in_a_row_wake_as_many_queued_requests() {
+    let s = session();
+    let mut handles = fill(&s);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = queue(&s, deadline);
+    let second = queue(&s, deadline);
+    drop(handles.pop());
+    drop(handles.pop());
+    first.wait_blocking();
+    second.wait_blocking();
+    assert!(
+        Instant::now() < deadline,
+        "the second waiter was not woken: it sat until its deadline"
+    );
+}
