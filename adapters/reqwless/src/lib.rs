@@ -315,6 +315,11 @@ where
                         .map_err(|_| Error::ScratchTooSmall)?
                         .len();
                         step = Step::Refresh(id, len, deadline);
+                        // The grant body is in the scratch buffer: perform the
+                        // refresh before taking anything else (a refresh-ahead
+                        // comes in the same drain as the request's `Send`,
+                        // which stays queued in the machine until then).
+                        break;
                     }
                     Action::Deliver { .. } => {
                         delivered = last.take();

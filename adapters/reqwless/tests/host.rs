@@ -65,6 +65,17 @@ fn with_client_scratch<R>(
     scratch_len: usize,
     body: impl AsyncFnOnce(&mut Client<'_, Stack, Stack, TestClock<'_>, CAP>) -> R,
 ) -> R {
+    with_client_config(server, offset, scratch_len, config(), body)
+}
+
+/// [`with_client_scratch`] with another configuration.
+fn with_client_config<R>(
+    server: &AuthServer,
+    offset: &Cell<Duration>,
+    scratch_len: usize,
+    config: Config,
+    body: impl AsyncFnOnce(&mut Client<'_, Stack, Stack, TestClock<'_>, CAP>) -> R,
+) -> R {
     let stack = Stack::default();
     let origin = server.origin();
     let token_url = server.token_url();
@@ -86,7 +97,7 @@ fn with_client_scratch<R>(
         HttpClient::new(&stack, &stack),
         clock,
         endpoints,
-        config(),
+        config,
         42,
         &mut scratch,
     )
@@ -423,4 +434,30 @@ fn an_oversized_error_page_from_the_token_endpoint_is_transient() {
     let k = server.counters();
     assert_eq!((k.refresh_calls, k.refresh_ok), (2, 1), "{k:?}");
     assert_eq!(k.reuse_detections, 0);
+}
+
+/// Issue 15: the run loop kept only the last action of a drain. With
+/// refresh-ahead, a `Refresh` and the request's `Send` come in one drain, and
+/// the refresh was lost (handed out, never performed: the background refresh
+/// never happened, and both wrote the same scratch buffer).
+#[test]
+fn refresh_ahead_is_performed_before_the_request_goes_out() {
+    let server = AuthServer::start().unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    let mut c = config();
+    c.expiry_skew = Duration::from_secs(5);
+    c.refresh_ahead = Some(Duration::from_secs(50));
+    with_client_config(&server, &offset, 512, c, async |c| {
+        login(c).await;
+        // 40 s into a 60 s token: still usable, and inside the refresh-ahead window.
+        offset.set(Duration::from_secs(40));
+        assert_eq!(me(c).await, Ok(200));
+        assert!(
+            c.take_tokens_changed(),
+            "the refreshed tokens are to be stored"
+        );
+    });
+    let k = server.counters();
+    assert_eq!((k.refresh_calls, k.refresh_ok), (1, 1), "{k:?}");
+    assert_eq!(k.ok, 1);
 }
