@@ -53,6 +53,12 @@ pub enum Error {
     /// The response headers did not fit the receive buffer.
     #[error("response headers larger than the buffer")]
     ResponseHeadersTooLarge,
+    /// The request cannot go on the wire as it is: a path that does not
+    /// start with `/` or holds spaces or control characters, a header name
+    /// that is not an HTTP token, or CR, LF or NUL in a header value.
+    /// Nothing was sent.
+    #[error("invalid request: path or header not allowed on the wire")]
+    InvalidRequest,
     /// The scratch buffer cannot hold the `Authorization` header or grant body.
     #[error("scratch buffer too small")]
     ScratchTooSmall,

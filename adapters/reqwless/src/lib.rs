@@ -62,6 +62,27 @@ pub struct Request<'r> {
 }
 
 impl<'r> Request<'r> {
+    /// The request can go on the wire as it is: a path that starts with `/`
+    /// and has no spaces or control characters, header names that are HTTP
+    /// tokens, header values (and the content type) without CR, LF or NUL.
+    /// A CR/LF would end the header and let the rest be read as another.
+    fn check(&self) -> Result<(), Error> {
+        let path_ok = self.path.starts_with('/')
+            && self.path.bytes().all(|b| b.is_ascii_graphic() || b >= 0x80);
+        let value_ok = |v: &str| !v.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0));
+        let name_ok = |n: &str| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        let headers_ok = self.headers.iter().all(|(n, v)| name_ok(n) && value_ok(v));
+        if path_ok && headers_ok && self.content_type.is_none_or(value_ok) {
+            Ok(())
+        } else {
+            Err(Error::InvalidRequest)
+        }
+    }
+
     /// `GET path`.
     pub const fn get(path: &'r str) -> Self {
         Request {
@@ -281,6 +302,8 @@ where
             .iter()
             .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"));
         let spec = RequestSpec::for_method(req.method.as_str(), has_key);
+        // Refused before it takes a slot or touches the network.
+        req.check()?;
         self.problem = None;
         // One request at a time: a request still open here was left by an
         // early return (a buffer too small, a refused input) or by a dropped

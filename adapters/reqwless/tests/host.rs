@@ -461,3 +461,37 @@ fn refresh_ahead_is_performed_before_the_request_goes_out() {
     assert_eq!((k.refresh_calls, k.refresh_ok), (1, 1), "{k:?}");
     assert_eq!(k.ok, 1);
 }
+
+/// Issue 15: CR/LF in a caller's path or header values reached the wire (a
+/// header injection). Such requests are a typed error; nothing is sent.
+#[test]
+fn header_injection_is_refused_before_anything_is_sent() {
+    let server = AuthServer::start().unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    with_client(&server, &offset, async |c| {
+        login(c).await;
+        let before = server.counters().requests;
+        let mut rx = [0u8; 1024];
+        let injected = [("X-Trace", "1\r\nX-Admin: yes")];
+        let bad_requests = [
+            Request::get("/api/me\r\nX-Admin: yes"),
+            Request::get("/api/me x"),
+            Request::get("api/me"),
+            Request {
+                headers: &injected,
+                ..Request::get("/api/me")
+            },
+            Request {
+                headers: &[("X Trace", "1")],
+                ..Request::get("/api/me")
+            },
+        ];
+        for req in bad_requests {
+            let r = c.send(req, &mut rx).await.map(|r| r.status);
+            assert_eq!(r, Err(Error::InvalidRequest));
+        }
+        assert_eq!(server.counters().requests, before, "nothing went out");
+        // The client is unharmed.
+        assert_eq!(me(c).await, Ok(200));
+    });
+}
