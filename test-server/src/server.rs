@@ -33,6 +33,8 @@ pub struct ServerOptions {
     /// Pad access tokens to at least this many bytes (to exercise token
     /// capacity limits); 0 leaves them short.
     pub access_token_padding: usize,
+    /// Pad refresh tokens to at least this many bytes; 0 leaves them short.
+    pub refresh_token_padding: usize,
     /// Added to every token-endpoint answer (a remote authorization server's
     /// round trip; the benchmarks use it). Zero by default.
     pub token_latency: Duration,
@@ -50,6 +52,7 @@ impl Default for ServerOptions {
             username: "alice".into(),
             password: "wonderland".into(),
             access_token_padding: 0,
+            refresh_token_padding: 0,
             token_latency: Duration::ZERO,
             resource_latency: Duration::ZERO,
         }
@@ -388,7 +391,10 @@ fn issue(options: &ServerOptions, st: &mut State, family: Option<usize>) -> Issu
     while access_token.len() < options.access_token_padding {
         access_token.push('x');
     }
-    let refresh_token = format!("rt-{family}-{n}-{:016x}", mix(n ^ 0x5A5A));
+    let mut refresh_token = format!("rt-{family}-{n}-{:016x}", mix(n ^ 0x5A5A));
+    while refresh_token.len() < options.refresh_token_padding {
+        refresh_token.push('y');
+    }
     st.access.insert(
         access_token.clone(),
         Access {

@@ -31,6 +31,29 @@ pub const URL_CAP: usize = 256;
 /// Most caller headers per request.
 pub const MAX_HEADERS: usize = 8;
 
+/// What a token-endpoint answer takes besides its two tokens: a status line
+/// and headers as servers send them (up to 768 bytes) and the JSON around the
+/// tokens (`token_type`, `expires_in`, `scope`...: up to 256 bytes).
+pub const TOKEN_RESPONSE_OVERHEAD: usize = 1024;
+
+/// The smallest `rx` for a token-endpoint answer that carries an access and
+/// a refresh token of `token_cap` bytes each: [`TOKEN_RESPONSE_OVERHEAD`] plus
+/// each token twice over (a server may escape `/` as `\/` in JSON). API
+/// responses are read into the same buffer: size it for the larger of the two.
+pub const fn token_response_rx_len(token_cap: usize) -> usize {
+    TOKEN_RESPONSE_OVERHEAD + 4 * token_cap
+}
+
+/// The smallest scratch buffer (given to [`Client::new`]) for tokens of
+/// `token_cap` bytes, with `credentials_len` the length of the client id,
+/// client secret and scope together: `Bearer <token>`, or the refresh grant
+/// body (percent-encoding at most triples a byte) followed by the HTTP Basic
+/// header of a confidential client. A password login also needs three times
+/// the username and password lengths.
+pub const fn scratch_len(token_cap: usize, credentials_len: usize) -> usize {
+    128 + 3 * token_cap + 8 * credentials_len
+}
+
 /// Where the client talks to.
 #[derive(Clone, Copy, Debug)]
 pub struct Endpoints<'a> {

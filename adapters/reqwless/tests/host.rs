@@ -495,3 +495,35 @@ fn header_injection_is_refused_before_anything_is_sent() {
         assert_eq!(me(c).await, Ok(200));
     });
 }
+
+/// Issue 15: buffer sizing was prose only, and the documented sizes could
+/// not hold a token response carrying two full-size tokens. The helpers'
+/// sizes hold both, through a login and a refresh.
+#[test]
+fn the_helper_sizes_hold_two_full_size_tokens() {
+    use refresh_machine_reqwless::{scratch_len, token_response_rx_len};
+    let server = AuthServer::start_with(ServerOptions {
+        access_token_padding: CAP,
+        refresh_token_padding: CAP,
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    let credentials = server.options().client_id.len();
+    // A login puts the username and password in the scratch buffer too.
+    let scratch = scratch_len(CAP, credentials) + 3 * "alicewonderland".len();
+    with_client_scratch(&server, &offset, scratch, async |c| {
+        let mut rx = vec![0u8; token_response_rx_len(CAP)];
+        c.login_with_password("alice", "wonderland", &mut rx)
+            .await
+            .expect("login with full-size tokens");
+        let stored = c.tokens().expect("logged in");
+        assert_eq!(stored.access_token.expose_secret().len(), CAP);
+        assert_eq!(stored.refresh_token.unwrap().expose_secret().len(), CAP);
+        server.revoke_access_tokens();
+        let reply = c.send(Request::get("/api/me"), &mut rx).await;
+        assert_eq!(reply.map(|r| r.status), Ok(200));
+    });
+    let k = server.counters();
+    assert_eq!((k.refresh_ok, k.reuse_detections), (1, 0), "{k:?}");
+}

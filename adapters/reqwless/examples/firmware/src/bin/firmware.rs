@@ -12,7 +12,7 @@ use refresh_machine::grant::ClientAuth;
 use refresh_machine::{Config, TokenSet};
 use refresh_machine_firmware_example::{block_on, Link, Ticks};
 use refresh_machine_reqwless::reqwless::client::HttpClient;
-use refresh_machine_reqwless::{Client, Endpoints, Request};
+use refresh_machine_reqwless::{scratch_len, token_response_rx_len, Client, Endpoints, Request};
 
 /// Token capacity: enough for typical opaque tokens and small JWTs.
 const TOKEN_CAP: usize = 1024;
@@ -21,8 +21,9 @@ const TOKEN_CAP: usize = 1024;
 fn main() -> ! {
     let link = Link::default();
     let ticks = Ticks::default();
-    let mut scratch = [0u8; 1536];
-    let mut rx = [0u8; 2048];
+    // Sized for two full-size tokens in a token response ("sensor-7": 8 bytes).
+    let mut scratch = [0u8; scratch_len(TOKEN_CAP, 8)];
+    let mut rx = [0u8; token_response_rx_len(TOKEN_CAP)];
     let endpoints = Endpoints {
         api_origin: "http://10.0.0.2:8080",
         token_url: "http://10.0.0.2:8080/oauth/token",
