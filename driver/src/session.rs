@@ -114,7 +114,9 @@ impl std::fmt::Debug for Hooks {
 }
 
 enum Notice {
-    Persist(Option<TokenPair>),
+    /// The tokens as of change number `.0` (numbered under the machine's lock,
+    /// so in the order the tokens changed).
+    Persist(u64, Option<TokenPair>),
     LoginRequired,
 }
 
@@ -132,6 +134,12 @@ pub struct Session {
     slots: Event,
     clock: StdClock,
     hooks: Hooks,
+    /// Token changes numbered so far (under the machine's lock).
+    changes: std::sync::atomic::AtomicU64,
+    /// The number of the last change handed to the persist hook. Held while
+    /// the hook runs: hook calls never overlap, and a change older than one
+    /// already stored is skipped.
+    persisted: Mutex<u64>,
 }
 
 impl std::fmt::Debug for Session {
@@ -270,6 +278,8 @@ impl Session {
             slots: Event::new(),
             clock: StdClock::new(),
             hooks,
+            changes: std::sync::atomic::AtomicU64::new(0),
+            persisted: Mutex::new(0),
         }
     }
 
@@ -399,7 +409,12 @@ impl Session {
             match m.poll_notice() {
                 Some(Action::PersistTokens { tokens }) => {
                     let now = self.clock.now();
+                    // Numbered under the machine's lock: the order of the changes.
+                    let n = 1 + self
+                        .changes
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     notices.push(Notice::Persist(
+                        n,
                         tokens.map(|t| TokenPair::from_stored(t, now)),
                     ));
                 }
@@ -413,9 +428,9 @@ impl Session {
     fn deliver(&self, notices: Vec<Notice>) {
         for n in notices {
             match n {
-                Notice::Persist(tokens) => {
+                Notice::Persist(n, tokens) => {
                     if let Some(hook) = &self.hooks.persist {
-                        hook(tokens.as_ref());
+                        self.persist_in_order(n, || hook(tokens.as_ref()));
                     }
                 }
                 Notice::LoginRequired => {
@@ -425,6 +440,34 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Call the persist hook for change `n`, unless a newer change was stored
+    /// already: the hook never sees an older pair after a newer one (a login
+    /// racing a refresh stored the older refresh token last, and a restart
+    /// presented a spent token). A hook that changes the tokens itself (on
+    /// this thread, from inside the hook) is called inline.
+    fn persist_in_order(&self, n: u64, call: impl FnOnce()) {
+        std::thread_local! {
+            static IN_HOOK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        }
+        if IN_HOOK.with(std::cell::Cell::get) {
+            return call();
+        }
+        let mut last = self.persisted.lock().unwrap_or_else(|e| e.into_inner());
+        if n <= *last {
+            return;
+        }
+        IN_HOOK.with(|h| h.set(true));
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                IN_HOOK.with(|h| h.set(false));
+            }
+        }
+        let _reset = Reset;
+        call();
+        *last = n.max(*last);
     }
 
     fn refresh_outcome(&self, id: RefreshId, reply: &RefreshReply) {
