@@ -178,8 +178,10 @@ pub fn classify(
         RefreshOutcome::Success(set) => RefreshReply::Tokens(TokenPair {
             access_token: Secret::from(set.access_token.expose_secret()),
             refresh_token: set.refresh_token.map(|r| Secret::from(r.expose_secret())),
-            expires_in: set.expires_in,
-            refresh_expires_in: set.refresh_expires_in,
+            expires_at: set.expires_in.and_then(crate::session::wall_clock_in),
+            refresh_expires_at: set
+                .refresh_expires_in
+                .and_then(crate::session::wall_clock_in),
         }),
         RefreshOutcome::Unusable { refresh_token } => RefreshReply::Unusable {
             refresh_token: refresh_token.map(|r| Secret::from(r.expose_secret())),
@@ -223,8 +225,12 @@ pub fn parse_login(status: u16, mut body: Vec<u8>) -> Result<TokenPair, Endpoint
     let pair = TokenPair {
         access_token: Secret::from(t.access_token.expose_secret()),
         refresh_token: t.refresh_token.map(|r| Secret::from(r.expose_secret())),
-        expires_in: t.expires_in.map(Duration::from_secs),
-        refresh_expires_in: t.refresh_expires_in.map(Duration::from_secs),
+        expires_at: t
+            .expires_in
+            .and_then(|s| crate::session::wall_clock_in(Duration::from_secs(s))),
+        refresh_expires_at: t
+            .refresh_expires_in
+            .and_then(|s| crate::session::wall_clock_in(Duration::from_secs(s))),
     };
     zeroize::Zeroize::zeroize(&mut body);
     Ok(pair)

@@ -1,7 +1,7 @@
 //! One machine behind a mutex, driven by the requests themselves.
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use event_listener::{Event, EventListener, Listener};
 use refresh_machine::{
@@ -23,43 +23,63 @@ pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 type Machine = RefreshMachine<CAPACITY, TOKEN_CAP>;
 
 /// Tokens as the driver should store them (owned copies; redacted in `Debug`).
+///
+/// Expiries are wall-clock instants, so a pair read back after a restart does
+/// not overstate its validity (a lifetime relative to when it was stored
+/// would).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenPair {
     /// The access token.
     pub access_token: Secret,
     /// The refresh token, if any.
     pub refresh_token: Option<Secret>,
-    /// Remaining lifetime when stored, if known.
-    pub expires_in: Option<Duration>,
-    /// Remaining lifetime of the refresh token when stored, if known
-    /// (`refresh_expires_in`): an expired one is never presented.
-    pub refresh_expires_in: Option<Duration>,
+    /// When the access token expires, if known.
+    pub expires_at: Option<SystemTime>,
+    /// When the refresh token expires, if known (`refresh_expires_in`): an
+    /// expired one is never presented.
+    pub refresh_expires_at: Option<SystemTime>,
+}
+
+/// `now + d` on the wall clock; `None` past what `SystemTime` can hold.
+pub(crate) fn wall_clock_in(d: Duration) -> Option<SystemTime> {
+    SystemTime::now().checked_add(d)
 }
 
 impl TokenPair {
-    /// Owned copies of the machine's tokens; the lifetime is what remains at `now`.
+    /// Owned copies of the machine's tokens, their expiries moved from the
+    /// machine's clock (`now` there) to the wall clock.
     fn from_stored(t: StoredTokens<'_>, now: Instant) -> TokenPair {
+        let wall = SystemTime::now();
+        let to_wall = |e: Instant| {
+            if e >= now {
+                wall.checked_add(e.saturating_duration_since(now))
+            } else {
+                wall.checked_sub(now.saturating_duration_since(e))
+            }
+        };
         TokenPair {
             access_token: Secret::from(t.access_token.expose_secret()),
             refresh_token: t.refresh_token.map(|r| Secret::from(r.expose_secret())),
-            expires_in: t.expires_at.map(|e| e.saturating_duration_since(now)),
-            refresh_expires_in: t
-                .refresh_expires_at
-                .map(|e| e.saturating_duration_since(now)),
+            expires_at: t.expires_at.and_then(to_wall),
+            refresh_expires_at: t.refresh_expires_at.and_then(to_wall),
         }
     }
 
-    /// As the machine's input.
+    /// As the machine's input: lifetimes left now (zero if already past).
     pub fn as_token_set(&self) -> TokenSet<'_> {
+        let left = |at: SystemTime| {
+            at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        };
         let mut set = TokenSet::new(self.access_token.expose());
         if let Some(r) = &self.refresh_token {
             set = set.with_refresh_token(r.expose());
         }
-        if let Some(d) = self.expires_in {
-            set = set.with_expires_in(d);
+        if let Some(at) = self.expires_at {
+            set = set.with_expires_in(left(at));
         }
-        if let Some(d) = self.refresh_expires_in {
-            set = set.with_refresh_expires_in(d);
+        if let Some(at) = self.refresh_expires_at {
+            set = set.with_refresh_expires_in(left(at));
         }
         set
     }

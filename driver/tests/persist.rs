@@ -11,8 +11,8 @@ fn pair(access: &str, refresh: &str) -> TokenPair {
     TokenPair {
         access_token: access.into(),
         refresh_token: Some(refresh.into()),
-        expires_in: None,
-        refresh_expires_in: None,
+        expires_at: None,
+        refresh_expires_at: None,
     }
 }
 

@@ -13,8 +13,8 @@ fn session() -> Session {
     s.login(&TokenPair {
         access_token: "a1".into(),
         refresh_token: Some("r1".into()),
-        expires_in: Some(Duration::from_secs(3600)),
-        refresh_expires_in: None,
+        expires_at: Some(std::time::SystemTime::now() + Duration::from_secs(3600)),
+        refresh_expires_at: None,
     })
     .unwrap();
     s

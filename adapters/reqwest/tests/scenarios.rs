@@ -279,8 +279,8 @@ fn an_async_custom_refresher_is_used_without_type_annotations() {
                 refresh_machine_reqwest::RefreshReply::Tokens(refresh_machine_reqwest::TokenPair {
                     access_token: t.access_token.as_str().into(),
                     refresh_token: Some(t.refresh_token.as_str().into()),
-                    expires_in: None,
-                    refresh_expires_in: None,
+                    expires_at: None,
+                    refresh_expires_at: None,
                 })
             }
         })
@@ -290,8 +290,8 @@ fn an_async_custom_refresher_is_used_without_type_annotations() {
     auth.set_tokens(&refresh_machine_reqwest::TokenPair {
         access_token: first.access_token.as_str().into(),
         refresh_token: Some(first.refresh_token.as_str().into()),
-        expires_in: None,
-        refresh_expires_in: None,
+        expires_at: None,
+        refresh_expires_at: None,
     })
     .unwrap();
     server.revoke_access_tokens();
@@ -386,8 +386,8 @@ fn an_async_refresher_that_calls_through_its_own_client_fails_fast() {
     auth.set_tokens(&refresh_machine_reqwest::TokenPair {
         access_token: first.access_token.as_str().into(),
         refresh_token: Some(first.refresh_token.as_str().into()),
-        expires_in: None,
-        refresh_expires_in: None,
+        expires_at: None,
+        refresh_expires_at: None,
     })
     .unwrap();
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())

@@ -65,8 +65,8 @@ fn a_custom_refresher_is_used_and_rotated_tokens_are_persisted() {
             RefreshReply::Tokens(TokenPair {
                 access_token: Secret::from(t.access_token),
                 refresh_token: Some(Secret::from(t.refresh_token)),
-                expires_in: None,
-                refresh_expires_in: None,
+                expires_at: None,
+                refresh_expires_at: None,
             })
         })
         .hooks(Hooks {
@@ -78,8 +78,8 @@ fn a_custom_refresher_is_used_and_rotated_tokens_are_persisted() {
     c.set_tokens(&TokenPair {
         access_token: Secret::from(first.access_token),
         refresh_token: Some(Secret::from(first.refresh_token)),
-        expires_in: None,
-        refresh_expires_in: None,
+        expires_at: None,
+        refresh_expires_at: None,
     })
     .unwrap();
     server.revoke_access_tokens();
@@ -106,8 +106,8 @@ fn secrets_are_redacted_in_debug() {
     c.set_tokens(&TokenPair {
         access_token: Secret::from("access-abc-123"),
         refresh_token: Some(Secret::from("refresh-xyz-789")),
-        expires_in: None,
-        refresh_expires_in: None,
+        expires_at: None,
+        refresh_expires_at: None,
     })
     .unwrap();
     let text = format!("{c:?} {:?}", c.session().tokens());
@@ -266,8 +266,8 @@ fn a_refresher_that_calls_through_its_own_client_fails_fast() {
     c.set_tokens(&TokenPair {
         access_token: Secret::from(t.access_token),
         refresh_token: Some(Secret::from(t.refresh_token)),
-        expires_in: None,
-        refresh_expires_in: None,
+        expires_at: None,
+        refresh_expires_at: None,
     })
     .unwrap();
     s.revoke_access_tokens();
@@ -299,4 +299,44 @@ fn a_large_jwt_sized_token_survives_a_refresh() {
     s.revoke_access_tokens();
     assert_eq!(c.get(&s.url("/api/me")).unwrap().status(), 200);
     assert_eq!(s.counters().refresh_ok, 1);
+}
+
+/// Issue 15: stored tokens carried their remaining lifetime, relative to an
+/// unknown "now": read back after a restart they overstated their validity
+/// and the first request went out with an expired token (a 401 round trip).
+/// They carry wall-clock expiries; an access token that expired while the
+/// app was stopped is refreshed before it is sent.
+#[test]
+fn tokens_stored_before_a_restart_do_not_overstate_their_validity() {
+    let s = opaque();
+    let saved: Arc<Mutex<Option<TokenPair>>> = Arc::default();
+    let sink = saved.clone();
+    let before = client_for(&s)
+        .hooks(Hooks {
+            persist: Some(Box::new(move |t| *sink.lock().unwrap() = t.cloned())),
+            login_required: None,
+        })
+        .build();
+    let t = s.login();
+    before
+        .set_tokens(&TokenPair {
+            access_token: Secret::from(t.access_token),
+            refresh_token: Some(Secret::from(t.refresh_token)),
+            expires_at: Some(std::time::SystemTime::now() + Duration::from_secs(60)),
+            refresh_expires_at: None,
+        })
+        .unwrap();
+    let mut stored = saved.lock().unwrap().clone().expect("persisted");
+    let at = stored.expires_at.expect("an absolute expiry is stored");
+    let left = at.duration_since(std::time::SystemTime::now()).unwrap();
+    assert!(left <= Duration::from_secs(60) && left > Duration::from_secs(50));
+    // The app stops for two minutes: the same stored pair, read back later.
+    stored.expires_at = stored.expires_at.map(|at| at - Duration::from_secs(120));
+    s.revoke_access_tokens();
+    let after = client_for(&s).build();
+    after.set_tokens(&stored).unwrap();
+    assert_eq!(after.get(&s.url("/api/me")).unwrap().status(), 200);
+    let k = s.counters();
+    assert_eq!(k.unauthorized, 0, "sent an expired token first: {k:?}");
+    assert_eq!(k.refresh_ok, 1);
 }

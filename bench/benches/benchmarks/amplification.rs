@@ -62,8 +62,8 @@ fn pair(server: &AuthServer, expires_in: Option<Duration>) -> TokenPair {
     TokenPair {
         access_token: Secret::from(t.access_token),
         refresh_token: Some(Secret::from(t.refresh_token)),
-        expires_in,
-        refresh_expires_in: None,
+        expires_at: expires_in.map(|d| std::time::SystemTime::now() + d),
+        refresh_expires_at: None,
     }
 }
 

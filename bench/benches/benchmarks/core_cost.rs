@@ -200,8 +200,8 @@ fn logged_in_session() -> Session {
     s.login(&TokenPair {
         access_token: "access-token-0123456789abcdef".into(),
         refresh_token: Some("refresh-token-0123456789abcdef".into()),
-        expires_in: Some(Duration::from_secs(3600)),
-        refresh_expires_in: None,
+        expires_at: Some(std::time::SystemTime::now() + Duration::from_secs(3600)),
+        refresh_expires_at: None,
     })
     .expect("tokens fit");
     s

@@ -34,8 +34,8 @@ pub(crate) fn server() -> (AuthServer, TokenPair) {
     let pair = TokenPair {
         access_token: Secret::from(t.access_token),
         refresh_token: Some(Secret::from(t.refresh_token)),
-        expires_in: Some(t.expires_in),
-        refresh_expires_in: None,
+        expires_at: Some(std::time::SystemTime::now() + t.expires_in),
+        refresh_expires_at: None,
     };
     (server, pair)
 }
