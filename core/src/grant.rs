@@ -268,10 +268,8 @@ impl<'b> FormWriter<'b> {
         const HEX: &[u8; 16] = b"0123456789ABCDEF";
         for &b in s.as_bytes() {
             match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                    self.push(&[b])?
-                }
                 b' ' => self.push(b"+")?,
+                _ if kept_as_is(b) => self.push(&[b])?,
                 _ => self.push(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])?,
             }
         }
@@ -284,13 +282,15 @@ impl<'b> FormWriter<'b> {
     }
 }
 
-/// Length of `s` once form-encoded by [`FormWriter`].
+/// Bytes `application/x-www-form-urlencoded` keeps as they are.
+fn kept_as_is(b: u8) -> bool {
+    matches!(b, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_')
+}
+
+/// Length of `s` once form-encoded by [`FormWriter`] (a space becomes `+`).
 fn form_len(s: &str) -> usize {
     s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' | b' ' => 1,
-            _ => 3,
-        })
+        .map(|b| if b == b' ' || kept_as_is(b) { 1 } else { 3 })
         .sum()
 }
 

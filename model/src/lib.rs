@@ -458,9 +458,7 @@ impl Checker {
                 if status < 500 && current.as_deref() == Some(sent.as_str()) {
                     self.token.accepted = true;
                     self.token.unconfirmed = 0;
-                    if self.token.cooldown_until.is_some() {
-                        self.token.cooldown_until = Some(Instant::ZERO);
-                    }
+                    self.token.cooldown_until = None;
                 }
                 self.credit();
                 self.expect.push(Expect::Delivered(id));

@@ -222,11 +222,8 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
         self.refresh.end(true);
         self.notices.login_required = false;
         self.release_waiters(now, false);
-        if !self.tokens.usable(now, self.config.expiry_skew, false) {
-            // Tokens that arrive expired (a stored pair, `expires_in: 0`):
-            // queued requests refresh first instead of going out with them.
-            self.reroute_ready(now);
-        }
+        // Tokens that arrive expired (a stored pair, `expires_in: 0`).
+        self.hold_ready_if_unusable(now);
         Ok(())
     }
 
@@ -410,12 +407,8 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
             self.refresh_failed(now, None);
         }
         // Requests queued while the token was valid, still unsent now that it
-        // is past its margin (a driver that polls late): refresh first.
-        if self.session == SessionState::Active
-            && !self.tokens.usable(now, self.config.expiry_skew, false)
-        {
-            self.reroute_ready(now);
-        }
+        // is past its margin (a driver that polls late).
+        self.hold_ready_if_unusable(now);
         for i in self.slots.live_range() {
             if let Phase::Backoff { until } = self.slots.phase(i) {
                 if until <= now {
@@ -627,6 +620,16 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
         }
     }
 
+    /// Queued requests refresh first instead of going out with a token that
+    /// is past its margin at `now` (those that waited for it still use it once).
+    fn hold_ready_if_unusable(&mut self, now: Instant) {
+        if self.session == SessionState::Active
+            && !self.tokens.usable(now, self.config.expiry_skew, false)
+        {
+            self.reroute_ready(now);
+        }
+    }
+
     /// A request queued to go out with a token that has just become known-bad must wait instead.
     fn reroute_ready(&mut self, now: Instant) {
         for j in self.slots.live_range() {
@@ -723,7 +726,7 @@ impl<const N: usize, const TOKEN_CAP: usize> RefreshMachine<N, TOKEN_CAP> {
         // Between half and all of `refresh_ahead` before expiry.
         let ahead = self.config.refresh_ahead.map(|ahead| {
             let half = ahead / 2;
-            half + tokens::mul_share(ahead - half, (self.jitter.next() >> 48) as u16)
+            half + self.jitter.up_to(ahead - half)
         });
         self.tokens.install(now, tokens, from_refresh, ahead);
         self.notices.persist = true;

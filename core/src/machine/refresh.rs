@@ -174,8 +174,9 @@ impl RefreshRound {
         config: &Config,
         jitter: &mut Jitter,
     ) -> Failed {
+        let retry_after = retry_after.map(|d| d.min(config.max_retry_after));
         if let Some(d) = retry_after {
-            self.not_before = Some(now + d.min(config.max_retry_after));
+            self.not_before = Some(now + d);
         }
         if self.superseded {
             // Fresh tokens came meanwhile: nothing left to retry for.
@@ -187,9 +188,8 @@ impl RefreshRound {
             self.end(false);
             return Failed::GaveUp;
         }
-        let delay = retry_after
-            .map(|d| d.min(config.max_retry_after))
-            .unwrap_or_else(|| jitter.delay(config.refresh_backoff, self.failures - 1));
+        let delay =
+            retry_after.unwrap_or_else(|| jitter.delay(config.refresh_backoff, self.failures - 1));
         self.state = State::Backoff { until: now + delay };
         Failed::Retrying
     }

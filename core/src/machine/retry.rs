@@ -77,6 +77,11 @@ impl Jitter {
             .checked_mul(1u32 << attempt.min(31))
             .unwrap_or(backoff.max)
             .min(backoff.max);
+        self.up_to(ceiling)
+    }
+
+    /// Uniform in `[0, ceiling]`.
+    pub(super) fn up_to(&mut self, ceiling: Duration) -> Duration {
         // Saturating at u64::MAX ns (584 years), without u128 arithmetic.
         let nanos = ceiling
             .as_secs()

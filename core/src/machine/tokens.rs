@@ -35,7 +35,7 @@ pub(super) struct TokenStore<const CAP: usize> {
     /// Refreshes installed since the resource server last accepted a token.
     unconfirmed_refreshes: u8,
     /// A fresh token was refused: until then, 401s do not refresh. Kept once
-    /// past: each token has one cool-down.
+    /// past: each unproven token has one cool-down.
     cooldown_until: Option<Instant>,
 }
 
@@ -141,10 +141,8 @@ impl<const CAP: usize> TokenStore<CAP> {
     pub(super) fn accept(&mut self) {
         self.accepted = true;
         self.unconfirmed_refreshes = 0;
-        // Ends a cool-down (spent, not reset: `accepted` now rules out another).
-        if self.cooldown_until.is_some() {
-            self.cooldown_until = Some(Instant::ZERO);
-        }
+        // Ends a cool-down; `accepted` rules out another for this token.
+        self.cooldown_until = None;
     }
 
     /// The current token came from a refresh and nothing has accepted it yet.
@@ -299,15 +297,4 @@ impl<const CAP: usize> TokenStore<CAP> {
             && self.expires_at.is_none()
             && self.lifetime.is_none()
     }
-}
-
-/// `d * share / 65535` (at most `d`), without overflow or u128 arithmetic;
-/// durations past 584 years count as 584 years.
-pub(super) fn mul_share(d: Duration, share: u16) -> Duration {
-    let nanos = d
-        .as_secs()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::from(d.subsec_nanos()));
-    let share = u64::from(share);
-    Duration::from_nanos(nanos / 65_535 * share + nanos % 65_535 * share / 65_535)
 }
