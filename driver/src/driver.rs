@@ -9,6 +9,7 @@ use crate::builder::Refresher;
 use crate::error::{ConfigError, Error, Last};
 use crate::grant;
 use crate::session::{RefreshReply, Session, Start, Step, TokenPair};
+use crate::thread_mark::marked;
 use crate::transport::{Attempt, Sent, Transport};
 use crate::{AllowedOrigin, Origins, Secret};
 
@@ -171,8 +172,8 @@ impl<T: Transport> Driver<T> {
                 // it makes through this same client fails fast instead of
                 // waiting for the refresh it is part of.
                 let me = self.identity();
-                let mut reply = refreshing(me, || f(refresh_token.clone()));
-                std::future::poll_fn(|cx| refreshing(me, || reply.as_mut().poll(cx))).await
+                let mut reply = marked(&REFRESHING, me, || f(refresh_token.clone()));
+                std::future::poll_fn(|cx| marked(&REFRESHING, me, || reply.as_mut().poll(cx))).await
             }
             Refresher::None => RefreshReply::Rejected,
             Refresher::Endpoint(endpoint) => {
@@ -194,18 +195,6 @@ impl<T: Transport> Driver<T> {
 std::thread_local! {
     /// The driver whose custom refresher is running on this thread (0: none).
     static REFRESHING: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Run `f` marked as driver `id`'s refresher; the mark is restored even if `f` panics.
-fn refreshing<R>(id: usize, f: impl FnOnce() -> R) -> R {
-    struct Restore(usize);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            REFRESHING.with(|c| c.set(self.0));
-        }
-    }
-    let _restore = Restore(REFRESHING.with(|c| c.replace(id)));
-    f()
 }
 
 /// Run a future to completion on this thread: a blocking client's drive loop.

@@ -2,8 +2,6 @@
 //! Body building and response parsing are the core's no_std code
 //! ([`refresh_machine::grant`]); this wraps them in owned requests and replies.
 
-use std::time::Duration;
-
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri};
 use refresh_machine::grant::{self, ClientAuth, GrantError};
@@ -175,14 +173,7 @@ pub fn classify(
     .retry_after;
     let c = grant::classify_token_response(status, &mut body, retry_after);
     let reply = match c.outcome {
-        RefreshOutcome::Success(set) => RefreshReply::Tokens(TokenPair {
-            access_token: Secret::from(set.access_token.expose_secret()),
-            refresh_token: set.refresh_token.map(|r| Secret::from(r.expose_secret())),
-            expires_at: set.expires_in.and_then(crate::session::wall_clock_in),
-            refresh_expires_at: set
-                .refresh_expires_in
-                .and_then(crate::session::wall_clock_in),
-        }),
+        RefreshOutcome::Success(set) => RefreshReply::Tokens(TokenPair::from_token_set(&set)),
         RefreshOutcome::Unusable { refresh_token } => RefreshReply::Unusable {
             refresh_token: refresh_token.map(|r| Secret::from(r.expose_secret())),
         },
@@ -221,17 +212,7 @@ pub fn parse_login(status: u16, mut body: Vec<u8>) -> Result<TokenPair, Endpoint
             _ => Err(EndpointError::Status { status }),
         };
     }
-    let t = grant::parse_token_response(&mut body)?;
-    let pair = TokenPair {
-        access_token: Secret::from(t.access_token.expose_secret()),
-        refresh_token: t.refresh_token.map(|r| Secret::from(r.expose_secret())),
-        expires_at: t
-            .expires_in
-            .and_then(|s| crate::session::wall_clock_in(Duration::from_secs(s))),
-        refresh_expires_at: t
-            .refresh_expires_in
-            .and_then(|s| crate::session::wall_clock_in(Duration::from_secs(s))),
-    };
+    let pair = TokenPair::from_token_set(&grant::parse_token_response(&mut body)?.token_set());
     zeroize::Zeroize::zeroize(&mut body);
     Ok(pair)
 }

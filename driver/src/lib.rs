@@ -7,6 +7,7 @@ mod origin;
 pub mod redirect;
 mod secret;
 mod session;
+mod thread_mark;
 mod transport;
 
 pub use builder::{BoxFuture, Builder, Options};

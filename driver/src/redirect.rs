@@ -98,40 +98,34 @@ fn resolve(base: &Uri, location: &str) -> Option<Uri> {
             return Some(u);
         }
     }
-    let target = if let Some(rest) = location.strip_prefix("//") {
+    if let Some(rest) = location.strip_prefix("//") {
         // Scheme-relative: another authority, this scheme.
         return format!("{scheme}://{rest}").parse().ok();
-    } else if location.starts_with('/') {
-        remove_dot_segments(location)
-    } else if location.is_empty() {
-        base.path_and_query()?.as_str().to_owned()
-    } else if location.starts_with('?') {
-        format!("{}{location}", base.path())
+    }
+    let (path, query) = match location.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (location, None),
+    };
+    let (path, query) = if path.starts_with('/') {
+        (remove_dot_segments(path), query)
+    } else if path.is_empty() {
+        // Only a query (or nothing): the same path, the new query (or the old one).
+        (base.path().to_owned(), query.or(base.query()))
     } else {
-        // A relative path: merged with the base path's directory.
-        let (path, query) = match location.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (location, None),
-        };
+        // A relative path: merged with the base path's directory (which,
+        // like every `http::Uri` path, starts with `/`).
         let dir = &base.path()[..base.path().rfind('/').map_or(0, |i| i + 1)];
-        let mut merged = remove_dot_segments(&format!("{dir}{path}"));
-        if !merged.starts_with('/') {
-            merged.insert(0, '/');
-        }
-        match query {
-            Some(q) => format!("{merged}?{q}"),
-            None => merged,
-        }
+        (remove_dot_segments(&format!("{dir}{path}")), query)
+    };
+    let target = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
     };
     format!("{scheme}://{authority}{target}").parse().ok()
 }
 
-/// RFC 3986 section 5.2.4 on a path (a query, if any, is left as it is).
-fn remove_dot_segments(path_and_query: &str) -> String {
-    let (path, query) = match path_and_query.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (path_and_query, None),
-    };
+/// RFC 3986 section 5.2.4 on an absolute path.
+fn remove_dot_segments(path: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
     let segments: Vec<&str> = path.split('/').collect();
     let last = segments.len().saturating_sub(1);
@@ -153,14 +147,9 @@ fn remove_dot_segments(path_and_query: &str) -> String {
             s => out.push(s),
         }
     }
-    let mut p = out.join("/");
-    if path.starts_with('/') && !p.starts_with('/') {
-        p.insert(0, '/');
-    }
-    match query {
-        Some(q) => format!("{p}?{q}"),
-        None => p,
-    }
+    // The leading "" (before the first `/`) is never popped: the result
+    // starts with `/` as the path did.
+    out.join("/")
 }
 
 #[cfg(test)]

@@ -40,12 +40,20 @@ pub struct TokenPair {
     pub refresh_expires_at: Option<SystemTime>,
 }
 
-/// `now + d` on the wall clock; `None` past what `SystemTime` can hold.
-pub(crate) fn wall_clock_in(d: Duration) -> Option<SystemTime> {
-    SystemTime::now().checked_add(d)
-}
-
 impl TokenPair {
+    /// Owned copies of tokens as the token endpoint gave them, their
+    /// lifetimes turned into wall-clock expiries (`None` past what
+    /// `SystemTime` can hold).
+    pub(crate) fn from_token_set(set: &TokenSet<'_>) -> TokenPair {
+        let wall_clock_in = |d: Duration| SystemTime::now().checked_add(d);
+        TokenPair {
+            access_token: Secret::from(set.access_token.expose_secret()),
+            refresh_token: set.refresh_token.map(|r| Secret::from(r.expose_secret())),
+            expires_at: set.expires_in.and_then(wall_clock_in),
+            refresh_expires_at: set.refresh_expires_in.and_then(wall_clock_in),
+        }
+    }
+
     /// Owned copies of the machine's tokens, their expiries moved from the
     /// machine's clock (`now` there) to the wall clock.
     fn from_stored(t: StoredTokens<'_>, now: Instant) -> TokenPair {
@@ -478,15 +486,7 @@ impl Session {
         if n <= *last {
             return;
         }
-        IN_HOOK.with(|h| h.set(true));
-        struct Reset;
-        impl Drop for Reset {
-            fn drop(&mut self) {
-                IN_HOOK.with(|h| h.set(false));
-            }
-        }
-        let _reset = Reset;
-        call();
+        crate::thread_mark::marked(&IN_HOOK, true, call);
         *last = n.max(*last);
     }
 
