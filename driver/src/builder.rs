@@ -10,6 +10,7 @@ use refresh_machine::Config;
 
 use crate::driver::Driver;
 use crate::error::ConfigError;
+use crate::exchange::InFlight;
 use crate::grant::TokenEndpoint;
 use crate::session::{Hooks, RefreshReply, Session};
 use crate::transport::Transport;
@@ -153,7 +154,8 @@ impl<T: Transport> Builder<T> {
             session: Session::new(self.config, seed, self.hooks),
             origins: self.origins,
             refresher: self.refresher,
-            transport: self.transport,
+            transport: Arc::new(self.transport),
+            exchange: InFlight::default(),
         }))
     }
 }

@@ -1,12 +1,16 @@
 //! The drive loop, written once for every std client.
 
 use std::cell::Cell;
-use std::time::Instant;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
+use futures_util::future::{select, Either, FutureExt};
 use refresh_machine::RequestSpec;
 
-use crate::builder::Refresher;
+use crate::builder::{BoxFuture, Refresher};
 use crate::error::{ConfigError, Error, Last};
+use crate::exchange::{Exchange, Finished, InFlight};
 use crate::grant;
 use crate::session::{RefreshReply, Session, Start, Step, TokenPair};
 use crate::thread_mark::marked;
@@ -22,7 +26,10 @@ pub struct Driver<T> {
     pub(crate) session: Session,
     pub(crate) origins: Origins,
     pub(crate) refresher: Refresher,
-    pub(crate) transport: T,
+    /// Shared with the refresh exchange in flight, which outlives the
+    /// request that started it.
+    pub(crate) transport: Arc<T>,
+    pub(crate) exchange: InFlight,
 }
 
 impl<T> std::fmt::Debug for Driver<T> {
@@ -30,6 +37,7 @@ impl<T> std::fmt::Debug for Driver<T> {
         f.debug_struct("Driver")
             .field("origins", &self.origins)
             .field("session", &self.session)
+            .field("exchange", &self.exchange)
             .finish_non_exhaustive()
     }
 }
@@ -122,6 +130,9 @@ impl<T: Transport> Driver<T> {
         };
         let mut last = Last::None;
         loop {
+            // Whoever comes by progresses the refresh in flight, so a refresh
+            // every waiter left is picked up (its answer may be waiting).
+            self.poll_exchange().await;
             match handle.next_step() {
                 Step::Send { token, .. } => match attempt.send(&token).await {
                     Ok(Sent {
@@ -138,11 +149,30 @@ impl<T: Transport> Driver<T> {
                     }
                 },
                 Step::Refresh(ticket) => {
+                    // From here the exchange belongs to the session: if this
+                    // request is dropped, its waiters (or the next request)
+                    // carry the same token call on.
+                    // (A refresher that panics while making its future still
+                    // holds the ticket, whose drop reports the failure.)
                     let timeout = ticket.deadline().saturating_duration_since(Instant::now());
-                    let reply = self.refresh(ticket.refresh_token(), timeout).await;
-                    ticket.complete(reply);
+                    let call = self.refresh(ticket.refresh_token(), timeout);
+                    let id = ticket.detach();
+                    let exchange = self.exchange.start(id, call);
+                    let finished = exchange.future.clone().await;
+                    self.finish(&exchange, finished);
                 }
-                Step::Wait(waiter) => self.transport.wait(waiter).await,
+                Step::Wait(waiter) => match self.exchange.get() {
+                    // Waiting for a refresh: drive it while waiting.
+                    Some(exchange) => {
+                        let wait = std::pin::pin!(self.transport.wait(waiter));
+                        if let Either::Right((finished, _)) =
+                            select(wait, exchange.future.clone()).await
+                        {
+                            self.finish(&exchange, finished);
+                        }
+                    }
+                    None => self.transport.wait(waiter).await,
+                },
                 Step::Done(Ok(())) => {
                     return match last {
                         Last::Response(response) => Ok(response),
@@ -163,8 +193,45 @@ impl<T: Transport> Driver<T> {
         }
     }
 
-    /// Perform one refresh with the configured refresher.
-    async fn refresh(&self, refresh_token: &Secret, timeout: std::time::Duration) -> RefreshReply {
+    /// Poll the refresh exchange in flight once, without waiting; apply its
+    /// outcome if it has one.
+    async fn poll_exchange(&self) {
+        let Some(exchange) = self.exchange.get() else {
+            return;
+        };
+        let mut future = exchange.future.clone();
+        let polled = std::future::poll_fn(|cx| Poll::Ready(future.poll_unpin(cx))).await;
+        if let Poll::Ready(finished) = polled {
+            self.finish(&exchange, finished);
+        }
+    }
+
+    /// Apply an exchange's outcome to the session, once (every poller sees it).
+    fn finish(&self, exchange: &Exchange, finished: Finished) {
+        if !exchange.claim_outcome() {
+            return;
+        }
+        self.exchange.end(exchange.id);
+        match finished {
+            Finished::Reply(reply) => self.session.complete_refresh(exchange.id, &reply),
+            Finished::Panicked(payload) => {
+                self.session
+                    .complete_refresh(exchange.id, &RefreshReply::Transient { retry_after: None });
+                let payload = payload.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(payload) = payload {
+                    std::panic::resume_unwind(payload);
+                }
+            }
+        }
+    }
+
+    /// The token call of one refresh with the configured refresher, as a
+    /// future that owns what it needs (it may outlive the request).
+    fn refresh(
+        &self,
+        refresh_token: &Secret,
+        timeout: Duration,
+    ) -> BoxFuture<'static, RefreshReply> {
         match &self.refresher {
             Refresher::Custom(f) => {
                 // Marked as this driver's refresher while it runs (a blocking
@@ -173,20 +240,27 @@ impl<T: Transport> Driver<T> {
                 // waiting for the refresh it is part of.
                 let me = self.identity();
                 let mut reply = marked(&REFRESHING, me, || f(refresh_token.clone()));
-                std::future::poll_fn(|cx| marked(&REFRESHING, me, || reply.as_mut().poll(cx))).await
+                Box::pin(std::future::poll_fn(move |cx| {
+                    marked(&REFRESHING, me, || reply.as_mut().poll(cx))
+                }))
             }
-            Refresher::None => RefreshReply::Rejected,
+            Refresher::None => Box::pin(std::future::ready(RefreshReply::Rejected)),
             Refresher::Endpoint(endpoint) => {
                 // Built locally: a failure here says nothing about the
                 // grant, which was never presented.
                 let Ok(request) = endpoint.refresh_request(refresh_token) else {
-                    return RefreshReply::Misconfigured(None);
+                    return Box::pin(std::future::ready(RefreshReply::Misconfigured(None)));
                 };
-                match self.transport.token_call(request, Some(timeout)).await {
-                    Ok(answer) if answer.body_too_large => grant::too_large(answer.status),
-                    Ok(answer) => grant::classify(answer.status, &answer.headers, answer.body).0,
-                    Err(_) => grant::transport_failure(),
-                }
+                let transport = Arc::clone(&self.transport);
+                Box::pin(async move {
+                    match transport.token_call(request, Some(timeout)).await {
+                        Ok(answer) if answer.body_too_large => grant::too_large(answer.status),
+                        Ok(answer) => {
+                            grant::classify(answer.status, &answer.headers, answer.body).0
+                        }
+                        Err(_) => grant::transport_failure(),
+                    }
+                })
             }
         }
     }

@@ -2,6 +2,7 @@
 mod builder;
 mod driver;
 mod error;
+mod exchange;
 pub mod grant;
 mod origin;
 pub mod redirect;

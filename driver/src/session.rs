@@ -228,9 +228,13 @@ impl Waiter {
 }
 
 /// The right (and duty) to perform one refresh. Dropped without
-/// [`complete`](Self::complete) (the performing request was cancelled or
-/// panicked), it reports a transient failure so another request takes over at
-/// once instead of waiting for the refresh deadline.
+/// [`complete`](Self::complete) or [`detach`](Self::detach) (the performing
+/// request was cancelled or panicked before the token call began), it
+/// reports a transient failure so another request takes over at once
+/// instead of waiting for the refresh deadline. Once the token call has
+/// begun, the server may process it whatever happens to the caller: the
+/// [`Driver`](crate::Driver) detaches the ticket and keeps the exchange
+/// for the session (see its run loop).
 pub struct RefreshTicket<'s> {
     session: &'s Session,
     id: RefreshId,
@@ -263,7 +267,15 @@ impl RefreshTicket<'_> {
     /// Report the token endpoint's answer.
     pub fn complete(mut self, reply: RefreshReply) {
         self.done = true;
-        self.session.refresh_outcome(self.id, &reply);
+        self.session.complete_refresh(self.id, &reply);
+    }
+
+    /// Take the duty out of the ticket: the caller must report the outcome
+    /// of refresh `id` with [`Session::complete_refresh`] (until then the
+    /// session waits for it, up to the deadline).
+    pub fn detach(mut self) -> RefreshId {
+        self.done = true;
+        self.id
     }
 }
 
@@ -271,7 +283,7 @@ impl Drop for RefreshTicket<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.session
-                .refresh_outcome(self.id, &RefreshReply::Transient { retry_after: None });
+                .complete_refresh(self.id, &RefreshReply::Transient { retry_after: None });
         }
     }
 }
@@ -490,7 +502,11 @@ impl Session {
         *last = n.max(*last);
     }
 
-    fn refresh_outcome(&self, id: RefreshId, reply: &RefreshReply) {
+    /// Report the outcome of refresh `id` (one taken out of its ticket with
+    /// [`RefreshTicket::detach`]). An outcome the session no longer expects
+    /// (it gave up on the refresh, or a logout ended it) is ignored, unless
+    /// it is a late success the session can still use.
+    pub fn complete_refresh(&self, id: RefreshId, reply: &RefreshReply) {
         let outcome = match reply {
             RefreshReply::Tokens(t) => RefreshOutcome::Success(t.as_token_set()),
             RefreshReply::Unusable { refresh_token } => RefreshOutcome::Unusable {

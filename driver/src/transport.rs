@@ -51,11 +51,15 @@ pub trait Transport: Sized + Send + Sync + 'static {
     /// One call to the token endpoint: send `request` (a form POST built by
     /// [`TokenEndpoint`](crate::grant::TokenEndpoint)), give up after `timeout`,
     /// and read the whole answer.
+    ///
+    /// A refresh's call may be left unpolled for a while (every request
+    /// waiting for it was dropped) and picked up later: an answer that
+    /// arrived meanwhile must win over the timeout that passed meanwhile.
     fn token_call(
         &self,
         request: http::Request<Vec<u8>>,
         timeout: Option<Duration>,
-    ) -> impl Future<Output = Result<TokenAnswer, Self::Error>>;
+    ) -> impl Future<Output = Result<TokenAnswer, Self::Error>> + Send;
 }
 
 /// One request, sent as many times as the session decides.

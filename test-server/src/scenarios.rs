@@ -220,6 +220,63 @@ pub fn refresh_hangs<H: Harness>(h: &H) {
     assert_eq!(k.refresh_ok, 1, "{k:?}");
 }
 
+/// The policy for a refresh the server processed but never answered: no
+/// client can know whether it was processed. At the refresh's deadline the
+/// session presents the same refresh token again (the only one it holds;
+/// not presenting it would end the session for certain). A server with a
+/// reuse grace period (Auth0's reuse interval, Okta's grace period) answers
+/// it with new tokens and the session survives.
+pub fn unanswered_refresh_within_a_reuse_grace_period<H: Harness>(h: &H) {
+    let s = server(ServerOptions {
+        reuse_grace: Duration::from_secs(60),
+        ..opaque_expiry()
+    });
+    let c = h.client(&s, short_refresh_deadline());
+    s.revoke_access_tokens();
+    s.set_token_fault(TokenFault::Unanswered(Duration::from_secs(3)), 1);
+    assert_eq!(c.get(&s.url("/api/me")), Outcome::Status(200));
+    let k = s.counters();
+    assert_eq!(
+        (
+            k.refresh_calls,
+            k.refresh_ok,
+            k.grace_reuses,
+            k.reuse_detections
+        ),
+        (2, 2, 1, 0),
+        "{k:?}"
+    );
+    assert_eq!(c.login_required_signals(), 0);
+}
+
+/// The same on a strict server (every reuse revokes the family): the second
+/// presentation is refused and the session ends with `LoginRequired`, once.
+/// The client cannot do better; the server's grace period is what saves it.
+pub fn unanswered_refresh_on_a_strict_server<H: Harness>(h: &H) {
+    let s = server(opaque_expiry());
+    let c = h.client(&s, short_refresh_deadline());
+    s.revoke_access_tokens();
+    s.set_token_fault(TokenFault::Unanswered(Duration::from_secs(3)), 1);
+    assert_eq!(c.get(&s.url("/api/me")), Outcome::LoginRequired);
+    let k = s.counters();
+    assert_eq!(
+        (k.refresh_calls, k.refresh_ok, k.reuse_detections),
+        (2, 1, 1),
+        "{k:?}"
+    );
+    assert_eq!(c.login_required_signals(), 1);
+    assert!(!c.has_tokens());
+}
+
+/// A 300 ms refresh deadline and quick backoff, for the unanswered refresh.
+fn short_refresh_deadline() -> refresh_machine::Config {
+    let mut config = refresh_machine::Config::DEFAULT;
+    config.refresh_timeout = Duration::from_millis(300);
+    config.refresh_backoff.base = Duration::from_millis(10);
+    config.refresh_backoff.max = Duration::from_millis(50);
+    config
+}
+
 /// A server that always answers 401: bounded, one refresh, no loop.
 pub fn always_401<H: Harness>(h: &H) {
     let s = server(opaque_expiry());
@@ -389,7 +446,8 @@ macro_rules! scenario_tests {
             refresh_invalid_grant, refresh_hangs, always_401, insufficient_scope,
             post_after_connection_error, retry_after_honoured, token_stays_on_its_origin,
             token_endpoint_redirect_is_not_followed, token_endpoint_bodies_are_capped,
-            a_burst_larger_than_the_session_queues);
+            a_burst_larger_than_the_session_queues,
+            unanswered_refresh_within_a_reuse_grace_period, unanswered_refresh_on_a_strict_server);
     };
     (@each $harness:expr; $($name:ident),*) => {
         $(

@@ -40,6 +40,11 @@ pub struct ServerOptions {
     pub token_latency: Duration,
     /// Added to every resource answer (a remote API's round trip). Zero by default.
     pub resource_latency: Duration,
+    /// A spent refresh token presented again within this long of its first
+    /// use is answered with new tokens instead of revoking the family (the
+    /// "reuse interval" or "grace period" of Auth0, Okta and others). Zero
+    /// by default: strict, every reuse revokes.
+    pub reuse_grace: Duration,
 }
 
 impl Default for ServerOptions {
@@ -55,6 +60,7 @@ impl Default for ServerOptions {
             refresh_token_padding: 0,
             token_latency: Duration::ZERO,
             resource_latency: Duration::ZERO,
+            reuse_grace: Duration::ZERO,
         }
     }
 }
@@ -76,6 +82,12 @@ pub enum TokenFault {
     /// Answer this status with a body of this many bytes, without
     /// processing the grant.
     Huge(u16, usize),
+    /// Process the grant (rotate, spend the refresh token), then answer
+    /// only after this long: a slow authorization server.
+    Late(Duration),
+    /// Process the grant, hold the connection this long, then close it
+    /// without an answer: the new tokens are issued and never delivered.
+    Unanswered(Duration),
 }
 
 /// A fault of the resource routes, applied to the next `times` resource requests.
@@ -101,6 +113,9 @@ pub struct Counters {
     pub refresh_ok: u64,
     /// Spent refresh tokens presented again (each one revoked a family).
     pub reuse_detections: u64,
+    /// Spent refresh tokens presented again within
+    /// [`ServerOptions::reuse_grace`] (answered with new tokens).
+    pub grace_reuses: u64,
     /// Token requests answered `invalid_grant`.
     pub invalid_grants: u64,
     /// Token requests hit by a fault.
@@ -133,7 +148,8 @@ struct Access {
 #[derive(Debug)]
 struct Refresh {
     family: usize,
-    spent: bool,
+    /// When it was first exchanged.
+    spent: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -407,7 +423,7 @@ fn issue(options: &ServerOptions, st: &mut State, family: Option<usize>) -> Issu
         refresh_token.clone(),
         Refresh {
             family,
-            spent: false,
+            spent: None,
         },
     );
     IssuedTokens {
@@ -563,16 +579,34 @@ async fn token(
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return Ok(json(status, " ".repeat(bytes)));
         }
-        None => {}
+        Some(TokenFault::Late(_) | TokenFault::Unanswered(_)) | None => {}
     }
+    // Processed now, whatever happens to the answer.
+    let answer = grant(shared, headers, &params);
+    match fault {
+        Some(TokenFault::Late(d)) => {
+            tokio::time::sleep(d).await;
+            Ok(answer)
+        }
+        Some(TokenFault::Unanswered(d)) => {
+            tokio::time::sleep(d).await;
+            Err(CloseConnection)
+        }
+        _ => Ok(answer),
+    }
+}
+
+/// Process a grant: check the client, then the password or the refresh
+/// token (rotation, reuse detection), and issue.
+fn grant(shared: &Shared, headers: &hyper::HeaderMap, params: &HashMap<String, String>) -> Resp {
     let options = &shared.options;
-    if !client_ok(options, headers, &params) {
+    if !client_ok(options, headers, params) {
         let mut r = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
         r.headers_mut().insert(
             WWW_AUTHENTICATE,
             HeaderValue::from_static(r#"Basic realm="token""#),
         );
-        return Ok(r);
+        return r;
     }
     let mut st = shared.lock();
     let issued = match params.get("grant_type").map(String::as_str) {
@@ -581,7 +615,7 @@ async fn token(
                 || params.get("password") != Some(&options.password)
             {
                 st.counters.invalid_grants += 1;
-                return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant"));
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
             }
             st.counters.logins += 1;
             issue(options, &mut st, None)
@@ -590,33 +624,41 @@ async fn token(
             let presented = params.get("refresh_token").cloned().unwrap_or_default();
             let Some(r) = st.refresh.get(&presented) else {
                 st.counters.invalid_grants += 1;
-                return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant"));
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
             };
             let (family, spent) = (r.family, r.spent);
-            if spent {
+            let within_grace = spent.is_some_and(|at| at.elapsed() <= options.reuse_grace);
+            if within_grace && !st.families_revoked[family] {
+                // A retry of an exchange whose answer was lost: tolerated.
+                st.counters.grace_reuses += 1;
+                st.counters.refresh_ok += 1;
+                let issued = issue(options, &mut st, Some(family));
+                return token_response(options, &issued);
+            }
+            if spent.is_some() {
                 // Reuse: someone holds a copy of a rotated token. Revoke the family.
                 st.counters.reuse_detections += 1;
                 st.counters.invalid_grants += 1;
                 st.families_revoked[family] = true;
-                return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant"));
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
             }
             if st.families_revoked[family] {
                 st.counters.invalid_grants += 1;
-                return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant"));
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
             }
             if let Some(r) = st.refresh.get_mut(&presented) {
-                r.spent = true;
+                r.spent = Some(Instant::now());
             }
             st.counters.refresh_ok += 1;
             issue(options, &mut st, Some(family))
         }
-        _ => {
-            return Ok(oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-            ))
-        }
+        _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
     };
+    token_response(options, &issued)
+}
+
+/// A 200 with the issued pair, as a token endpoint writes it.
+fn token_response(options: &ServerOptions, issued: &IssuedTokens) -> Resp {
     let mut body = serde_json::json!({
         "access_token": issued.access_token,
         "token_type": "Bearer",
@@ -627,7 +669,7 @@ async fn token(
         let secs = options.access_ttl.as_millis().div_ceil(1000).max(1) as u64;
         body["expires_in"] = secs.into();
     }
-    Ok(json(StatusCode::OK, body.to_string()))
+    json(StatusCode::OK, body.to_string())
 }
 
 fn client_ok(

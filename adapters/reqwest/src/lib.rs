@@ -145,10 +145,29 @@ impl Transport for ReqwestTransport {
         request: http::Request<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<TokenAnswer, reqwest_middleware::Error> {
-        let mut request = reqwest::Request::try_from(request)?;
-        if timeout.is_some() {
-            *request.timeout_mut() = timeout;
+        let call = std::pin::pin!(self.read_token_answer(request));
+        let Some(timeout) = timeout else {
+            return call.await;
+        };
+        // Raced against the timer rather than given to reqwest as a request
+        // timeout: the call is polled first, so an answer that arrived while
+        // nobody polled the refresh (every waiter dropped) still wins over a
+        // deadline that passed meanwhile. reqwest checks its timeout first.
+        match select(call, self.timer.sleep(timeout)).await {
+            Either::Left((answer, _)) => answer,
+            Either::Right(_) => Err(reqwest_middleware::Error::middleware(TokenCallTimedOut)),
         }
+    }
+}
+
+impl ReqwestTransport {
+    /// Send a token request and read its answer, at most
+    /// [`MAX_TOKEN_RESPONSE`](refresh_machine_driver::grant::MAX_TOKEN_RESPONSE) of it.
+    async fn read_token_answer(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<TokenAnswer, reqwest_middleware::Error> {
+        let request = reqwest::Request::try_from(request)?;
         let mut response = self.http.execute(request).await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -173,6 +192,18 @@ impl Transport for ReqwestTransport {
         })
     }
 }
+
+/// The token endpoint did not answer before the refresh's deadline.
+#[derive(Debug)]
+struct TokenCallTimedOut;
+
+impl std::fmt::Display for TokenCallTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the token endpoint did not answer in time")
+    }
+}
+
+impl std::error::Error for TokenCallTimedOut {}
 
 refresh_machine_driver::client_handle! {
     /// The middleware. Cheap to clone; clones share one session. It derefs

@@ -340,3 +340,49 @@ fn tokens_stored_before_a_restart_do_not_overstate_their_validity() {
     assert_eq!(k.unauthorized, 0, "sent an expired token first: {k:?}");
     assert_eq!(k.refresh_ok, 1);
 }
+
+/// A refresher that panics: the panic reaches the caller that ran it (once),
+/// the refresh counts as a transient failure, and the session is not left
+/// waiting for an exchange nobody will finish: the next request refreshes.
+#[test]
+fn a_panicking_refresher_fails_its_caller_and_leaves_the_session_usable() {
+    let server = Arc::new(opaque());
+    let calls = Arc::new(AtomicU32::new(0));
+    let (srv, n) = (server.clone(), calls.clone());
+    let c = client_for(&server)
+        .refresh_with(move |_old: &Secret| {
+            if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("refresher bug");
+            }
+            let t = srv.login();
+            RefreshReply::Tokens(TokenPair {
+                access_token: Secret::from(t.access_token),
+                refresh_token: Some(Secret::from(t.refresh_token)),
+                expires_at: None,
+                refresh_expires_at: None,
+            })
+        })
+        .build();
+    let first = server.login();
+    c.set_tokens(&TokenPair {
+        access_token: Secret::from(first.access_token),
+        refresh_token: Some(Secret::from(first.refresh_token)),
+        expires_at: None,
+        refresh_expires_at: None,
+    })
+    .unwrap();
+    server.revoke_access_tokens();
+    let url = server.url("/api/me");
+    let (c2, u2) = (c.clone(), url.clone());
+    let panicked = std::thread::spawn(move || c2.get(&u2).map(|r| r.status()))
+        .join()
+        .expect_err("the refresher's panic reaches its caller");
+    assert_eq!(
+        panicked.downcast_ref::<&str>().copied(),
+        Some("refresher bug")
+    );
+    assert_eq!(c.session().snapshot().live, 0, "its slot was released");
+    assert!(!c.session().snapshot().refresh_in_flight);
+    assert_eq!(c.get(&url).unwrap().status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}

@@ -1,0 +1,150 @@
+//! What every reqwest test binary shares: the runtime, the timer, a logged-in
+//! client on the test server, bursts.
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use refresh_machine_reqwest::{BoxFuture, Error, Hooks, RefreshMiddleware, Timer};
+use refresh_machine_test_server::{AuthServer, Outcome, ServerOptions, TestClient};
+use reqwest_middleware::ClientWithMiddleware;
+
+/// The tests' timer (the crate's own `TokioTimer` sits behind a feature).
+pub(crate) struct Tokio;
+
+impl Timer for Tokio {
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+#[derive(Clone)]
+pub(crate) struct AsyncClient {
+    pub(crate) client: ClientWithMiddleware,
+    pub(crate) auth: RefreshMiddleware,
+    pub(crate) login_required: Arc<AtomicU32>,
+}
+
+pub(crate) fn outcome(r: reqwest_middleware::Result<reqwest::Response>) -> Outcome {
+    match r {
+        Ok(resp) => Outcome::Status(resp.status().as_u16()),
+        Err(e) => match refresh_machine_reqwest::error_of(&e) {
+            Some(Error::LoginRequired) => Outcome::LoginRequired,
+            Some(Error::RefreshUnavailable) => Outcome::RefreshUnavailable,
+            Some(Error::Unauthorized(_)) => Outcome::Unauthorized,
+            Some(Error::Forbidden(_)) => Outcome::Forbidden,
+            Some(Error::BodyNotReplayable(_)) => Outcome::BodyNotReplayable,
+            Some(other) => Outcome::Other(other.to_string()),
+            None => Outcome::Transport,
+        },
+    }
+}
+
+impl TestClient for AsyncClient {
+    fn get(&self, url: &str) -> Outcome {
+        let (c, url) = (self.client.clone(), url.to_owned());
+        runtime().block_on(async move { outcome(c.get(url).send().await) })
+    }
+
+    fn post(&self, url: &str, idempotency_key: Option<&str>) -> Outcome {
+        let (c, url) = (self.client.clone(), url.to_owned());
+        let key = idempotency_key.map(str::to_owned);
+        runtime().block_on(async move {
+            let mut req = c
+                .post(url)
+                .header("content-type", "application/json")
+                .body(r#"{"item":"book"}"#);
+            if let Some(k) = key {
+                req = req.header("idempotency-key", k);
+            }
+            outcome(req.send().await)
+        })
+    }
+
+    fn has_tokens(&self) -> bool {
+        self.auth.session().tokens().is_some()
+    }
+
+    fn login_required_signals(&self) -> u32 {
+        self.login_required.load(Ordering::SeqCst)
+    }
+}
+
+pub(crate) fn build(server: &AuthServer, config: refresh_machine_reqwest::Config) -> AsyncClient {
+    let login_required = Arc::new(AtomicU32::new(0));
+    let counter = login_required.clone();
+    let auth = RefreshMiddleware::builder(Tokio)
+        .token_endpoint(&server.token_url(), &server.options().client_id)
+        .unwrap()
+        .allow_origin(&server.origin())
+        .unwrap()
+        .config(config)
+        .seed(7)
+        .hooks(Hooks {
+            login_required: Some(Box::new(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            })),
+            ..Hooks::default()
+        })
+        .build();
+    let o = server.options().clone();
+    let a = auth.clone();
+    runtime()
+        .block_on(async move { a.login_with_password(&o.username, &o.password).await })
+        .unwrap();
+    let reqwest = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let client = reqwest_middleware::ClientBuilder::new(reqwest)
+        .with(auth.clone())
+        .build();
+    AsyncClient {
+        client,
+        auth,
+        login_required,
+    }
+}
+
+pub(crate) fn opaque() -> AuthServer {
+    AuthServer::start_with(ServerOptions {
+        advertise_expiry: false,
+        ..ServerOptions::default()
+    })
+    .unwrap()
+}
+
+/// `n` GETs spawned at once on the runtime; each one's status or error.
+pub(crate) fn spawn_burst(
+    client: &ClientWithMiddleware,
+    url: &str,
+    n: usize,
+) -> Vec<reqwest_middleware::Result<u16>> {
+    runtime().block_on(async {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let (client, url) = (client.clone(), url.to_owned());
+                tokio::spawn(
+                    async move { client.get(url).send().await.map(|r| r.status().as_u16()) },
+                )
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    })
+}
