@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use http::{Extensions, HeaderMap, StatusCode};
-use refresh_machine_driver::refresh_machine::{RequestSpec, SendErrorKind};
+use refresh_machine_driver::refresh_machine::{www_authenticate, RequestSpec, SendErrorKind};
 use refresh_machine_driver::{Attempt, Builder, Options, Sent, TokenAnswer, Transport, Waiter};
 use reqwest::header::AUTHORIZATION;
 use reqwest::{Request, Response};
@@ -309,12 +309,10 @@ impl Attempt<ReqwestTransport> for ReqwestAttempt<'_> {
             *attempt.timeout_mut() = self.timeout;
         }
         let response = self.next.clone().run(attempt, self.extensions).await?;
-        // reqwest follows redirects and drops the token when the origin
-        // changes: the final hop carried it only if it is on the same origin.
         let request_url = self.original.as_ref().map(Request::url);
         let token_sent = request_url
             .or(self.streamed_url.as_ref())
-            .is_some_and(|u| same_origin(u, response.url()));
+            .is_some_and(|u| last_hop_carried_token(u, &response));
         Ok(Sent {
             response,
             token_sent,
@@ -335,6 +333,33 @@ impl reqwest_middleware::Middleware for RefreshMiddleware {
 }
 
 /// Scheme, host and port equal (`url` has already lowercased scheme and host).
+/// Whether the hop that answered carried the token of a request sent to
+/// `sent`. reqwest follows redirects and drops `Authorization` when a hop
+/// changes origin, for that hop and every later one, and keeps no history:
+/// - an answer from another origin did not carry it;
+/// - an answer from the request's own URL did (no redirect);
+/// - an answer from another URL on the same origin came through redirects
+///   that may have left the origin and come back (A to B to A, the token
+///   dropped at B). Its 401 is read as the server states it: a Bearer
+///   challenge with no error code is the answer to a request without
+///   credentials (RFC 6750 section 3.1), so the token did not arrive; any
+///   other 401 is taken as a refusal of the token.
+fn last_hop_carried_token(sent: &reqwest::Url, response: &Response) -> bool {
+    let answered = response.url();
+    if !same_origin(sent, answered) {
+        return false;
+    }
+    if sent == answered || response.status() != StatusCode::UNAUTHORIZED {
+        return true;
+    }
+    !response
+        .headers()
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| www_authenticate::parse_bearer_challenge(v.as_bytes()).ok())
+        .any(|c| c.error.is_none())
+}
+
 fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str() == b.host_str()

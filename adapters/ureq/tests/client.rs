@@ -386,3 +386,37 @@ fn a_panicking_refresher_fails_its_caller_and_leaves_the_session_usable() {
     assert_eq!(c.get(&url).unwrap().status(), 200);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+/// A to B to A: ureq's follower tracks every hop, so the token goes to A's
+/// hops only (never to B) and the chain ends with it: 200, no refresh.
+#[test]
+fn a_redirect_that_leaves_and_returns_carries_the_token_only_on_its_origin() {
+    fn redirect_to(url: &str, to: &str) -> String {
+        let encoded: String = to
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        format!("{url}?to={encoded}")
+    }
+    let a = opaque();
+    let b = opaque();
+    let c = client_for(&a).build();
+    let t = a.login();
+    c.set_tokens(&TokenPair {
+        access_token: Secret::from(t.access_token),
+        refresh_token: Some(Secret::from(t.refresh_token)),
+        expires_at: None,
+        refresh_expires_at: None,
+    })
+    .unwrap();
+    let via_b = redirect_to(&b.url("/api/redirect"), &a.url("/api/me"));
+    let first = redirect_to(&a.url("/api/redirect"), &via_b);
+    assert_eq!(c.get(&first).unwrap().status(), 200);
+    assert_eq!(b.counters().with_authorization, 0, "B never saw the token");
+    assert_eq!(a.counters().refresh_calls, 0);
+}
