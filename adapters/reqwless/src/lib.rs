@@ -4,19 +4,18 @@
 
 mod clock;
 mod error;
+mod refresher;
+mod saved;
 
 use core::fmt::Write as _;
 use core::time::Duration;
 
 use embassy_futures::select::{select, Either};
 use embedded_nal_async::{Dns, TcpConnect};
-use refresh_machine::grant::{
-    classify_token_response, password_grant_body, refresh_grant_body, ClientAuth, GrantError,
-    FORM_CONTENT_TYPE,
-};
+use refresh_machine::grant::{password_grant_body, ClientAuth, FORM_CONTENT_TYPE};
 use refresh_machine::{
-    Action, Config, Instant, RefreshId, RefreshMachine, RefreshOutcome, RequestId, RequestSpec,
-    Response, SendErrorKind, SessionState, StoredTokens, TokenSet,
+    Action, Config, Instant, RefreshId, RefreshMachine, RequestId, RequestSpec, Response,
+    SendErrorKind, SessionState, StoredTokens, TokenSet,
 };
 use reqwless::client::HttpClient;
 use reqwless::request::{Method, RequestBuilder};
@@ -24,7 +23,9 @@ use reqwless::request::{Method, RequestBuilder};
 pub use clock::Clock;
 pub use error::Error;
 pub use refresh_machine;
+pub use refresher::{RefreshCall, Refreshed, Refresher, TokenEndpoint};
 pub use reqwless;
+pub use saved::{NoStore, SavedTokens, TokenStore};
 
 /// Longest URL (origin plus path) the client will build.
 pub const URL_CAP: usize = 256;
@@ -147,9 +148,8 @@ pub struct Reply<'rx> {
 /// What the run loop must do next for the caller's request.
 enum Step {
     Send,
-    /// The refresh grant body is in the scratch buffer, this long; its
-    /// outcome is due by the deadline.
-    Refresh(RefreshId, usize, Instant),
+    /// Perform refresh `id`; its outcome is due by the deadline.
+    Refresh(RefreshId, Instant),
     Deliver,
     Idle,
 }
@@ -157,8 +157,12 @@ enum Step {
 /// An HTTP client that refreshes its access token correctly, with no heap.
 ///
 /// `TOKEN_CAP` bounds each token; the scratch buffer must hold
-/// `"Bearer " + TOKEN_CAP` and the refresh grant's form body.
-pub struct Client<'a, T, D, C, const TOKEN_CAP: usize>
+/// `"Bearer " + TOKEN_CAP` and the refresh grant's form body
+/// ([`scratch_len`]). `R` performs refreshes (the RFC 6749 grant at the
+/// token endpoint unless [`with_refresher`](Client::with_refresher) says
+/// otherwise); `S` saves the tokens when they change
+/// ([`with_token_store`](Client::with_token_store)).
+pub struct Client<'a, T, D, C, const TOKEN_CAP: usize, R = TokenEndpoint, S = NoStore>
 where
     T: TcpConnect,
     D: Dns,
@@ -169,6 +173,10 @@ where
     endpoints: Endpoints<'a>,
     scratch: &'a mut [u8],
     request_timeout: Duration,
+    refresher: R,
+    store: S,
+    /// The tokens changed and the store has not seen it yet.
+    unsaved: bool,
     tokens_changed: bool,
     /// Why the last refresh or send could not be used, for the error the
     /// caller gets if the machine then fails the request.
@@ -179,8 +187,8 @@ where
 }
 
 /// Tokens and buffers are not shown.
-impl<T: TcpConnect, D: Dns, C, const TOKEN_CAP: usize> core::fmt::Debug
-    for Client<'_, T, D, C, TOKEN_CAP>
+impl<T: TcpConnect, D: Dns, C, const TOKEN_CAP: usize, R, S> core::fmt::Debug
+    for Client<'_, T, D, C, TOKEN_CAP, R, S>
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Client")
@@ -196,7 +204,8 @@ where
     D: Dns + 'a,
     C: Clock,
 {
-    /// A logged-out client. `seed` is randomness for backoff jitter (from the
+    /// A logged-out client that refreshes at the token endpoint and saves
+    /// nothing itself. `seed` is randomness for backoff jitter (from the
     /// chip's RNG); `scratch` is the request-building buffer.
     pub fn new(
         http: HttpClient<'a, T, D>,
@@ -213,9 +222,65 @@ where
             endpoints,
             scratch,
             request_timeout: Duration::from_secs(30),
+            refresher: TokenEndpoint,
+            store: NoStore,
+            unsaved: false,
             tokens_changed: false,
             problem: None,
             open: None,
+        }
+    }
+}
+
+impl<'a, T, D, C, const TOKEN_CAP: usize, R, S> Client<'a, T, D, C, TOKEN_CAP, R, S>
+where
+    T: TcpConnect + 'a,
+    D: Dns + 'a,
+    C: Clock,
+    R: Refresher<'a, T, D>,
+    S: TokenStore,
+{
+    /// Refresh with `refresher` instead of the RFC 6749 grant at the token
+    /// endpoint (a token service of another shape).
+    pub fn with_refresher<R2: Refresher<'a, T, D>>(
+        self,
+        refresher: R2,
+    ) -> Client<'a, T, D, C, TOKEN_CAP, R2, S> {
+        Client {
+            http: self.http,
+            clock: self.clock,
+            machine: self.machine,
+            endpoints: self.endpoints,
+            scratch: self.scratch,
+            request_timeout: self.request_timeout,
+            refresher,
+            store: self.store,
+            unsaved: self.unsaved,
+            tokens_changed: self.tokens_changed,
+            problem: self.problem,
+            open: self.open,
+        }
+    }
+
+    /// Save the tokens in `store` whenever they change, before anything else
+    /// goes out (see [`TokenStore`]).
+    pub fn with_token_store<S2: TokenStore>(
+        self,
+        store: S2,
+    ) -> Client<'a, T, D, C, TOKEN_CAP, R, S2> {
+        Client {
+            http: self.http,
+            clock: self.clock,
+            machine: self.machine,
+            endpoints: self.endpoints,
+            scratch: self.scratch,
+            request_timeout: self.request_timeout,
+            refresher: self.refresher,
+            store,
+            unsaved: self.unsaved,
+            tokens_changed: self.tokens_changed,
+            problem: self.problem,
+            open: self.open,
         }
     }
 
@@ -225,12 +290,51 @@ where
         self
     }
 
-    /// Start a session with tokens obtained elsewhere (e.g. read from flash).
+    /// The token store (e.g. to reach the flash driver it owns).
+    pub fn token_store(&self) -> &S {
+        &self.store
+    }
+
+    /// Start a session with tokens obtained elsewhere (lifetimes from now).
+    /// For tokens read back from flash, use [`restore_tokens`](Self::restore_tokens).
     pub fn set_tokens(&mut self, tokens: TokenSet<'_>) -> Result<(), Error> {
         let now = self.clock.now();
         self.machine.login(now, tokens)?;
         self.drain_notices();
+        // The application has these; the store is not asked to save them back.
+        self.unsaved = false;
         Ok(())
+    }
+
+    /// Start a session with tokens saved before a restart: their expiries
+    /// are Unix seconds, read against [`Clock::unix_now`] (a token that
+    /// expired meanwhile is refreshed before anything is sent; without a
+    /// wall clock the expiry is unknown and a 401 tells).
+    pub fn restore_tokens(&mut self, saved: SavedTokens<'_>) -> Result<(), Error> {
+        self.set_tokens(saved.token_set(self.clock.unix_now()))
+    }
+
+    /// The current tokens as they are saved: expiries in Unix seconds
+    /// (rounded down; `None` without a wall clock). Save these, not
+    /// [`tokens`](Self::tokens), whose instants count from boot.
+    pub fn saved_tokens(&self) -> Option<SavedTokens<'_>> {
+        let tokens = self.machine.tokens()?;
+        Some(SavedTokens::from_stored(
+            tokens,
+            self.clock.now(),
+            self.clock.unix_now(),
+        ))
+    }
+
+    /// Give pending token changes to the store, if any.
+    async fn save_changes(&mut self) {
+        if core::mem::take(&mut self.unsaved) {
+            let tokens = self
+                .machine
+                .tokens()
+                .map(|t| SavedTokens::from_stored(t, self.clock.now(), self.clock.unix_now()));
+            self.store.save(tokens).await;
+        }
     }
 
     /// First login with the resource-owner password grant. `rx` receives the
@@ -275,6 +379,7 @@ where
         let now = self.clock.now();
         self.machine.login(now, parsed.token_set())?;
         self.drain_notices();
+        self.save_changes().await;
         Ok(())
     }
 
@@ -285,7 +390,8 @@ where
         self.drain_notices();
     }
 
-    /// The current tokens, to persist.
+    /// The current tokens, on the machine's timeline (instants since boot).
+    /// To persist them, use [`saved_tokens`](Self::saved_tokens).
     pub fn tokens(&self) -> Option<StoredTokens<'_>> {
         self.machine.tokens()
     }
@@ -309,6 +415,7 @@ where
         while let Some(a) = self.machine.poll_action() {
             if let Action::PersistTokens { .. } = a {
                 self.tokens_changed = true;
+                self.unsaved = true;
             }
         }
     }
@@ -341,42 +448,37 @@ where
         let mut token_len = 0;
         loop {
             let mut step = Step::Idle;
+            let mut failed = None;
             while let Some(action) = self.machine.poll_action() {
                 match action {
                     Action::Send { token, .. } => {
                         token_len = bearer(self.scratch, token.expose_secret())?;
                         step = Step::Send;
                     }
-                    Action::Refresh {
-                        id,
-                        refresh_token,
-                        deadline,
-                    } => {
-                        let len = refresh_grant_body(
-                            self.scratch,
-                            refresh_token,
-                            &self.endpoints.client,
-                            self.endpoints.scope,
-                        )
-                        .map_err(|_| Error::ScratchTooSmall)?
-                        .len();
-                        step = Step::Refresh(id, len, deadline);
-                        // The grant body is in the scratch buffer: perform the
-                        // refresh before taking anything else (a refresh-ahead
-                        // comes in the same drain as the request's `Send`,
-                        // which stays queued in the machine until then).
+                    Action::Refresh { id, deadline, .. } => {
+                        step = Step::Refresh(id, deadline);
+                        // Perform the refresh before taking anything else (a
+                        // refresh-ahead comes in the same drain as the
+                        // request's `Send`, which stays queued in the machine
+                        // until then; both would use the scratch buffer).
                         break;
                     }
                     Action::Deliver { .. } => {
                         delivered = last.take();
                         step = Step::Deliver;
                     }
-                    Action::Fail { failure, .. } => {
-                        return Err(self.problem.take().unwrap_or(failure.into()));
+                    Action::Fail { failure, .. } => failed = Some(failure),
+                    Action::PersistTokens { .. } => {
+                        self.tokens_changed = true;
+                        self.unsaved = true;
                     }
-                    Action::PersistTokens { .. } => self.tokens_changed = true,
                     Action::LoginRequired => {}
                 }
+            }
+            // New tokens reach the store before anything else goes out.
+            self.save_changes().await;
+            if let Some(failure) = failed {
+                return Err(self.problem.take().unwrap_or(failure.into()));
             }
             match step {
                 Step::Deliver => break,
@@ -391,11 +493,7 @@ where
                         Err(kind) => self.machine.handle_send_error(now, id, kind)?,
                     }
                 }
-                Step::Refresh(rid, len, deadline) => {
-                    let outcome = self.perform_refresh(len, deadline, rx).await;
-                    let now = self.clock.now();
-                    self.feed_refresh(now, rid, outcome, rx)?;
-                }
+                Step::Refresh(rid, deadline) => self.refresh(rid, deadline, rx).await?,
                 Step::Idle => match self.machine.poll_timeout() {
                     Some(deadline) => {
                         self.clock.sleep_until(deadline).await;
@@ -489,108 +587,66 @@ where
         }
     }
 
-    /// The refresh grant whose body is in the scratch buffer, bounded by the
-    /// machine's refresh deadline.
-    async fn perform_refresh(
+    /// Perform refresh `rid` with the refresher, bounded by the machine's
+    /// deadline, and feed its outcome.
+    async fn refresh(
         &mut self,
-        len: usize,
+        rid: RefreshId,
         deadline: Instant,
         rx: &mut [u8],
-    ) -> RefreshResult {
-        let unix_now = self.clock.unix_now();
-        let io = token_call(
-            &mut self.http,
-            self.endpoints.token_url,
-            &self.endpoints.client,
-            self.scratch,
-            len,
-            rx,
-            unix_now,
-        );
-        match select(io, self.clock.sleep_until(deadline)).await {
-            Either::First(Ok((answer, body))) => RefreshResult::Answer {
-                status: answer.status,
-                len: body.len(),
-                retry_after: answer.retry_after,
-            },
-            Either::First(Err(e)) => RefreshResult::Failed(e),
-            Either::Second(()) => RefreshResult::TimedOut,
-        }
-    }
-
-    fn feed_refresh(
-        &mut self,
-        now: Instant,
-        rid: RefreshId,
-        result: RefreshResult,
-        rx: &mut [u8],
     ) -> Result<(), Error> {
-        let outcome = match result {
-            RefreshResult::Answer {
-                status,
-                len,
-                retry_after,
-            } => {
-                let classified = classify_token_response(status, &mut rx[..len], retry_after);
-                if let Some(GrantError::OAuth(code)) = classified.problem {
-                    if matches!(classified.outcome, RefreshOutcome::Rejected) {
-                        self.problem = Some(Error::RefreshRejected(code));
-                    }
-                }
-                let r = self
-                    .machine
-                    .handle_refresh_outcome(now, rid, classified.outcome);
-                if let Err(refresh_machine::Error::TokenTooLarge { capacity }) = r {
-                    self.problem = Some(Error::TokenTooLarge { capacity });
-                    return Ok(());
-                }
-                return r.map_err(Error::from);
-            }
-            // Judged by status first: a 5xx (or any non-200) that did not fit
-            // is an error page, transient like any other.
-            RefreshResult::Failed(TokenCallError::TooLarge(Some(status))) if status != 200 => {
-                RefreshOutcome::Transient { retry_after: None }
-            }
-            // A 200 (or an unknown status) that did not fit: the server may
-            // have rotated the refresh token, so presenting the old one again
-            // would look like reuse. The session is over; say why.
-            RefreshResult::Failed(TokenCallError::TooLarge(_)) => {
-                self.problem = Some(Error::TokenResponseTooLarge);
-                RefreshOutcome::Unusable {
-                    refresh_token: None,
-                }
-            }
-            RefreshResult::Failed(TokenCallError::Scratch) => {
-                self.problem = Some(Error::ScratchTooSmall);
-                RefreshOutcome::Transient { retry_after: None }
-            }
-            RefreshResult::Failed(TokenCallError::Transport) => {
-                RefreshOutcome::Transient { retry_after: None }
-            }
-            // The machine abandoned it at its deadline; handle_timeout says so.
-            RefreshResult::TimedOut => {
-                self.machine.handle_timeout(now);
+        let unix_now = self.clock.unix_now();
+        let Client {
+            http,
+            clock,
+            machine,
+            endpoints,
+            scratch,
+            refresher,
+            ..
+        } = self;
+        let Some(refresh_token) = machine.tokens().and_then(|t| t.refresh_token) else {
+            // The machine hands out a refresh only with a refresh token.
+            return Err(Error::Stalled);
+        };
+        let call = RefreshCall {
+            http,
+            endpoints,
+            refresh_token: refresh_token.expose_secret(),
+            scratch,
+            unix_now,
+        };
+        let refreshed = match select(refresher.refresh(call, rx), clock.sleep_until(deadline)).await
+        {
+            Either::First(refreshed) => refreshed,
+            // The machine abandons it at its deadline; handle_timeout says so.
+            Either::Second(()) => {
+                self.machine.handle_timeout(self.clock.now());
                 return Ok(());
             }
         };
-        match self.machine.handle_refresh_outcome(now, rid, outcome) {
+        let now = self.clock.now();
+        if refreshed.problem.is_some() {
+            self.problem = refreshed.problem;
+        }
+        match self
+            .machine
+            .handle_refresh_outcome(now, rid, refreshed.outcome)
+        {
+            // A late answer the machine gave up on: nothing to do.
             Ok(()) | Err(refresh_machine::Error::UnknownRefresh) => Ok(()),
+            // Not installed (the session went on as the machine decided);
+            // the caller learns why if the request fails for it.
+            Err(refresh_machine::Error::TokenTooLarge { capacity }) => {
+                self.problem = Some(Error::TokenTooLarge { capacity });
+                Ok(())
+            }
             Err(e) => Err(e.into()),
         }
     }
 }
 
-enum RefreshResult {
-    Answer {
-        status: u16,
-        len: usize,
-        retry_after: Option<Duration>,
-    },
-    Failed(TokenCallError),
-    TimedOut,
-}
-
-enum TokenCallError {
+pub(crate) enum TokenCallError {
     /// The answer did not fit `rx`; its status, when the status line could
     /// still be read.
     TooLarge(Option<u16>),
@@ -612,7 +668,7 @@ fn status_line(head: &[u8]) -> Option<u16> {
 
 /// POST the form body in `scratch[..len]` to the token endpoint; read the
 /// answer into `rx`. The `Response` carries the status and `Retry-After`.
-async fn token_call<'rx, T: TcpConnect, D: Dns>(
+pub(crate) async fn token_call<'rx, T: TcpConnect, D: Dns>(
     http: &mut HttpClient<'_, T, D>,
     token_url: &str,
     client: &ClientAuth<'_>,

@@ -23,9 +23,16 @@ struct TestClock<'a> {
     offset: &'a Cell<Duration>,
 }
 
+/// The test clock's wall time at its epoch (a device that knows the time).
+const UNIX_AT_EPOCH: u64 = 1_800_000_000;
+
 impl Clock for TestClock<'_> {
     fn now(&self) -> Instant {
         Instant::from_duration(self.epoch.elapsed() + self.offset.get())
+    }
+
+    fn unix_now(&self) -> Option<u64> {
+        Some(UNIX_AT_EPOCH + (self.epoch.elapsed() + self.offset.get()).as_secs())
     }
 
     async fn sleep_until(&mut self, deadline: Instant) {
@@ -76,33 +83,59 @@ fn with_client_config<R>(
     config: Config,
     body: impl AsyncFnOnce(&mut Client<'_, Stack, Stack, TestClock<'_>, CAP>) -> R,
 ) -> R {
-    let stack = Stack::default();
-    let origin = server.origin();
-    let token_url = server.token_url();
-    let mut scratch = vec![0u8; scratch_len];
-    let client_id = server.options().client_id.clone();
-    let endpoints = Endpoints {
-        api_origin: &origin,
-        token_url: &token_url,
-        client: ClientAuth::Public {
-            client_id: &client_id,
-        },
-        scope: None,
-    };
-    let clock = TestClock {
-        epoch: std::time::Instant::now(),
-        offset,
-    };
-    let mut client = Client::new(
-        HttpClient::new(&stack, &stack),
-        clock,
-        endpoints,
-        config,
-        42,
-        &mut scratch,
-    )
-    .with_request_timeout(Duration::from_secs(10));
+    let mut parts = Parts::new(server, scratch_len);
+    let mut client = parts.client(offset, config);
     block_on(body(&mut client))
+}
+
+/// What a client borrows, owned by the test.
+struct Parts {
+    stack: Stack,
+    origin: String,
+    token_url: String,
+    client_id: String,
+    scratch: Vec<u8>,
+}
+
+impl Parts {
+    fn new(server: &AuthServer, scratch_len: usize) -> Parts {
+        Parts {
+            stack: Stack::default(),
+            origin: server.origin(),
+            token_url: server.token_url(),
+            client_id: server.options().client_id.clone(),
+            scratch: vec![0u8; scratch_len],
+        }
+    }
+
+    /// A logged-out client whose clock starts now (a fresh boot), `offset` ahead.
+    fn client<'p>(
+        &'p mut self,
+        offset: &'p Cell<Duration>,
+        config: Config,
+    ) -> Client<'p, Stack, Stack, TestClock<'p>, CAP> {
+        let endpoints = Endpoints {
+            api_origin: &self.origin,
+            token_url: &self.token_url,
+            client: ClientAuth::Public {
+                client_id: &self.client_id,
+            },
+            scope: None,
+        };
+        let clock = TestClock {
+            epoch: std::time::Instant::now(),
+            offset,
+        };
+        Client::new(
+            HttpClient::new(&self.stack, &self.stack),
+            clock,
+            endpoints,
+            config,
+            42,
+            &mut self.scratch,
+        )
+        .with_request_timeout(Duration::from_secs(10))
+    }
 }
 
 async fn login(client: &mut Client<'_, Stack, Stack, TestClock<'_>, CAP>) {
@@ -526,4 +559,196 @@ fn the_helper_sizes_hold_two_full_size_tokens() {
     });
     let k = server.counters();
     assert_eq!((k.refresh_ok, k.reuse_detections), (1, 0), "{k:?}");
+}
+
+/// Records what the store was given, and what the server had answered by then.
+struct Recorder<'s> {
+    server: &'s AuthServer,
+    /// (the saved refresh token, resource requests answered 2xx by then)
+    saved: Vec<(Option<String>, u64)>,
+}
+
+impl refresh_machine_reqwless::TokenStore for Recorder<'_> {
+    async fn save(&mut self, tokens: Option<refresh_machine_reqwless::SavedTokens<'_>>) {
+        let rt = tokens.and_then(|t| t.refresh_token.map(str::to_owned));
+        self.saved.push((rt, self.server.counters().ok));
+    }
+}
+
+/// Issue 15: the rotated refresh token reaches the store before the retried
+/// request goes out, so a power loss between the two cannot leave a spent
+/// refresh token in flash; the session's end is saved (as `None`) before
+/// `send` returns.
+#[test]
+fn a_refresh_is_saved_before_the_retried_request_goes_out() {
+    let server = AuthServer::start_with(ServerOptions {
+        advertise_expiry: false,
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    let mut parts = Parts::new(&server, 512);
+    let recorder = Recorder {
+        server: &server,
+        saved: Vec::new(),
+    };
+    let mut c = parts.client(&offset, config()).with_token_store(recorder);
+    let mut rx = [0u8; 1024];
+    let current = block_on(async {
+        c.login_with_password("alice", "wonderland", &mut rx)
+            .await
+            .unwrap();
+        server.revoke_access_tokens();
+        let reply = c.send(Request::get("/api/me"), &mut rx).await.unwrap();
+        assert_eq!(reply.status, 200);
+        let current = c.saved_tokens().unwrap().refresh_token.map(str::to_owned);
+        server.revoke_access_tokens();
+        server.revoke_sessions();
+        let lost = c
+            .send(Request::get("/api/me"), &mut rx)
+            .await
+            .map(|r| r.status);
+        assert_eq!(lost, Err(Error::RefreshRejected(OAuthError::InvalidGrant)));
+        current
+    });
+    let saved = &c.token_store().saved;
+    assert_eq!(saved.len(), 3, "login, refresh, end: {saved:?}");
+    assert!(saved[0].0.is_some());
+    assert_ne!(saved[1].0, saved[0].0, "the rotated refresh token");
+    assert_eq!(saved[1].0, current);
+    assert_eq!(
+        saved[1].1, 0,
+        "saved before the retried request was answered"
+    );
+    assert_eq!(saved[2].0, None, "the session's end is saved too");
+    assert_eq!(server.counters().ok, 1);
+}
+
+/// Issue 15: saved expiries are Unix seconds. Saved at login (60 s token),
+/// restored after a restart two minutes later: the client knows the token is
+/// expired and refreshes before sending (no 401). The machine's own instants
+/// count from boot and would have claimed a minute of validity left.
+#[test]
+fn tokens_saved_before_a_restart_do_not_overstate_their_validity() {
+    let server = AuthServer::start().unwrap();
+    let (at, rt, expires_at) = {
+        let offset = Cell::new(Duration::ZERO);
+        let mut parts = Parts::new(&server, 512);
+        let mut c = parts.client(&offset, config());
+        block_on(login(&mut c));
+        let saved = c.saved_tokens().unwrap();
+        let unix_now = UNIX_AT_EPOCH;
+        let expires_at = saved.expires_at.unwrap();
+        assert!(
+            (unix_now + 59..=unix_now + 60).contains(&expires_at),
+            "{expires_at} for a 60 s token saved at {unix_now}"
+        );
+        (
+            saved.access_token.to_owned(),
+            saved.refresh_token.map(str::to_owned),
+            saved.expires_at,
+        )
+    };
+    // The next boot: its clock starts from zero, the wall clock is 2 min later.
+    let offset = Cell::new(Duration::from_secs(120));
+    let mut parts = Parts::new(&server, 512);
+    let mut c = parts.client(&offset, config());
+    c.restore_tokens(refresh_machine_reqwless::SavedTokens {
+        access_token: &at,
+        refresh_token: rt.as_deref(),
+        expires_at,
+        refresh_expires_at: None,
+    })
+    .unwrap();
+    assert_eq!(block_on(me(&mut c)), Ok(200));
+    let k = server.counters();
+    assert_eq!((k.refresh_calls, k.unauthorized), (1, 0), "{k:?}");
+}
+
+/// A refresher of the firmware's own: here it writes the grant by hand
+/// (standing in for a token service that is not RFC 6749), over the
+/// client's HTTP client, and reads the answer into `rx`.
+struct ByHand {
+    calls: u32,
+}
+
+impl<'a> refresh_machine_reqwless::Refresher<'a, Stack, Stack> for ByHand {
+    async fn refresh<'rx>(
+        &mut self,
+        call: refresh_machine_reqwless::RefreshCall<'_, 'a, Stack, Stack>,
+        rx: &'rx mut [u8],
+    ) -> refresh_machine_reqwless::Refreshed<'rx> {
+        use refresh_machine::RefreshOutcome;
+        use refresh_machine_reqwless::reqwless::request::{Method, RequestBuilder};
+        use refresh_machine_reqwless::Refreshed;
+        self.calls += 1;
+        let transient = Refreshed::new(RefreshOutcome::Transient { retry_after: None });
+        let form = format!(
+            "grant_type=refresh_token&client_id=demo-client&refresh_token={}",
+            call.refresh_token
+        );
+        let Ok(handle) = call
+            .http
+            .request(Method::POST, call.endpoints.token_url)
+            .await
+        else {
+            return transient;
+        };
+        let headers = [("Content-Type", "application/x-www-form-urlencoded")];
+        let mut handle = handle.headers(&headers).body(form.as_bytes());
+        let Ok(response) = handle.send(rx).await else {
+            return transient;
+        };
+        let status = response.status.0;
+        let Ok(body) = response.body().read_to_end().await else {
+            return transient;
+        };
+        if status != 200 {
+            return Refreshed::new(RefreshOutcome::Rejected);
+        }
+        match refresh_machine::grant::parse_token_response(body) {
+            Ok(parsed) => Refreshed::new(RefreshOutcome::Success(parsed.token_set())),
+            Err(_) => Refreshed::new(RefreshOutcome::Unusable {
+                refresh_token: None,
+            }),
+        }
+    }
+}
+
+/// Issue 15: firmware can refresh at a token service that is not RFC 6749:
+/// the custom refresher is called once per expiry with the current refresh
+/// token, its tokens are installed and the request retried.
+#[test]
+fn a_custom_refresher_is_used_by_firmware() {
+    let server = AuthServer::start().unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    let mut parts = Parts::new(&server, 512);
+    let mut c = parts
+        .client(&offset, config())
+        .with_refresher(ByHand { calls: 0 });
+    let mut rx = [0u8; 1024];
+    block_on(async {
+        c.login_with_password("alice", "wonderland", &mut rx)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            server.revoke_access_tokens();
+            let reply = c.send(Request::get("/api/me"), &mut rx).await.unwrap();
+            assert_eq!(reply.status, 200);
+        }
+        server.revoke_access_tokens();
+        server.revoke_sessions();
+        let lost = c
+            .send(Request::get("/api/me"), &mut rx)
+            .await
+            .map(|r| r.status);
+        assert_eq!(lost, Err(Error::LoginRequired));
+    });
+    let k = server.counters();
+    assert_eq!(
+        (k.refresh_calls, k.refresh_ok, k.reuse_detections),
+        (4, 3, 0),
+        "{k:?}"
+    );
+    assert_eq!(c.session(), SessionState::LoginRequired);
 }

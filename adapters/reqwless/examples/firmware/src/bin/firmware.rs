@@ -9,13 +9,25 @@ use core::hint::black_box;
 
 use panic_halt as _;
 use refresh_machine::grant::ClientAuth;
-use refresh_machine::{Config, TokenSet};
+use refresh_machine::Config;
 use refresh_machine_firmware_example::{block_on, Link, Ticks};
 use refresh_machine_reqwless::reqwless::client::HttpClient;
-use refresh_machine_reqwless::{scratch_len, token_response_rx_len, Client, Endpoints, Request};
+use refresh_machine_reqwless::{
+    scratch_len, token_response_rx_len, Client, Endpoints, Request, SavedTokens, TokenStore,
+};
 
 /// Token capacity: enough for typical opaque tokens and small JWTs.
 const TOKEN_CAP: usize = 1024;
+
+/// Where the tokens live across power cycles (a flash page on a real board).
+struct Flash;
+
+impl TokenStore for Flash {
+    async fn save(&mut self, tokens: Option<SavedTokens<'_>>) {
+        // Write the tokens and their Unix-time expiries here; erase on `None`.
+        black_box(tokens.map(|t| (t.access_token.len(), t.expires_at)));
+    }
+}
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
@@ -32,7 +44,7 @@ fn main() -> ! {
         },
         scope: None,
     };
-    let mut client: Client<'_, Link, Link, &Ticks, TOKEN_CAP> = Client::new(
+    let client: Client<'_, Link, Link, &Ticks, TOKEN_CAP> = Client::new(
         HttpClient::new(&link, &link),
         &ticks,
         endpoints,
@@ -40,20 +52,18 @@ fn main() -> ! {
         black_box(0x5eed),
         &mut scratch,
     );
+    // Every token change is saved before anything else goes out.
+    let mut client = client.with_token_store(Flash);
     // Tokens provisioned at the factory (or read back from flash).
-    let _ =
-        client.set_tokens(TokenSet::new(black_box("at-1")).with_refresh_token(black_box("rt-1")));
+    let _ = client.restore_tokens(SavedTokens {
+        access_token: black_box("at-1"),
+        refresh_token: Some(black_box("rt-1")),
+        expires_at: black_box(None),
+        refresh_expires_at: None,
+    });
     loop {
         let reading = black_box(b"{\"celsius\":21.5}");
         let sent = block_on(client.send(Request::post_json("/api/readings", reading), &mut rx));
         black_box(sent.map(|r| r.status).ok());
-        if client.take_tokens_changed() {
-            // Write client.tokens() to flash here.
-            black_box(
-                client
-                    .tokens()
-                    .map(|t| t.access_token.expose_secret().len()),
-            );
-        }
     }
 }
