@@ -11,37 +11,15 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use futures::executor::block_on;
-use refresh_machine::grant::{ClientAuth, OAuthError};
-use refresh_machine::{Backoff, Config, Instant, SessionState, TokenSet};
-use refresh_machine_reqwless::reqwless::client::HttpClient;
-use refresh_machine_reqwless::{Client, Clock, Endpoints, Error, Request};
+use refresh_machine::grant::OAuthError;
+use refresh_machine::{Backoff, Config, SessionState, TokenSet};
+use refresh_machine_reqwless::{Client, Error, Request};
 use refresh_machine_test_server::{AuthServer, ResourceFault, ServerOptions, TokenFault};
 use std_embedded_nal_async::Stack;
 
-struct TestClock<'a> {
-    epoch: std::time::Instant,
-    offset: &'a Cell<Duration>,
-}
+mod common;
 
-/// The test clock's wall time at its epoch (a device that knows the time).
-const UNIX_AT_EPOCH: u64 = 1_800_000_000;
-
-impl Clock for TestClock<'_> {
-    fn now(&self) -> Instant {
-        Instant::from_duration(self.epoch.elapsed() + self.offset.get())
-    }
-
-    fn unix_now(&self) -> Option<u64> {
-        Some(UNIX_AT_EPOCH + (self.epoch.elapsed() + self.offset.get()).as_secs())
-    }
-
-    async fn sleep_until(&mut self, deadline: Instant) {
-        let wait = deadline.saturating_duration_since(self.now());
-        if !wait.is_zero() {
-            async_io::Timer::after(wait).await;
-        }
-    }
-}
+use common::{Parts, TestClock, CAP, UNIX_AT_EPOCH};
 
 fn config() -> Config {
     let mut c = Config::DEFAULT;
@@ -53,8 +31,6 @@ fn config() -> Config {
     c.refresh_timeout = Duration::from_secs(10);
     c
 }
-
-const CAP: usize = 128;
 
 /// Build a client on `server` and hand it to `body`.
 fn with_client<R>(
@@ -86,56 +62,6 @@ fn with_client_config<R>(
     let mut parts = Parts::new(server, scratch_len);
     let mut client = parts.client(offset, config);
     block_on(body(&mut client))
-}
-
-/// What a client borrows, owned by the test.
-struct Parts {
-    stack: Stack,
-    origin: String,
-    token_url: String,
-    client_id: String,
-    scratch: Vec<u8>,
-}
-
-impl Parts {
-    fn new(server: &AuthServer, scratch_len: usize) -> Parts {
-        Parts {
-            stack: Stack::default(),
-            origin: server.origin(),
-            token_url: server.token_url(),
-            client_id: server.options().client_id.clone(),
-            scratch: vec![0u8; scratch_len],
-        }
-    }
-
-    /// A logged-out client whose clock starts now (a fresh boot), `offset` ahead.
-    fn client<'p>(
-        &'p mut self,
-        offset: &'p Cell<Duration>,
-        config: Config,
-    ) -> Client<'p, Stack, Stack, TestClock<'p>, CAP> {
-        let endpoints = Endpoints {
-            api_origin: &self.origin,
-            token_url: &self.token_url,
-            client: ClientAuth::Public {
-                client_id: &self.client_id,
-            },
-            scope: None,
-        };
-        let clock = TestClock {
-            epoch: std::time::Instant::now(),
-            offset,
-        };
-        Client::new(
-            HttpClient::new(&self.stack, &self.stack),
-            clock,
-            endpoints,
-            config,
-            42,
-            &mut self.scratch,
-        )
-        .with_request_timeout(Duration::from_secs(10))
-    }
 }
 
 async fn login(client: &mut Client<'_, Stack, Stack, TestClock<'_>, CAP>) {
