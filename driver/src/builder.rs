@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use refresh_machine::Config;
 
+use crate::capacity::TokenCapacity;
 use crate::driver::Driver;
 use crate::error::ConfigError;
 use crate::exchange::InFlight;
@@ -47,6 +48,7 @@ pub struct Builder<T> {
     hooks: Hooks,
     seed: Option<u64>,
     options: Options,
+    token_capacity: TokenCapacity,
     transport: T,
 }
 
@@ -70,6 +72,7 @@ impl<T: Transport> Builder<T> {
             hooks: Hooks::default(),
             seed: None,
             options: Options::default(),
+            token_capacity: TokenCapacity::Standard,
             transport,
         }
     }
@@ -128,6 +131,13 @@ impl<T: Transport> Builder<T> {
         self
     }
 
+    /// The longest token the session holds: [`TokenCapacity::Standard`]
+    /// (16 KiB, the default) or [`TokenCapacity::Large`] (64 KiB).
+    pub fn token_capacity(mut self, capacity: TokenCapacity) -> Self {
+        self.token_capacity = capacity;
+        self
+    }
+
     /// Timeout for each attempt of a request (default: the client's own).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.options.timeout = Some(timeout);
@@ -151,7 +161,12 @@ impl<T: Transport> Builder<T> {
         self.transport.configure(&self.options);
         let seed = self.seed.unwrap_or_else(crate::random_seed);
         T::Client::from(Arc::new(Driver {
-            session: Session::new(self.config, seed, self.hooks),
+            session: Session::with_token_capacity(
+                self.config,
+                seed,
+                self.hooks,
+                self.token_capacity,
+            ),
             origins: self.origins,
             refresher: self.refresher,
             transport: Arc::new(self.transport),

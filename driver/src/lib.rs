@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 mod builder;
+mod capacity;
 mod driver;
 mod error;
 mod exchange;
@@ -12,6 +13,7 @@ mod thread_mark;
 mod transport;
 
 pub use builder::{BoxFuture, Builder, Options};
+pub use capacity::{TokenCapacity, LARGE_TOKEN_CAP, TOKEN_CAP};
 pub use driver::{block_on, Driver, DriverError};
 pub use error::{ConfigError, Error, TokenError};
 pub use origin::{AllowedOrigin, InvalidOrigin, Origins};
@@ -19,7 +21,7 @@ pub use refresh_machine;
 pub use secret::Secret;
 pub use session::{
     Hooks, RefreshReply, RefreshTicket, RequestHandle, Session, Start, Step, TokenPair, Waiter,
-    CAPACITY, SLOT_WAIT, TOKEN_CAP,
+    CAPACITY, SLOT_WAIT,
 };
 pub use transport::{Attempt, Sent, TokenAnswer, Transport};
 

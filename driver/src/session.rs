@@ -5,22 +5,18 @@ use std::time::{Duration, SystemTime};
 
 use event_listener::{Event, EventListener, Listener};
 use refresh_machine::{
-    Action, Config, Error, Failure, Instant, RefreshId, RefreshMachine, RefreshOutcome, RequestId,
-    RequestSpec, Response, RetryReason, SendErrorKind, StdClock, StoredTokens, TokenSet,
+    Action, Config, Error, Failure, Instant, RefreshId, RefreshOutcome, RequestId, RequestSpec,
+    Response, RetryReason, SendErrorKind, StdClock, StoredTokens, TokenSet,
 };
 
+use crate::capacity::{Machine, TokenCapacity};
 use crate::secret::Secret;
 
 /// Request slots per session. A full table is [`Error::Full`], returned to the caller.
 pub const CAPACITY: usize = 256;
-/// Largest token the session holds, in bytes: large JWTs (many group claims)
-/// run past 4 KiB; two such buffers cost 32 KiB per session.
-pub const TOKEN_CAP: usize = 16 * 1024;
 /// How long the adapters queue a request for a free slot when all
 /// [`CAPACITY`] are taken, before failing it `Full`.
 pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
-type Machine = RefreshMachine<CAPACITY, TOKEN_CAP>;
 
 /// Tokens as the driver should store them (owned copies; redacted in `Debug`).
 ///
@@ -312,8 +308,18 @@ impl Session {
     /// A logged-out session. `seed` feeds backoff jitter: pass real randomness
     /// (e.g. from the OS) in production; tests may fix it.
     pub fn new(config: Config, seed: u64, hooks: Hooks) -> Session {
+        Session::with_token_capacity(config, seed, hooks, TokenCapacity::Standard)
+    }
+
+    /// [`new`](Self::new), holding tokens up to `capacity`.
+    pub fn with_token_capacity(
+        config: Config,
+        seed: u64,
+        hooks: Hooks,
+        capacity: TokenCapacity,
+    ) -> Session {
         Session {
-            machine: Mutex::new(Machine::new(config, seed)),
+            machine: Mutex::new(Machine::new(capacity, config, seed)),
             changed: Event::new(),
             slots: Event::new(),
             clock: StdClock::new(),

@@ -420,3 +420,36 @@ fn a_redirect_that_leaves_and_returns_carries_the_token_only_on_its_origin() {
     assert_eq!(b.counters().with_authorization, 0, "B never saw the token");
     assert_eq!(a.counters().refresh_calls, 0);
 }
+
+/// Issue 15: the token capacity is configurable. A 40,000-byte access token
+/// (beyond the 16 KiB default: an identity provider that puts every group in
+/// the token) survives a refresh with the large capacity; with the default it
+/// is a typed error and the session is not kept on a token it cannot hold.
+#[test]
+fn tokens_beyond_16_kib_fit_the_large_token_capacity() {
+    let s = AuthServer::start_with(ServerOptions {
+        advertise_expiry: false,
+        access_token_padding: 40_000,
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let large = client_for(&s)
+        .token_capacity(refresh_machine_ureq::TokenCapacity::Large)
+        .build();
+    large.login_with_password("alice", "wonderland").unwrap();
+    s.revoke_access_tokens();
+    assert_eq!(large.get(&s.url("/api/me")).unwrap().status(), 200);
+    assert_eq!(s.counters().refresh_ok, 1);
+
+    let standard = client_for(&s).build();
+    let refused = standard.login_with_password("alice", "wonderland");
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Tokens(refresh_machine_ureq::TokenError::TooLarge {
+                capacity: 16_384
+            }))
+        ),
+        "{refused:?}"
+    );
+}
