@@ -383,11 +383,13 @@ where
         Ok(())
     }
 
-    /// End the session: tokens are forgotten.
-    pub fn logout(&mut self) {
+    /// End the session: tokens are forgotten, and the store is told to
+    /// erase them.
+    pub async fn logout(&mut self) {
         let now = self.clock.now();
         self.machine.logout(now);
         self.drain_notices();
+        self.save_changes().await;
     }
 
     /// The current tokens, on the machine's timeline (instants since boot).
@@ -411,8 +413,10 @@ where
         self.machine.snapshot()
     }
 
+    /// Take the session's notices (token changes), leaving request actions
+    /// and a queued refresh in the machine.
     fn drain_notices(&mut self) {
-        while let Some(a) = self.machine.poll_action() {
+        while let Some(a) = self.machine.poll_notice() {
             if let Action::PersistTokens { .. } = a {
                 self.tokens_changed = true;
                 self.unsaved = true;
@@ -422,11 +426,23 @@ where
 
     /// Send `req` to the API origin with the current access token, refreshing
     /// and retrying as the machine decides. The response body is read into `rx`.
+    /// Token changes reach the store before each send and before this
+    /// returns, whatever the outcome.
     pub async fn send<'rx>(
         &mut self,
         req: Request<'_>,
         rx: &'rx mut [u8],
     ) -> Result<Reply<'rx>, Error> {
+        let result = self.run(req, rx).await;
+        // Every exit, early ones included: a rotated refresh token the
+        // machine installed is saved before the caller hears of the failure.
+        self.drain_notices();
+        self.save_changes().await;
+        result
+    }
+
+    /// The run loop of one request.
+    async fn run<'rx>(&mut self, req: Request<'_>, rx: &'rx mut [u8]) -> Result<Reply<'rx>, Error> {
         let has_key = req
             .headers
             .iter()
@@ -635,10 +651,14 @@ where
         {
             // A late answer the machine gave up on: nothing to do.
             Ok(()) | Err(refresh_machine::Error::UnknownRefresh) => Ok(()),
-            // Not installed (the session went on as the machine decided);
-            // the caller learns why if the request fails for it.
-            Err(refresh_machine::Error::TokenTooLarge { capacity }) => {
-                self.problem = Some(Error::TokenTooLarge { capacity });
+            // Not installed (the session went on as the machine decided:
+            // a new refresh token the answer carried is kept); the caller
+            // learns why if the request fails for it.
+            Err(
+                e @ (refresh_machine::Error::TokenTooLarge { .. }
+                | refresh_machine::Error::InvalidToken),
+            ) => {
+                self.problem = Some(e.into());
                 Ok(())
             }
             Err(e) => Err(e.into()),

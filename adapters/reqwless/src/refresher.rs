@@ -131,9 +131,10 @@ impl<'a, T: TcpConnect + 'a, D: Dns + 'a> Refresher<'a, T, D> for TokenEndpoint 
                     problem: Some(Error::TokenResponseTooLarge),
                 }
             }
+            // The Basic header did not fit: never sent, as above.
             Err(TokenCallError::Scratch) => {
                 return Refreshed {
-                    outcome: RefreshOutcome::Transient { retry_after: None },
+                    outcome: RefreshOutcome::Misconfigured(None),
                     problem: Some(Error::ScratchTooSmall),
                 }
             }

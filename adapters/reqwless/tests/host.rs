@@ -678,3 +678,93 @@ fn a_custom_refresher_is_used_by_firmware() {
     );
     assert_eq!(c.session(), SessionState::LoginRequired);
 }
+
+/// A refresher whose answer carries a new refresh token and an access token
+/// the machine refuses (a space in it): the machine keeps the new refresh
+/// token (the old one may be spent).
+struct BadAccessToken;
+
+impl<'a> refresh_machine_reqwless::Refresher<'a, Stack, Stack> for BadAccessToken {
+    async fn refresh<'rx>(
+        &mut self,
+        _call: refresh_machine_reqwless::RefreshCall<'_, 'a, Stack, Stack>,
+        rx: &'rx mut [u8],
+    ) -> refresh_machine_reqwless::Refreshed<'rx> {
+        let text = b"not ascii okrt-new";
+        rx[..text.len()].copy_from_slice(text);
+        let (at, rt) = rx[..text.len()].split_at(12);
+        let outcome = refresh_machine::RefreshOutcome::Success(TokenSet {
+            access_token: refresh_machine::AccessToken::new(std::str::from_utf8(at).unwrap()),
+            refresh_token: Some(refresh_machine::RefreshToken::new(
+                std::str::from_utf8(rt).unwrap(),
+            )),
+            expires_in: None,
+            refresh_expires_in: None,
+        });
+        refresh_machine_reqwless::Refreshed::new(outcome)
+    }
+}
+
+/// Review of issue 15: a refresh whose answer the machine refused returned
+/// from `send` before the rotated refresh token was saved (the error path
+/// skipped the store). Every exit of `send` saves what changed.
+#[test]
+fn a_rotated_refresh_token_is_saved_even_when_the_request_fails() {
+    let server = AuthServer::start_with(ServerOptions {
+        advertise_expiry: false,
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    let mut parts = Parts::new(&server, 512);
+    let recorder = Recorder {
+        server: &server,
+        saved: Vec::new(),
+    };
+    let mut c = parts
+        .client(&offset, config())
+        .with_token_store(recorder)
+        .with_refresher(BadAccessToken);
+    let mut rx = [0u8; 1024];
+    let result = block_on(async {
+        c.login_with_password("alice", "wonderland", &mut rx)
+            .await
+            .unwrap();
+        server.revoke_access_tokens();
+        c.send(Request::get("/api/me"), &mut rx)
+            .await
+            .map(|r| r.status)
+    });
+    assert!(result.is_err(), "{result:?}");
+    let saved = &c.token_store().saved;
+    assert_eq!(
+        saved.last().map(|s| s.0.as_deref()),
+        Some(Some("rt-new")),
+        "{saved:?}"
+    );
+}
+
+/// Review of issue 15: `logout` reaches the store (the saved tokens are
+/// erased), so a device that logs out and powers off does not come back
+/// logged in.
+#[test]
+fn logout_erases_the_saved_tokens() {
+    let server = AuthServer::start().unwrap();
+    let offset = Cell::new(Duration::ZERO);
+    let mut parts = Parts::new(&server, 512);
+    let recorder = Recorder {
+        server: &server,
+        saved: Vec::new(),
+    };
+    let mut c = parts.client(&offset, config()).with_token_store(recorder);
+    let mut rx = [0u8; 1024];
+    block_on(async {
+        c.login_with_password("alice", "wonderland", &mut rx)
+            .await
+            .unwrap();
+        c.logout().await;
+    });
+    let saved = &c.token_store().saved;
+    assert_eq!(saved.len(), 2, "{saved:?}");
+    assert_eq!(saved[1].0, None);
+}
