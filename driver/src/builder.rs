@@ -33,11 +33,23 @@ pub(crate) enum Refresher {
 }
 
 /// Options shared by every client, read by [`Transport::configure`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Options {
     /// Timeout for each attempt of a request (the client's default when `None`).
     pub timeout: Option<Duration>,
+    /// The most of a token-endpoint answer to read, in bytes (from the
+    /// session's [`TokenCapacity`]); a longer one is judged by its status.
+    pub token_response_limit: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            timeout: None,
+            token_response_limit: crate::grant::MAX_TOKEN_RESPONSE,
+        }
+    }
 }
 
 /// Builds a client around a [`Transport`].
@@ -158,6 +170,7 @@ impl<T: Transport> Builder<T> {
 
     /// The client.
     pub fn build(mut self) -> T::Client {
+        self.options.token_response_limit = self.token_capacity.token_response_limit();
         self.transport.configure(&self.options);
         let seed = self.seed.unwrap_or_else(crate::random_seed);
         T::Client::from(Arc::new(Driver {

@@ -43,6 +43,15 @@ impl TokenCapacity {
             TokenCapacity::Large => LARGE_TOKEN_CAP,
         }
     }
+
+    /// The most of a token-endpoint answer the client reads with this
+    /// capacity: four tokens' worth (an access, a refresh and an ID token of
+    /// full size, and the JSON around them). 64 KiB for the standard
+    /// capacity ([`MAX_TOKEN_RESPONSE`](crate::grant::MAX_TOKEN_RESPONSE)),
+    /// 256 KiB for the large one.
+    pub const fn token_response_limit(self) -> usize {
+        4 * self.bytes()
+    }
 }
 
 /// The session's machine, in the chosen capacity (boxed: its buffers are

@@ -19,9 +19,11 @@ pub struct TokenEndpoint {
     scope: Option<String>,
 }
 
-/// Largest token-endpoint body the std drivers read, in bytes. A token
-/// response is small (two 8 KiB JWTs fit twice over); anything longer is not
-/// read further and is judged by its status ([`too_large`]).
+/// Largest token-endpoint body the std drivers read with the standard token
+/// capacity, in bytes (see
+/// [`TokenCapacity::token_response_limit`](crate::TokenCapacity::token_response_limit)).
+/// A token response is small (two 8 KiB JWTs fit twice over); anything
+/// longer is not read further and is judged by its status ([`too_large`]).
 pub const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 
 /// Why a grant request could not be built or its answer used.

@@ -62,6 +62,8 @@ pub struct ReqwestTransport {
     /// Talks to the token endpoint (not through the middleware stack).
     http: reqwest::Client,
     timeout: Option<Duration>,
+    /// The most of a token-endpoint answer to read.
+    token_limit: usize,
 }
 
 impl std::fmt::Debug for ReqwestTransport {
@@ -96,6 +98,7 @@ impl ReqwestTransport {
             timer: Box::new(timer),
             http: client.redirect(reqwest::redirect::Policy::none()).build()?,
             timeout: None,
+            token_limit: refresh_machine_driver::grant::MAX_TOKEN_RESPONSE,
         })
     }
 }
@@ -108,6 +111,7 @@ impl Transport for ReqwestTransport {
 
     fn configure(&mut self, options: &Options) {
         self.timeout = options.timeout;
+        self.token_limit = options.token_response_limit;
     }
 
     fn head(response: &Response) -> (StatusCode, &HeaderMap) {
@@ -163,7 +167,7 @@ impl Transport for ReqwestTransport {
 
 impl ReqwestTransport {
     /// Send a token request and read its answer, at most
-    /// [`MAX_TOKEN_RESPONSE`](refresh_machine_driver::grant::MAX_TOKEN_RESPONSE) of it.
+    /// the limit of the session's token capacity.
     async fn read_token_answer(
         &self,
         request: http::Request<Vec<u8>>,
@@ -174,7 +178,7 @@ impl ReqwestTransport {
         let headers = response.headers().clone();
         // Read at most the limit: a token response is small, and a server
         // that sends more must not take the client's memory with it.
-        let limit = refresh_machine_driver::grant::MAX_TOKEN_RESPONSE;
+        let limit = self.token_limit;
         let mut body = Vec::new();
         let mut body_too_large = false;
         while let Some(chunk) = response.chunk().await? {

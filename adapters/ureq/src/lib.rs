@@ -33,6 +33,8 @@ pub type ClientBuilder = Builder<UreqTransport>;
 #[derive(Debug)]
 pub struct UreqTransport {
     agent: ureq::Agent,
+    /// The most of a token-endpoint answer to read.
+    token_limit: usize,
 }
 
 impl UreqTransport {
@@ -54,6 +56,7 @@ impl Transport for UreqTransport {
     type Client = Client;
 
     fn configure(&mut self, options: &Options) {
+        self.token_limit = options.token_response_limit;
         // `Client::builder` made the agent with the default timeout.
         if let Some(timeout) = options.timeout {
             self.agent = Self::agent(timeout);
@@ -97,7 +100,7 @@ impl Transport for UreqTransport {
         }
         let response = self.agent.run(config.build())?;
         let (head, mut body) = response.into_parts();
-        let limit = refresh_machine_driver::grant::MAX_TOKEN_RESPONSE as u64;
+        let limit = self.token_limit as u64;
         let (body, body_too_large) = match body.with_config().limit(limit).read_to_vec() {
             Ok(body) => (body, false),
             Err(ureq::Error::BodyExceedsLimit(_)) => (Vec::new(), true),
@@ -124,6 +127,7 @@ impl Client {
     pub fn builder() -> ClientBuilder {
         Builder::new(UreqTransport {
             agent: UreqTransport::agent(DEFAULT_TIMEOUT),
+            token_limit: refresh_machine_driver::grant::MAX_TOKEN_RESPONSE,
         })
     }
 
