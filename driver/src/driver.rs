@@ -151,15 +151,26 @@ impl<T: Transport> Driver<T> {
                 Step::Refresh(ticket) => {
                     // From here the exchange belongs to the session: if this
                     // request is dropped, its waiters (or the next request)
-                    // carry the same token call on.
-                    // (A refresher that panics while making its future still
-                    // holds the ticket, whose drop reports the failure.)
+                    // carry the same token call on. (A refresher that panics
+                    // while making its future still holds the ticket, whose
+                    // drop reports the failure.)
                     let timeout = ticket.deadline().saturating_duration_since(Instant::now());
                     let call = self.refresh(ticket.refresh_token(), timeout);
-                    let id = ticket.detach();
-                    let exchange = self.exchange.start(id, call);
-                    let finished = exchange.future.clone().await;
-                    self.finish(&exchange, finished);
+                    let exchange = InFlight::prepare(ticket.detach(), call);
+                    // Polled here first: a blocking refresher runs in this
+                    // request, never in another one's non-blocking poll.
+                    let mut first = exchange.future.clone();
+                    match std::future::poll_fn(|cx| Poll::Ready(first.poll_unpin(cx))).await {
+                        Poll::Ready(finished) => self.finish(&exchange, finished),
+                        Poll::Pending => {
+                            self.exchange.install(exchange);
+                            // Requests told to wait before it was installed
+                            // look again, to drive it while they wait.
+                            self.session.wake_all();
+                        }
+                    }
+                    // This request then waits for it like any other (and
+                    // hears of a logout meanwhile).
                 }
                 Step::Wait(waiter) => match self.exchange.get() {
                     // Waiting for a refresh: drive it while waiting.
@@ -190,6 +201,17 @@ impl<T: Transport> Driver<T> {
                     return Err(Error::from_failure(failure, last));
                 }
             }
+        }
+    }
+
+    /// Wait for the refresh exchange in flight, if any, and apply its
+    /// outcome. Await it before the application exits: an exchange every
+    /// request left (their futures were dropped) is otherwise only picked up
+    /// by the next request, and the tokens it brings are persisted then.
+    pub async fn settle(&self) {
+        if let Some(exchange) = self.exchange.get() {
+            let finished = exchange.future.clone().await;
+            self.finish(&exchange, finished);
         }
     }
 

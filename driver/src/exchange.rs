@@ -1,10 +1,10 @@
 //! The refresh exchange in flight, owned by the session instead of by the
 //! request that happened to start it.
 //!
-//! The request that gets the refresh ticket starts the exchange and awaits
-//! it; every request waiting for the refresh polls the same exchange while
-//! it waits, and any request polls it (once, without waiting) before each
-//! step. So dropping a request's future (a timeout, an aborted task) never
+//! The request that gets the refresh ticket starts the exchange (and polls
+//! it first); every request waiting for the refresh, that one included,
+//! polls the same exchange while it waits, and any request polls it (once,
+//! without waiting) before each step. So dropping a request's future (a timeout, an aborted task) never
 //! abandons a token call the server may already have processed: the
 //! remaining waiters drive it on, and if none is left the next request
 //! picks its answer up. Presenting the refresh token a second time instead
@@ -57,6 +57,9 @@ impl Exchange {
 #[derive(Default)]
 pub(crate) struct InFlight {
     current: Mutex<Option<Exchange>>,
+    /// Whether `current` holds one: read without the lock by every request
+    /// before each step (almost always false).
+    present: AtomicBool,
 }
 
 impl std::fmt::Debug for InFlight {
@@ -73,36 +76,57 @@ impl InFlight {
         self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Start exchange `id` with `call` (the refresher's future). A refresh
-    /// the machine decided on replaces the previous exchange: that one is
-    /// past its deadline (the machine gave up on it) and its pollers finish
-    /// it on their own.
-    pub(crate) fn start(&self, id: RefreshId, call: BoxFuture<'static, RefreshReply>) -> Exchange {
+    /// Exchange `id` over `call` (the refresher's future), not yet visible
+    /// to other requests: the request that starts it polls it first (a
+    /// blocking refresher runs there, never inside another request's
+    /// non-blocking poll), then [`install`](Self::install)s it if it pends.
+    pub(crate) fn prepare(id: RefreshId, call: BoxFuture<'static, RefreshReply>) -> Exchange {
         let call = std::panic::AssertUnwindSafe(call)
             .catch_unwind()
             .map(|r| match r {
                 Ok(reply) => Finished::Reply(reply),
                 Err(payload) => Finished::Panicked(Arc::new(Mutex::new(Some(payload)))),
             });
-        let exchange = Exchange {
+        Exchange {
             id,
             future: (Box::pin(call) as BoxFuture<'static, Finished>).shared(),
             applied: Arc::default(),
+        }
+    }
+
+    /// Make `exchange` the session's. It replaces the previous one, which
+    /// the machine gave up on (it decided on a new refresh only after the
+    /// old one's deadline): that one is dropped once its last poller lets
+    /// go, and its answer, if one still comes, is not applied.
+    pub(crate) fn install(&self, exchange: Exchange) {
+        let previous = {
+            let mut slot = self.slot();
+            self.present.store(true, Ordering::Release);
+            slot.replace(exchange)
         };
-        *self.slot() = Some(exchange.clone());
-        exchange
+        // Dropped outside the lock (it may run the refresher's own drop code).
+        drop(previous);
     }
 
     /// The exchange in flight, to poll.
     pub(crate) fn get(&self) -> Option<Exchange> {
+        if !self.present.load(Ordering::Acquire) {
+            return None;
+        }
         self.slot().clone()
     }
 
     /// Forget exchange `id` (its outcome is being applied).
     pub(crate) fn end(&self, id: RefreshId) {
-        let mut slot = self.slot();
-        if slot.as_ref().is_some_and(|e| e.id == id) {
-            *slot = None;
-        }
+        let ended = {
+            let mut slot = self.slot();
+            if slot.as_ref().is_some_and(|e| e.id == id) {
+                self.present.store(false, Ordering::Release);
+                slot.take()
+            } else {
+                None
+            }
+        };
+        drop(ended);
     }
 }

@@ -359,6 +359,11 @@ impl Session {
         result
     }
 
+    /// Wake every parked request, to look at the session again.
+    pub(crate) fn wake_all(&self) {
+        self.changed.notify(usize::MAX);
+    }
+
     /// Install tokens (first login, or after `LoginRequired`).
     pub fn login(&self, tokens: &TokenPair) -> Result<(), Error> {
         self.apply(|m, now| m.login(now, tokens.as_token_set()))

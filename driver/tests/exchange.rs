@@ -205,3 +205,29 @@ fn a_refresh_still_unanswered_is_awaited_by_the_next_request() {
     assert_eq!(poll(&mut next), Poll::Ready(Some(200)));
     assert_eq!(c.0.transport().token_calls.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn settle_applies_a_refresh_every_request_left() {
+    let c = client();
+    let mut first = request(&c);
+    assert!(poll(&mut first).is_pending());
+    drop(first);
+    answer(&c);
+    // Before the application exits: the rotated tokens are applied (and
+    // persisted) without another request.
+    let mut settle: Pin<Box<dyn Future<Output = ()> + '_>> = Box::pin(c.0.settle());
+    assert_eq!(poll(&mut settle), Poll::Ready(()));
+    let tokens = c.0.session().tokens().unwrap();
+    assert_eq!(tokens.refresh_token.unwrap().expose(), "r2");
+    assert_eq!(c.0.transport().token_calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn the_request_that_started_a_refresh_hears_of_a_logout() {
+    let c = client();
+    let mut first = request(&c);
+    assert!(poll(&mut first).is_pending());
+    c.0.logout();
+    // It does not wait for the token call to end.
+    assert_eq!(poll(&mut first), Poll::Ready(None));
+}

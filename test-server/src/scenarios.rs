@@ -233,7 +233,7 @@ pub fn unanswered_refresh_within_a_reuse_grace_period<H: Harness>(h: &H) {
     });
     let c = h.client(&s, short_refresh_deadline());
     s.revoke_access_tokens();
-    s.set_token_fault(TokenFault::Unanswered(Duration::from_secs(3)), 1);
+    s.set_token_fault(TokenFault::Unanswered(Duration::from_secs(5)), 1);
     assert_eq!(c.get(&s.url("/api/me")), Outcome::Status(200));
     let k = s.counters();
     assert_eq!(
@@ -256,7 +256,7 @@ pub fn unanswered_refresh_on_a_strict_server<H: Harness>(h: &H) {
     let s = server(opaque_expiry());
     let c = h.client(&s, short_refresh_deadline());
     s.revoke_access_tokens();
-    s.set_token_fault(TokenFault::Unanswered(Duration::from_secs(3)), 1);
+    s.set_token_fault(TokenFault::Unanswered(Duration::from_secs(5)), 1);
     assert_eq!(c.get(&s.url("/api/me")), Outcome::LoginRequired);
     let k = s.counters();
     assert_eq!(
@@ -268,10 +268,11 @@ pub fn unanswered_refresh_on_a_strict_server<H: Harness>(h: &H) {
     assert!(!c.has_tokens());
 }
 
-/// A 300 ms refresh deadline and quick backoff, for the unanswered refresh.
+/// A 1 s refresh deadline (room for the second exchange on a loaded
+/// machine) and quick backoff, for the unanswered refresh.
 fn short_refresh_deadline() -> refresh_machine::Config {
     let mut config = refresh_machine::Config::DEFAULT;
-    config.refresh_timeout = Duration::from_millis(300);
+    config.refresh_timeout = Duration::from_secs(1);
     config.refresh_backoff.base = Duration::from_millis(10);
     config.refresh_backoff.max = Duration::from_millis(50);
     config

@@ -34,9 +34,28 @@ async fn until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// Start a GET on the runtime, wait until its refresh has reached the
+/// server (the grant is being processed), then drop it mid-refresh.
+async fn started_then_dropped(c: &AsyncClient, s: &AuthServer, url: &str) {
+    let first = {
+        let (c, url) = (c.clone(), url.to_owned());
+        tokio::spawn(async move { get(&c, &url).await })
+    };
+    assert!(
+        until(Duration::from_secs(10), || s.counters().refresh_calls == 1).await,
+        "the refresh never reached the server"
+    );
+    first.abort();
+    assert!(
+        first.await.unwrap_err().is_cancelled(),
+        "dropped mid-refresh"
+    );
+}
+
 /// The case: the server processes the grant and answers after
-/// 600 ms; the request that started the refresh is dropped at 200 ms. Its
-/// waiters get the answer of that same exchange: one refresh call, no reuse.
+/// 600 ms; the request that started the refresh is dropped while the server
+/// holds the answer. Its waiters get the answer of that same exchange: one
+/// refresh call, no reuse.
 #[test]
 fn a_cancelled_refresh_is_finished_for_its_waiters() {
     let s = opaque();
@@ -44,15 +63,13 @@ fn a_cancelled_refresh_is_finished_for_its_waiters() {
     s.revoke_access_tokens();
     s.set_token_fault(TokenFault::Late(Duration::from_millis(600)), 1);
     let url = s.url("/api/me");
-    let (first, others) = runtime().block_on(async {
+    let others = runtime().block_on(async {
         let first = {
             let (c, url) = (c.clone(), url.clone());
-            tokio::spawn(async move {
-                tokio::time::timeout(Duration::from_millis(200), get(&c, &url)).await
-            })
+            tokio::spawn(async move { get(&c, &url).await })
         };
         assert!(
-            until(Duration::from_secs(5), || s.counters().refresh_calls == 1).await,
+            until(Duration::from_secs(10), || s.counters().refresh_calls == 1).await,
             "the refresh never reached the server"
         );
         let others: Vec<_> = (0..5)
@@ -61,7 +78,21 @@ fn a_cancelled_refresh_is_finished_for_its_waiters() {
                 tokio::spawn(async move { get(&c, &url).await })
             })
             .collect();
-        let first = first.await.unwrap();
+        assert!(
+            until(Duration::from_secs(10), || c
+                .auth
+                .session()
+                .snapshot()
+                .waiting
+                >= 6)
+            .await,
+            "the others never parked behind the refresh"
+        );
+        first.abort();
+        assert!(
+            first.await.unwrap_err().is_cancelled(),
+            "dropped mid-refresh"
+        );
         let mut out = Vec::new();
         for t in others {
             out.push(
@@ -71,9 +102,8 @@ fn a_cancelled_refresh_is_finished_for_its_waiters() {
                     .unwrap(),
             );
         }
-        (first, out)
+        out
     });
-    assert!(first.is_err(), "the first request was dropped at 200 ms");
     assert!(others.iter().all(|r| *r == Some(200)), "{others:?}");
     let k = s.counters();
     assert_eq!(
@@ -109,18 +139,15 @@ fn picked_up_after(idle: Duration) {
     s.revoke_access_tokens();
     s.set_token_fault(TokenFault::Late(Duration::from_millis(600)), 1);
     let url = s.url("/api/me");
-    let (first, next) = runtime().block_on(async {
-        let first = tokio::time::timeout(Duration::from_millis(200), get(&c, &url)).await;
-        assert_eq!(s.counters().refresh_calls, 1, "the refresh was sent");
+    let next = runtime().block_on(async {
+        started_then_dropped(&c, &s, &url).await;
         assert_eq!(c.auth.session().snapshot().live, 0, "its request is gone");
         // Past the server's answer: it waits, unread, for whoever comes next.
         tokio::time::sleep(idle).await;
-        let next = tokio::time::timeout(Duration::from_secs(10), get(&c, &url))
+        tokio::time::timeout(Duration::from_secs(10), get(&c, &url))
             .await
-            .expect("the next request hung");
-        (first, next)
+            .expect("the next request hung")
     });
-    assert!(first.is_err(), "the first request was dropped at 200 ms");
     assert_eq!(next, Some(200));
     let k = s.counters();
     assert_eq!(
@@ -153,6 +180,7 @@ impl Rng {
 struct Storm {
     completed: usize,
     cancelled: usize,
+    elapsed: Duration,
     failed: usize,
     refresh_calls: u64,
     reuse_detections: u64,
@@ -176,6 +204,7 @@ fn storm(seed: u64) -> Storm {
     s.set_token_fault(TokenFault::Late(Duration::from_millis(400)), 10_000);
     let url = s.url("/api/me");
     let mut rng = Rng(seed);
+    let started = Instant::now();
     let results = runtime().block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..300 {
@@ -200,8 +229,10 @@ fn storm(seed: u64) -> Storm {
         }
         out
     });
+    let elapsed = started.elapsed();
     let k = s.counters();
     Storm {
+        elapsed,
         completed: results.iter().filter(|r| **r == Some(Some(200))).count(),
         cancelled: results.iter().filter(|r| r.is_none()).count(),
         failed: results
@@ -235,8 +266,11 @@ fn a_cancellation_storm_loses_no_session() {
         assert_eq!(t.failed, 0, "seed {seed}: {t:?}");
         assert_eq!(t.live_after, 0, "seed {seed}: every slot released: {t:?}");
         assert!(t.cancelled > 0 && t.completed > 150, "seed {seed}: {t:?}");
-        // Five expiries, give or take the ones the cancellations stretched.
-        assert!(t.refresh_calls <= 12, "seed {seed}: {t:?}");
+        // One refresh per expiry of the 1 s token (five when the pacing
+        // holds; a loaded machine stretches the run), with room for the
+        // ones a transient failure repeats: no refresh storm.
+        let expiries = t.elapsed.as_secs_f64().ceil() as u64;
+        assert!(t.refresh_calls <= 2 * expiries + 2, "seed {seed}: {t:?}");
     }
 }
 

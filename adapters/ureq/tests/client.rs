@@ -344,13 +344,16 @@ fn tokens_stored_before_a_restart_do_not_overstate_their_validity() {
 /// A refresher that panics: the panic reaches the caller that ran it (once),
 /// the refresh counts as a transient failure, and the session is not left
 /// waiting for an exchange nobody will finish: the next request refreshes.
+/// Both shapes: a blocking refresher panics while the ticket is held (its
+/// drop reports the failure); an async one panics inside the exchange
+/// (caught there, re-raised in the request that applies it).
 #[test]
 fn a_panicking_refresher_fails_its_caller_and_leaves_the_session_usable() {
-    let server = Arc::new(opaque());
-    let calls = Arc::new(AtomicU32::new(0));
-    let (srv, n) = (server.clone(), calls.clone());
-    let c = client_for(&server)
-        .refresh_with(move |_old: &Secret| {
+    for in_the_exchange in [false, true] {
+        let server = Arc::new(opaque());
+        let calls = Arc::new(AtomicU32::new(0));
+        let (srv, n) = (server.clone(), calls.clone());
+        let refresh = move || {
             if n.fetch_add(1, Ordering::SeqCst) == 0 {
                 panic!("refresher bug");
             }
@@ -361,30 +364,41 @@ fn a_panicking_refresher_fails_its_caller_and_leaves_the_session_usable() {
                 expires_at: None,
                 refresh_expires_at: None,
             })
+        };
+        let builder = client_for(&server);
+        let c = if in_the_exchange {
+            builder
+                .refresh_with_async(move |_old| {
+                    let refresh = refresh.clone();
+                    async move { refresh() }
+                })
+                .build()
+        } else {
+            builder.refresh_with(move |_old: &Secret| refresh()).build()
+        };
+        let first = server.login();
+        c.set_tokens(&TokenPair {
+            access_token: Secret::from(first.access_token),
+            refresh_token: Some(Secret::from(first.refresh_token)),
+            expires_at: None,
+            refresh_expires_at: None,
         })
-        .build();
-    let first = server.login();
-    c.set_tokens(&TokenPair {
-        access_token: Secret::from(first.access_token),
-        refresh_token: Some(Secret::from(first.refresh_token)),
-        expires_at: None,
-        refresh_expires_at: None,
-    })
-    .unwrap();
-    server.revoke_access_tokens();
-    let url = server.url("/api/me");
-    let (c2, u2) = (c.clone(), url.clone());
-    let panicked = std::thread::spawn(move || c2.get(&u2).map(|r| r.status()))
-        .join()
-        .expect_err("the refresher's panic reaches its caller");
-    assert_eq!(
-        panicked.downcast_ref::<&str>().copied(),
-        Some("refresher bug")
-    );
-    assert_eq!(c.session().snapshot().live, 0, "its slot was released");
-    assert!(!c.session().snapshot().refresh_in_flight);
-    assert_eq!(c.get(&url).unwrap().status(), 200);
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
+        .unwrap();
+        server.revoke_access_tokens();
+        let url = server.url("/api/me");
+        let (c2, u2) = (c.clone(), url.clone());
+        let panicked = std::thread::spawn(move || c2.get(&u2).map(|r| r.status()))
+            .join()
+            .expect_err("the refresher's panic reaches its caller");
+        assert_eq!(
+            panicked.downcast_ref::<&str>().copied(),
+            Some("refresher bug")
+        );
+        assert_eq!(c.session().snapshot().live, 0, "its slot was released");
+        assert!(!c.session().snapshot().refresh_in_flight);
+        assert_eq!(c.get(&url).unwrap().status(), 200);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
 }
 
 /// A to B to A: ureq's follower tracks every hop, so the token goes to A's
