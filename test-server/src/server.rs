@@ -45,6 +45,10 @@ pub struct ServerOptions {
     /// "reuse interval" or "grace period" of Auth0, Okta and others). Zero
     /// by default: strict, every reuse revokes.
     pub reuse_grace: Duration,
+    /// Answer every 401 with a bare `WWW-Authenticate: Bearer realm="api"`,
+    /// without an `error` code, whether the token is missing or expired (as
+    /// Django REST framework's JWT authentication does). Off by default.
+    pub bare_challenges: bool,
 }
 
 impl Default for ServerOptions {
@@ -61,6 +65,7 @@ impl Default for ServerOptions {
             token_latency: Duration::ZERO,
             resource_latency: Duration::ZERO,
             reuse_grace: Duration::ZERO,
+            bare_challenges: false,
         }
     }
 }
@@ -790,7 +795,8 @@ async fn resource(
         !a.revoked && a.expires > Instant::now() && !st.families_revoked[a.family]
     });
     if !valid {
-        return Ok(unauthorized(&mut st, Some("invalid_token")));
+        let code = (!shared.options.bare_challenges).then_some("invalid_token");
+        return Ok(unauthorized(&mut st, code));
     }
     let response = match (&parts.method, path) {
         (&Method::GET, "/api/me") | (&Method::GET, "/api/slow") => {

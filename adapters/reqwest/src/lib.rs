@@ -3,10 +3,12 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use http::{Extensions, HeaderMap, StatusCode};
-use refresh_machine_driver::refresh_machine::{www_authenticate, RequestSpec, SendErrorKind};
-use refresh_machine_driver::{Attempt, Builder, Options, Sent, TokenAnswer, Transport, Waiter};
+use refresh_machine_driver::refresh_machine::{RequestSpec, SendErrorKind};
+use refresh_machine_driver::{
+    redirect, Attempt, Builder, Options, Sent, TokenAnswer, Transport, Waiter,
+};
 use reqwest::header::AUTHORIZATION;
-use reqwest::{Request, Response};
+use reqwest::{Method, Request, Response};
 use reqwest_middleware::Next;
 
 pub use refresh_machine_driver::grant::EndpointError;
@@ -64,6 +66,8 @@ pub struct ReqwestTransport {
     timeout: Option<Duration>,
     /// The most of a token-endpoint answer to read.
     token_limit: usize,
+    /// Follow redirects of token-bearing requests here, hop by hop.
+    follow_redirects: bool,
 }
 
 impl std::fmt::Debug for ReqwestTransport {
@@ -99,7 +103,31 @@ impl ReqwestTransport {
             http: client.redirect(reqwest::redirect::Policy::none()).build()?,
             timeout: None,
             token_limit: refresh_machine_driver::grant::MAX_TOKEN_RESPONSE,
+            follow_redirects: false,
         })
+    }
+
+    /// Follow the redirects of requests that carry the token here, hop by
+    /// hop, as the ureq client does: the token only on hops to its own
+    /// allowed origin, the caller's credentials only on the first origin,
+    /// the method and body as browsers change them, at most
+    /// [`MAX_REDIRECTS`](refresh_machine_driver::redirect::MAX_REDIRECTS)
+    /// hops. The session then knows whether the hop that answered carried
+    /// the token (a chain that leaves the origin and comes back gets it
+    /// again on the way back, and a 401 from a hop without it is delivered
+    /// as it is).
+    ///
+    /// For this the reqwest client under the middleware must follow no
+    /// redirects itself: build it with `redirect(reqwest::redirect::Policy::none())`.
+    /// Left to reqwest (the default), redirects drop `Authorization` when a
+    /// hop changes origin and keep it dropped, and reqwest keeps no history:
+    /// an answer from the token's origin is taken as carrying the token, so a
+    /// chain A to B to A costs a needless refresh before its 401 is returned.
+    /// A streamed body cannot be sent twice: a 307 or 308 that keeps it is
+    /// delivered as it is.
+    pub fn follow_redirects(mut self) -> Self {
+        self.follow_redirects = true;
+        self
     }
 }
 
@@ -264,19 +292,20 @@ impl RefreshMiddleware {
         };
         // Same answer as `try_clone().is_some()`, without the clone.
         let replayable = req.body().is_none_or(|b| b.as_bytes().is_some());
-        // A replayable request stays in `original` (clones are sent), so its URL
-        // is at hand; a streamed one is sent itself, so keep its URL aside.
-        let streamed_url = (!replayable).then(|| url.clone());
         let spec = RequestSpec {
             replayable,
             ..RequestSpec::from_http(req.method(), req.headers())
         };
         let mut attempt = ReqwestAttempt {
             original: Some(req),
-            streamed_url,
             extensions,
             next,
             timeout: self.driver.transport().timeout,
+            follow: self
+                .driver
+                .transport()
+                .follow_redirects
+                .then(|| self.driver.origins()),
         };
         match self.driver.drive(allowed, spec, &mut attempt).await {
             Ok(response) => Ok(response),
@@ -290,10 +319,11 @@ impl RefreshMiddleware {
 /// One request sent through the rest of the middleware stack.
 struct ReqwestAttempt<'a> {
     original: Option<Request>,
-    streamed_url: Option<reqwest::Url>,
     extensions: &'a mut Extensions,
     next: Next<'a>,
     timeout: Option<Duration>,
+    /// Follow redirects here, with these origins allowed the token.
+    follow: Option<&'a Origins>,
 }
 
 impl Attempt<ReqwestTransport> for ReqwestAttempt<'_> {
@@ -313,17 +343,105 @@ impl Attempt<ReqwestTransport> for ReqwestAttempt<'_> {
         if self.timeout.is_some() {
             *attempt.timeout_mut() = self.timeout;
         }
+        let first = attempt.url().clone();
+        // What the next hops start from, if redirects are followed here.
+        let head = self
+            .follow
+            .map(|origins| (origins, attempt.method().clone(), attempt.headers().clone()));
         let response = self.next.clone().run(attempt, self.extensions).await?;
-        let request_url = self.original.as_ref().map(Request::url);
-        let token_sent = request_url
-            .or(self.streamed_url.as_ref())
-            .is_some_and(|u| last_hop_carried_token(u, &response));
+        if let Some((origins, method, headers)) = head {
+            return self
+                .follow(origins, (first, method, headers), response, token)
+                .await;
+        }
+        // reqwest followed any redirects, dropping the token when a hop
+        // changed origin: the final hop carried it if it is on the same origin.
+        let token_sent = same_origin(&first, response.url());
         Ok(Sent {
             response,
             token_sent,
         })
     }
 }
+
+impl ReqwestAttempt<'_> {
+    /// Follow the redirects of `response`, hop by hop (see
+    /// [`ReqwestTransport::follow_redirects`]).
+    async fn follow(
+        &mut self,
+        origins: &Origins,
+        (first, mut method, caller_headers): (reqwest::Url, Method, HeaderMap),
+        mut response: Response,
+        token: &Secret,
+    ) -> Result<Sent<Response>, reqwest_middleware::Error> {
+        let first_uri: http::Uri = first
+            .as_str()
+            .parse()
+            .map_err(reqwest_middleware::Error::middleware)?;
+        let mut uri = first_uri.clone();
+        let mut body_dropped = false;
+        let mut token_sent = true;
+        for hop in 1..=redirect::MAX_REDIRECTS + 1 {
+            let Some(next) =
+                redirect::next_hop(&uri, &method, response.status(), response.headers())
+            else {
+                break;
+            };
+            if hop > redirect::MAX_REDIRECTS {
+                return Err(reqwest_middleware::Error::middleware(TooManyRedirects));
+            }
+            body_dropped |= !next.keep_body;
+            // The body again, from the replayable original (a stream is gone).
+            let body = if next.keep_body {
+                match self.original.as_ref().map(Request::try_clone) {
+                    Some(Some(mut copy)) => copy.body_mut().take(),
+                    _ => break,
+                }
+            } else {
+                None
+            };
+            let url = reqwest::Url::parse(&next.uri.to_string())
+                .map_err(reqwest_middleware::Error::middleware)?;
+            let mut request = Request::new(next.method.clone(), url);
+            // The caller's headers, credentials only on the first origin;
+            // `Authorization` is ours on this origin, set per hop below.
+            let mut headers =
+                redirect::hop_headers(&caller_headers, &first_uri, &next.uri, body_dropped);
+            headers.remove(AUTHORIZATION);
+            token_sent = redirect::token_allowed(origins, &first_uri, hop, &next.uri);
+            if token_sent {
+                let value = token.bearer_header().map_err(|_| {
+                    reqwest_middleware::Error::middleware(Error::Tokens(TokenError::Invalid))
+                })?;
+                headers.insert(AUTHORIZATION, value);
+            }
+            *request.headers_mut() = headers;
+            *request.body_mut() = body;
+            if self.timeout.is_some() {
+                *request.timeout_mut() = self.timeout;
+            }
+            response = self.next.clone().run(request, self.extensions).await?;
+            method = next.method;
+            uri = next.uri;
+        }
+        Ok(Sent {
+            response,
+            token_sent,
+        })
+    }
+}
+
+/// More redirects than [`redirect::MAX_REDIRECTS`] in one attempt.
+#[derive(Debug)]
+struct TooManyRedirects;
+
+impl std::fmt::Display for TooManyRedirects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("too many redirects")
+    }
+}
+
+impl std::error::Error for TooManyRedirects {}
 
 #[async_trait::async_trait]
 impl reqwest_middleware::Middleware for RefreshMiddleware {
@@ -338,33 +456,6 @@ impl reqwest_middleware::Middleware for RefreshMiddleware {
 }
 
 /// Scheme, host and port equal (`url` has already lowercased scheme and host).
-/// Whether the hop that answered carried the token of a request sent to
-/// `sent`. reqwest follows redirects and drops `Authorization` when a hop
-/// changes origin, for that hop and every later one, and keeps no history:
-/// - an answer from another origin did not carry it;
-/// - an answer from the request's own URL did (no redirect);
-/// - an answer from another URL on the same origin came through redirects
-///   that may have left the origin and come back (A to B to A, the token
-///   dropped at B). Its 401 is read as the server states it: a Bearer
-///   challenge with no error code is the answer to a request without
-///   credentials (RFC 6750 section 3.1), so the token did not arrive; any
-///   other 401 is taken as a refusal of the token.
-fn last_hop_carried_token(sent: &reqwest::Url, response: &Response) -> bool {
-    let answered = response.url();
-    if !same_origin(sent, answered) {
-        return false;
-    }
-    if sent == answered || response.status() != StatusCode::UNAUTHORIZED {
-        return true;
-    }
-    !response
-        .headers()
-        .get_all(http::header::WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|v| www_authenticate::parse_bearer_challenge(v.as_bytes()).ok())
-        .any(|c| c.error.is_none())
-}
-
 fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str() == b.host_str()
