@@ -178,15 +178,27 @@ impl Transport for ReqwestTransport {
         request: http::Request<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<TokenAnswer, reqwest_middleware::Error> {
-        let call = std::pin::pin!(self.read_token_answer(request));
+        let request = reqwest::Request::try_from(request)?;
         let Some(timeout) = timeout else {
-            return call.await;
+            let response = self.http.execute(request).await?;
+            return self.read_token_answer(response).await;
         };
         // Raced against the timer rather than given to reqwest as a request
-        // timeout: the call is polled first, so an answer that arrived while
-        // nobody polled the refresh (every waiter dropped) still wins over a
-        // deadline that passed meanwhile. reqwest checks its timeout first.
-        match select(call, self.timer.sleep(timeout)).await {
+        // timeout, the call polled first: an answer that arrived while
+        // nobody polled the refresh (every waiter dropped) wins over a
+        // deadline that passed meanwhile (reqwest checks its timeout first).
+        let sent = std::pin::pin!(self.http.execute(request));
+        let response = match select(sent, self.timer.sleep(timeout)).await {
+            Either::Left((response, _)) => response?,
+            Either::Right(_) => {
+                return Err(reqwest_middleware::Error::middleware(TokenCallTimedOut))
+            }
+        };
+        // The head is in: the body gets a budget of its own. A large answer
+        // that arrived unread comes in several chunks, each one read only
+        // when polled, so the first deadline may have passed meanwhile.
+        let read = std::pin::pin!(self.read_token_answer(response));
+        match select(read, self.timer.sleep(timeout)).await {
             Either::Left((answer, _)) => answer,
             Either::Right(_) => Err(reqwest_middleware::Error::middleware(TokenCallTimedOut)),
         }
@@ -194,14 +206,12 @@ impl Transport for ReqwestTransport {
 }
 
 impl ReqwestTransport {
-    /// Send a token request and read its answer, at most
-    /// the limit of the session's token capacity.
+    /// Read a token-endpoint answer, at most the limit of the session's
+    /// token capacity of it.
     async fn read_token_answer(
         &self,
-        request: http::Request<Vec<u8>>,
+        mut response: Response,
     ) -> Result<TokenAnswer, reqwest_middleware::Error> {
-        let request = reqwest::Request::try_from(request)?;
-        let mut response = self.http.execute(request).await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         // Read at most the limit: a token response is small, and a server

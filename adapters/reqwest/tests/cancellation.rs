@@ -8,8 +8,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{build, opaque, runtime, AsyncClient};
-use refresh_machine_reqwest::Config;
+use common::{build, build_with, opaque, runtime, AsyncClient};
+use refresh_machine_reqwest::{Config, TokenCapacity};
 use refresh_machine_test_server::{AuthServer, ServerOptions, TestClient, TokenFault};
 
 /// A GET through the middleware: its status, or `None` for an error.
@@ -120,7 +120,7 @@ fn a_cancelled_refresh_is_finished_for_its_waiters() {
 /// presenting the refresh token a second time.
 #[test]
 fn a_refresh_left_by_every_waiter_is_picked_up_by_the_next_request() {
-    picked_up_after(Duration::from_millis(700));
+    picked_up_after(Duration::from_millis(700), 0);
 }
 
 /// The same, with the next request coming after the refresh's deadline (1 s
@@ -128,14 +128,29 @@ fn a_refresh_left_by_every_waiter_is_picked_up_by_the_next_request() {
 /// while nobody was polling (reqwest's own timeout would have won).
 #[test]
 fn an_answer_that_arrived_in_time_is_used_after_the_deadline() {
-    picked_up_after(Duration::from_millis(1500));
+    picked_up_after(Duration::from_millis(1500), 0);
 }
 
-fn picked_up_after(idle: Duration) {
-    let s = opaque();
+/// The same with a large answer (60,000-byte access and refresh tokens with
+/// the large token capacity: far more than the one chunk the HTTP client
+/// buffers unread): its head arrived in time, so its body is read whole
+/// after the deadline (it timed out after the first chunk).
+#[test]
+fn a_large_answer_that_arrived_in_time_is_read_whole_after_the_deadline() {
+    picked_up_after(Duration::from_millis(1500), 60_000);
+}
+
+fn picked_up_after(idle: Duration, access_token_padding: usize) {
+    let s = AuthServer::start_with(ServerOptions {
+        advertise_expiry: false,
+        access_token_padding,
+        refresh_token_padding: access_token_padding,
+        ..ServerOptions::default()
+    })
+    .unwrap();
     let mut config = Config::DEFAULT;
     config.refresh_timeout = Duration::from_secs(1);
-    let c = build(&s, config);
+    let c = build_with(&s, config, TokenCapacity::Large);
     s.revoke_access_tokens();
     s.set_token_fault(TokenFault::Late(Duration::from_millis(600)), 1);
     let url = s.url("/api/me");

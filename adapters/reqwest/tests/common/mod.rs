@@ -83,9 +83,23 @@ impl TestClient for AsyncClient {
 }
 
 pub(crate) fn build(server: &AuthServer, config: refresh_machine_reqwest::Config) -> AsyncClient {
+    build_with(
+        server,
+        config,
+        refresh_machine_reqwest::TokenCapacity::Standard,
+    )
+}
+
+/// [`build`] with another token capacity.
+pub(crate) fn build_with(
+    server: &AuthServer,
+    config: refresh_machine_reqwest::Config,
+    capacity: refresh_machine_reqwest::TokenCapacity,
+) -> AsyncClient {
     let login_required = Arc::new(AtomicU32::new(0));
     let counter = login_required.clone();
     let auth = RefreshMiddleware::builder(Tokio)
+        .token_capacity(capacity)
         .token_endpoint(&server.token_url(), &server.options().client_id)
         .unwrap()
         .allow_origin(&server.origin())
