@@ -37,6 +37,28 @@ pub struct TokenPair {
 }
 
 impl TokenPair {
+    /// An access token with no refresh token and no known expiry.
+    pub fn new(access_token: impl Into<Secret>) -> TokenPair {
+        TokenPair {
+            access_token: access_token.into(),
+            refresh_token: None,
+            expires_at: None,
+            refresh_expires_at: None,
+        }
+    }
+
+    /// The same pair with this refresh token.
+    pub fn with_refresh_token(mut self, refresh_token: impl Into<Secret>) -> TokenPair {
+        self.refresh_token = Some(refresh_token.into());
+        self
+    }
+
+    /// The same pair with the access token expiring at `at`.
+    pub fn with_expires_at(mut self, at: SystemTime) -> TokenPair {
+        self.expires_at = Some(at);
+        self
+    }
+
     /// Owned copies of tokens as the token endpoint gave them, their
     /// lifetimes turned into wall-clock expiries (`None` past what
     /// `SystemTime` can hold).

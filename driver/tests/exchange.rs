@@ -117,12 +117,7 @@ fn client() -> FakeClient {
         .build();
     client
         .0
-        .set_tokens(&TokenPair {
-            access_token: "a1".into(),
-            refresh_token: Some("r1".into()),
-            expires_at: None,
-            refresh_expires_at: None,
-        })
+        .set_tokens(&TokenPair::new("a1").with_refresh_token("r1"))
         .unwrap();
     *client.0.transport().valid.lock().unwrap() = "a2".into();
     client

@@ -8,12 +8,7 @@ use refresh_machine_driver::refresh_machine::Config;
 use refresh_machine_driver::{Hooks, Session, TokenPair};
 
 fn pair(access: &str, refresh: &str) -> TokenPair {
-    TokenPair {
-        access_token: access.into(),
-        refresh_token: Some(refresh.into()),
-        expires_at: None,
-        refresh_expires_at: None,
-    }
+    TokenPair::new(access).with_refresh_token(refresh)
 }
 
 /// Issue 15: persist notices ran outside the lock with no order. A slow

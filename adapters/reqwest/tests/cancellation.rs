@@ -308,28 +308,11 @@ fn a_refresher_panicking_in_the_exchange_leaves_the_session_usable() {
             async move {
                 tokio::task::yield_now().await;
                 assert!(n.fetch_add(1, Ordering::SeqCst) != 0, "refresher bug");
-                let t = srv.login();
-                refresh_machine_reqwest::RefreshReply::Tokens(refresh_machine_reqwest::TokenPair {
-                    access_token: t.access_token.as_str().into(),
-                    refresh_token: Some(t.refresh_token.as_str().into()),
-                    expires_at: None,
-                    refresh_expires_at: None,
-                })
+                refresh_machine_reqwest::RefreshReply::Tokens(common::minted(&srv))
             }
         })
         .build();
-    let first = server.login();
-    auth.set_tokens(&refresh_machine_reqwest::TokenPair {
-        access_token: first.access_token.as_str().into(),
-        refresh_token: Some(first.refresh_token.as_str().into()),
-        expires_at: None,
-        refresh_expires_at: None,
-    })
-    .unwrap();
-    server.revoke_access_tokens();
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(auth.clone())
-        .build();
+    let client = common::expired_client(&auth, &server);
     let url = server.url("/api/me");
     let (c, u) = (client.clone(), url.clone());
     let task = runtime().spawn(async move { c.get(u).send().await.is_ok() });

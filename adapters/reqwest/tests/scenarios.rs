@@ -60,29 +60,12 @@ fn an_async_custom_refresher_is_used_without_type_annotations() {
             async move {
                 n.fetch_add(1, Ordering::SeqCst);
                 // Stands in for any custom grant: here the server mints a new family.
-                let t = srv.login();
-                refresh_machine_reqwest::RefreshReply::Tokens(refresh_machine_reqwest::TokenPair {
-                    access_token: t.access_token.as_str().into(),
-                    refresh_token: Some(t.refresh_token.as_str().into()),
-                    expires_at: None,
-                    refresh_expires_at: None,
-                })
+                refresh_machine_reqwest::RefreshReply::Tokens(common::minted(&srv))
             }
         })
         .seed(3)
         .build();
-    let first = server.login();
-    auth.set_tokens(&refresh_machine_reqwest::TokenPair {
-        access_token: first.access_token.as_str().into(),
-        refresh_token: Some(first.refresh_token.as_str().into()),
-        expires_at: None,
-        refresh_expires_at: None,
-    })
-    .unwrap();
-    server.revoke_access_tokens();
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(auth)
-        .build();
+    let client = common::expired_client(&auth, &server);
     let statuses = spawn_burst(&client, &server.url("/api/me"), 5);
     assert!(
         statuses.iter().all(|s| matches!(s, Ok(200))),
@@ -167,19 +150,8 @@ fn an_async_refresher_that_calls_through_its_own_client_fails_fast() {
             }
         })
         .build();
-    let first = server.login();
-    auth.set_tokens(&refresh_machine_reqwest::TokenPair {
-        access_token: first.access_token.as_str().into(),
-        refresh_token: Some(first.refresh_token.as_str().into()),
-        expires_at: None,
-        refresh_expires_at: None,
-    })
-    .unwrap();
-    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(auth)
-        .build();
+    let client = common::expired_client(&auth, &server);
     own.set(client.clone()).unwrap();
-    server.revoke_access_tokens();
     let outer = runtime().block_on(client.get(server.url("/api/me")).send());
     let outer = outer.expect_err("the refresh failed");
     assert!(

@@ -487,11 +487,29 @@ fn the_helper_sizes_hold_two_full_size_tokens() {
     assert_eq!((k.refresh_ok, k.reuse_detections), (1, 0), "{k:?}");
 }
 
+/// A server that does not advertise `expires_in`: expiry is discovered by 401.
+fn opaque_server() -> AuthServer {
+    AuthServer::start_with(ServerOptions {
+        advertise_expiry: false,
+        ..ServerOptions::default()
+    })
+    .unwrap()
+}
+
 /// Records what the store was given, and what the server had answered by then.
 struct Recorder<'s> {
     server: &'s AuthServer,
     /// (the saved refresh token, resource requests answered 2xx by then)
     saved: Vec<(Option<String>, u64)>,
+}
+
+impl<'s> Recorder<'s> {
+    fn new(server: &'s AuthServer) -> Self {
+        Recorder {
+            server,
+            saved: Vec::new(),
+        }
+    }
 }
 
 impl refresh_machine_reqwless::TokenStore for Recorder<'_> {
@@ -507,17 +525,10 @@ impl refresh_machine_reqwless::TokenStore for Recorder<'_> {
 /// `send` returns.
 #[test]
 fn a_refresh_is_saved_before_the_retried_request_goes_out() {
-    let server = AuthServer::start_with(ServerOptions {
-        advertise_expiry: false,
-        ..ServerOptions::default()
-    })
-    .unwrap();
+    let server = opaque_server();
     let offset = Cell::new(Duration::ZERO);
     let mut parts = Parts::new(&server, 512);
-    let recorder = Recorder {
-        server: &server,
-        saved: Vec::new(),
-    };
+    let recorder = Recorder::new(&server);
     let mut c = parts.client(&offset, config()).with_token_store(recorder);
     let mut rx = [0u8; 1024];
     let current = block_on(async {
@@ -710,17 +721,10 @@ impl<'a> refresh_machine_reqwless::Refresher<'a, Stack, Stack> for BadAccessToke
 /// skipped the store). Every exit of `send` saves what changed.
 #[test]
 fn a_rotated_refresh_token_is_saved_even_when_the_request_fails() {
-    let server = AuthServer::start_with(ServerOptions {
-        advertise_expiry: false,
-        ..ServerOptions::default()
-    })
-    .unwrap();
+    let server = opaque_server();
     let offset = Cell::new(Duration::ZERO);
     let mut parts = Parts::new(&server, 512);
-    let recorder = Recorder {
-        server: &server,
-        saved: Vec::new(),
-    };
+    let recorder = Recorder::new(&server);
     let mut c = parts
         .client(&offset, config())
         .with_token_store(recorder)
@@ -752,10 +756,7 @@ fn logout_erases_the_saved_tokens() {
     let server = AuthServer::start().unwrap();
     let offset = Cell::new(Duration::ZERO);
     let mut parts = Parts::new(&server, 512);
-    let recorder = Recorder {
-        server: &server,
-        saved: Vec::new(),
-    };
+    let recorder = Recorder::new(&server);
     let mut c = parts.client(&offset, config()).with_token_store(recorder);
     let mut rx = [0u8; 1024];
     block_on(async {

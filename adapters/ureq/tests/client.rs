@@ -62,12 +62,10 @@ fn a_custom_refresher_is_used_and_rotated_tokens_are_persisted() {
             n.fetch_add(1, Ordering::SeqCst);
             // Stands in for any custom grant: here the server mints a new family.
             let t = srv.login();
-            RefreshReply::Tokens(TokenPair {
-                access_token: Secret::from(t.access_token),
-                refresh_token: Some(Secret::from(t.refresh_token)),
-                expires_at: None,
-                refresh_expires_at: None,
-            })
+            RefreshReply::Tokens(
+                TokenPair::new(Secret::from(t.access_token))
+                    .with_refresh_token(Secret::from(t.refresh_token)),
+            )
         })
         .hooks(Hooks {
             persist: Some(Box::new(move |t| sink.lock().unwrap().push(t.cloned()))),
@@ -75,12 +73,10 @@ fn a_custom_refresher_is_used_and_rotated_tokens_are_persisted() {
         })
         .build();
     let first = server.login();
-    c.set_tokens(&TokenPair {
-        access_token: Secret::from(first.access_token),
-        refresh_token: Some(Secret::from(first.refresh_token)),
-        expires_at: None,
-        refresh_expires_at: None,
-    })
+    c.set_tokens(
+        &TokenPair::new(Secret::from(first.access_token))
+            .with_refresh_token(Secret::from(first.refresh_token)),
+    )
     .unwrap();
     server.revoke_access_tokens();
     assert_eq!(c.get(&server.url("/api/me")).unwrap().status(), 200);
@@ -103,12 +99,10 @@ fn a_custom_refresher_is_used_and_rotated_tokens_are_persisted() {
 fn secrets_are_redacted_in_debug() {
     let s = opaque();
     let c = client_for(&s).client_secret("s3cret-value").build();
-    c.set_tokens(&TokenPair {
-        access_token: Secret::from("access-abc-123"),
-        refresh_token: Some(Secret::from("refresh-xyz-789")),
-        expires_at: None,
-        refresh_expires_at: None,
-    })
+    c.set_tokens(
+        &TokenPair::new(Secret::from("access-abc-123"))
+            .with_refresh_token(Secret::from("refresh-xyz-789")),
+    )
     .unwrap();
     let text = format!("{c:?} {:?}", c.session().tokens());
     for secret in ["access-abc-123", "refresh-xyz-789", "s3cret-value"] {
@@ -263,12 +257,10 @@ fn a_refresher_that_calls_through_its_own_client_fails_fast() {
         .build();
     own.set(c.clone()).unwrap();
     let t = s.login();
-    c.set_tokens(&TokenPair {
-        access_token: Secret::from(t.access_token),
-        refresh_token: Some(Secret::from(t.refresh_token)),
-        expires_at: None,
-        refresh_expires_at: None,
-    })
+    c.set_tokens(
+        &TokenPair::new(Secret::from(t.access_token))
+            .with_refresh_token(Secret::from(t.refresh_token)),
+    )
     .unwrap();
     s.revoke_access_tokens();
     let outer = c.get(&s.url("/api/me")).unwrap_err();
@@ -358,12 +350,10 @@ fn a_panicking_refresher_fails_its_caller_and_leaves_the_session_usable() {
                 panic!("refresher bug");
             }
             let t = srv.login();
-            RefreshReply::Tokens(TokenPair {
-                access_token: Secret::from(t.access_token),
-                refresh_token: Some(Secret::from(t.refresh_token)),
-                expires_at: None,
-                refresh_expires_at: None,
-            })
+            RefreshReply::Tokens(
+                TokenPair::new(Secret::from(t.access_token))
+                    .with_refresh_token(Secret::from(t.refresh_token)),
+            )
         };
         let builder = client_for(&server);
         let c = if in_the_exchange {
@@ -377,12 +367,10 @@ fn a_panicking_refresher_fails_its_caller_and_leaves_the_session_usable() {
             builder.refresh_with(move |_old: &Secret| refresh()).build()
         };
         let first = server.login();
-        c.set_tokens(&TokenPair {
-            access_token: Secret::from(first.access_token),
-            refresh_token: Some(Secret::from(first.refresh_token)),
-            expires_at: None,
-            refresh_expires_at: None,
-        })
+        c.set_tokens(
+            &TokenPair::new(Secret::from(first.access_token))
+                .with_refresh_token(Secret::from(first.refresh_token)),
+        )
         .unwrap();
         server.revoke_access_tokens();
         let url = server.url("/api/me");
@@ -421,12 +409,10 @@ fn a_redirect_that_leaves_and_returns_carries_the_token_only_on_its_origin() {
     let b = opaque();
     let c = client_for(&a).build();
     let t = a.login();
-    c.set_tokens(&TokenPair {
-        access_token: Secret::from(t.access_token),
-        refresh_token: Some(Secret::from(t.refresh_token)),
-        expires_at: None,
-        refresh_expires_at: None,
-    })
+    c.set_tokens(
+        &TokenPair::new(Secret::from(t.access_token))
+            .with_refresh_token(Secret::from(t.refresh_token)),
+    )
     .unwrap();
     let via_b = redirect_to(&b.url("/api/redirect"), &a.url("/api/me"));
     let first = redirect_to(&a.url("/api/redirect"), &via_b);

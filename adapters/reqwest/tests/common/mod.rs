@@ -162,3 +162,20 @@ pub(crate) fn spawn_burst(
         out
     })
 }
+
+/// A new token family minted by the server (stands in for any custom grant).
+pub(crate) fn minted(s: &AuthServer) -> refresh_machine_reqwest::TokenPair {
+    let t = s.login();
+    refresh_machine_reqwest::TokenPair::new(t.access_token.as_str())
+        .with_refresh_token(t.refresh_token.as_str())
+}
+
+/// `auth` logged in with a fresh family whose access token the server then
+/// revokes, behind a plain reqwest client: the next request refreshes.
+pub(crate) fn expired_client(auth: &RefreshMiddleware, s: &AuthServer) -> ClientWithMiddleware {
+    auth.set_tokens(&minted(s)).unwrap();
+    s.revoke_access_tokens();
+    reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(auth.clone())
+        .build()
+}
