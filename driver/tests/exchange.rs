@@ -27,8 +27,8 @@ struct Gate {
 struct Fake {
     token_calls: AtomicU32,
     gate: Arc<Mutex<Gate>>,
-    /// The access token the API accepts.
-    valid: Mutex<String>,
+    /// The access tokens the API accepts.
+    valid: Mutex<Vec<&'static str>>,
 }
 
 struct FakeClient(Arc<Driver<Fake>>);
@@ -70,6 +70,12 @@ impl Transport for Fake {
         self.token_calls.fetch_add(1, Ordering::SeqCst);
         let gate = self.gate.clone();
         std::future::poll_fn(move |cx| {
+            // A test's request, polled once while the exchange is being
+            // started (before another request can see it).
+            if let Some(mut other) = DURING_FIRST_POLL.with(|d| d.borrow_mut().take()) {
+                assert!(poll(&mut other).is_pending());
+                DURING_FIRST_POLL.with(|d| *d.borrow_mut() = Some(other));
+            }
             let mut g = gate.lock().unwrap();
             match g.answer.clone() {
                 Some(body) => Poll::Ready(Ok(TokenAnswer {
@@ -87,12 +93,20 @@ impl Transport for Fake {
     }
 }
 
+/// A request's future, polled by hand.
+type Pending<'c> = Pin<Box<dyn Future<Output = Option<u16>> + 'c>>;
+
+std::thread_local! {
+    static DURING_FIRST_POLL: std::cell::RefCell<Option<Pending<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// A GET that the API answers 200 with the valid token, else 401.
 struct Get<'f>(&'f Fake);
 
 impl Attempt<Fake> for Get<'_> {
     async fn send(&mut self, token: &Secret) -> Result<Sent<StatusCode>, ()> {
-        let ok = token.expose() == *self.0.valid.lock().unwrap();
+        let ok = self.0.valid.lock().unwrap().contains(&token.expose());
         Ok(Sent {
             response: if ok {
                 StatusCode::OK
@@ -104,6 +118,7 @@ impl Attempt<Fake> for Get<'_> {
     }
 }
 
+/// A client holding `a1`/`r1`; the API accepts only `a2`, which the refresh brings.
 fn client() -> FakeClient {
     let mut config = Config::DEFAULT;
     config.refresh_timeout = Duration::from_secs(3600);
@@ -119,12 +134,12 @@ fn client() -> FakeClient {
         .0
         .set_tokens(&TokenPair::new("a1").with_refresh_token("r1"))
         .unwrap();
-    *client.0.transport().valid.lock().unwrap() = "a2".into();
+    *client.0.transport().valid.lock().unwrap() = vec!["a2"];
     client
 }
 
 /// One request through the drive loop, as a future to poll by hand.
-fn request(c: &FakeClient) -> Pin<Box<dyn Future<Output = Option<u16>> + '_>> {
+fn request(c: &FakeClient) -> Pending<'_> {
     let driver = &c.0;
     Box::pin(async move {
         let allowed = driver
@@ -225,4 +240,26 @@ fn the_request_that_started_a_refresh_hears_of_a_logout() {
     c.0.logout();
     // It does not wait for the token call to end.
     assert_eq!(poll(&mut first), Poll::Ready(None));
+}
+
+/// A request that is told to wait for the refresh in the instant between
+/// the refresh being handed out and its exchange being installed (here:
+/// during the exchange's first poll) parks without the exchange; it is woken
+/// once the exchange is installed, so it drives it when the starting
+/// request is dropped (else it slept until the refresh deadline).
+#[test]
+fn a_request_parked_before_the_exchange_was_installed_drives_it() {
+    let c: &'static FakeClient = Box::leak(Box::new(client()));
+    let mut first = request(c);
+    DURING_FIRST_POLL.with(|d| *d.borrow_mut() = Some(request(c)));
+    assert!(poll(&mut first).is_pending());
+    let mut other = DURING_FIRST_POLL
+        .with(|d| d.borrow_mut().take())
+        .expect("polled during the first poll");
+    // The starting request stalls (held, never polled again): only the
+    // other one can drive the exchange.
+    answer(c);
+    assert_eq!(poll(&mut other), Poll::Ready(Some(200)));
+    assert_eq!(c.0.transport().token_calls.load(Ordering::SeqCst), 1);
+    drop(first);
 }

@@ -150,6 +150,10 @@ fn picked_up_after(idle: Duration, access_token_padding: usize) {
     .unwrap();
     let mut config = Config::DEFAULT;
     config.refresh_timeout = Duration::from_secs(1);
+    // No backoff: past the deadline the machine would start a new refresh
+    // at once, unless the answer waiting unread is applied first.
+    config.refresh_backoff.base = Duration::ZERO;
+    config.refresh_backoff.max = Duration::ZERO;
     let c = build_with(&s, config, TokenCapacity::Large);
     s.revoke_access_tokens();
     s.set_token_fault(TokenFault::Late(Duration::from_millis(600)), 1);
