@@ -978,4 +978,181 @@ mod tests {
             RefreshOutcome::Transient { .. }
         ));
     }
+
+    /// The client codes are a misconfiguration, the other codes transient
+    /// with the code as the problem (mutants deleting either arm survived).
+    #[test]
+    fn classification_keeps_the_oauth_code() {
+        for (code, want) in [
+            ("invalid_client", OAuthError::InvalidClient),
+            ("unauthorized_client", OAuthError::UnauthorizedClient),
+            ("unsupported_grant_type", OAuthError::UnsupportedGrantType),
+            ("invalid_scope", OAuthError::InvalidScope),
+            ("invalid_request", OAuthError::InvalidRequest),
+        ] {
+            let mut body = format!(r#"{{"error":"{code}"}}"#).into_bytes();
+            let c = classify_token_response(401, &mut body, None);
+            assert!(
+                matches!(c.outcome, RefreshOutcome::Misconfigured(Some(got)) if got == want),
+                "{code}: {:?}",
+                c.outcome
+            );
+            assert_eq!(c.problem, Some(GrantError::OAuth(want)), "{code}");
+        }
+        for (code, want) in [
+            ("server_error", OAuthError::ServerError),
+            (
+                "temporarily_unavailable",
+                OAuthError::TemporarilyUnavailable,
+            ),
+            ("made_up", OAuthError::Other),
+        ] {
+            let mut body = format!(r#"{{"error":"{code}"}}"#).into_bytes();
+            let c = classify_token_response(400, &mut body, Some(Duration::from_secs(4)));
+            assert!(
+                matches!(
+                    c.outcome,
+                    RefreshOutcome::Transient { retry_after: Some(d) } if d == Duration::from_secs(4)
+                ),
+                "{code}"
+            );
+            assert_eq!(c.problem, Some(GrantError::OAuth(want)), "{code}");
+        }
+        let mut html = b"<html>".to_vec();
+        let c = classify_token_response(401, &mut html, None);
+        assert_eq!(c.problem, Some(GrantError::Status(401)));
+    }
+
+    /// Every field of a token response is read, `{}` is an object, and the
+    /// `Debug` output names the fields without the tokens.
+    #[test]
+    fn every_field_is_read_and_debug_shows_no_token() {
+        let mut body = br#"{"access_token":"at-1","refresh_token":"rt-1","token_type":"Bearer","expires_in":60,"refresh_expires_in":"1800","scope":"read write"}"#.to_vec();
+        let t = parse_token_response(&mut body).unwrap();
+        assert_eq!(t.access_token.expose_secret(), "at-1");
+        assert_eq!(t.refresh_token.unwrap().expose_secret(), "rt-1");
+        assert_eq!(t.expires_in, Some(60));
+        assert_eq!(t.refresh_expires_in, Some(1800));
+        assert_eq!(t.scope, Some("read write"));
+        let text = format!("{t:?}");
+        for part in [
+            "TokenResponse",
+            "expires_in: Some(60)",
+            "1800",
+            "read write",
+        ] {
+            assert!(text.contains(part), "{part} in {text}");
+        }
+        assert!(!text.contains("at-1") && !text.contains("rt-1"), "{text}");
+        let set = t.token_set();
+        assert_eq!(set.expires_in, Some(Duration::from_secs(60)));
+        assert_eq!(set.refresh_expires_in, Some(Duration::from_secs(1800)));
+
+        for empty in [&b"{}"[..], b"{ }", b" {}\n", b"\xEF\xBB\xBF{}"] {
+            let mut v = empty.to_vec();
+            assert_eq!(
+                parse_token_response(&mut v).unwrap_err(),
+                GrantError::MissingAccessToken,
+                "{empty:?}"
+            );
+        }
+        let mut v = b"{} x".to_vec();
+        assert_eq!(
+            parse_token_response(&mut v).unwrap_err(),
+            GrantError::Json(3)
+        );
+    }
+
+    #[test]
+    fn form_writer_debug_shows_only_the_length() {
+        let mut buf = [0u8; 64];
+        let mut w = FormWriter::new(&mut buf);
+        w.pair("password", "hunter2").unwrap();
+        let text = format!("{w:?}");
+        assert!(
+            text.contains("FormWriter") && text.contains("len: 16"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    /// Every JSON number form is a value (signs, a lone zero, fractions,
+    /// exponents with and without a sign), and the forms JSON forbids are errors.
+    #[test]
+    fn json_numbers_in_bodies() {
+        let mut body = br#"{"access_token":"a","n":-5,"z":0,"f":-0.5,"e":1e+3,"g":-2.5E-2,"h":7e3,"expires_in":0,"l":[0,-1,20e+1,-0]}"#.to_vec();
+        let t = parse_token_response(&mut body).unwrap();
+        assert_eq!(t.expires_in, Some(0));
+        let mut body = br#"{"access_token":"a","expires_in":-60}"#.to_vec();
+        assert_eq!(parse_token_response(&mut body).unwrap().expires_in, None);
+        for (bad, at) in [
+            (&br#"{"a":-}"#[..], 5),
+            (br#"{"a":-x}"#, 5),
+            (br#"{"a":00}"#, 5),
+            (br#"{"a":-01}"#, 5),
+            (br#"{"a":1.}"#, 7),
+            (br#"{"a":1.e3}"#, 7),
+            (br#"{"a":1e}"#, 7),
+            (br#"{"a":1e+}"#, 8),
+            (br#"{"a":[1E-]}"#, 9),
+        ] {
+            let mut v = bad.to_vec();
+            assert_eq!(
+                parse_token_response(&mut v).unwrap_err(),
+                GrantError::Json(at),
+                "{:?}",
+                core::str::from_utf8(bad)
+            );
+        }
+    }
+
+    /// Nested values are skipped to a depth of 16 below the field, no deeper;
+    /// empty containers, `false`, and a container closed by the wrong
+    /// bracket is an error.
+    #[test]
+    fn nested_values_are_skipped_to_a_bounded_depth() {
+        let nested = |levels: usize| {
+            let mut v = br#"{"access_token":"a","x":"#.to_vec();
+            v.extend(core::iter::repeat(b'[').take(levels));
+            v.extend(core::iter::repeat(b']').take(levels));
+            v.push(b'}');
+            v
+        };
+        // 17 arrays: the innermost is at depth 16, the deepest allowed.
+        assert!(parse_token_response(&mut nested(17)).is_ok());
+        // 18: the innermost, at byte 24 + 17, is one too deep.
+        assert_eq!(
+            parse_token_response(&mut nested(18)).unwrap_err(),
+            GrantError::Json(24 + 17)
+        );
+        let mut body =
+            br#"{"access_token":"a","e":[],"o":{},"s":[ ],"t":{ },"f":false,"k":{"x":{"y":[false,{}]}},"n":null,"u":true}"#
+                .to_vec();
+        assert!(parse_token_response(&mut body).is_ok());
+        for (bad, at) in [
+            (&br#"{"a":[1}}"#[..], 7),
+            (br#"{"a":{"b":1]}"#, 11),
+            (br#"{"a":[}"#, 6),
+            (br#"{"a":fals}"#, 5),
+            (br#"{"a":{"b" 1}}"#, 10),
+            (br#"{"a":{1:1}}"#, 6),
+        ] {
+            let mut v = bad.to_vec();
+            assert_eq!(
+                parse_token_response(&mut v).unwrap_err(),
+                GrantError::Json(at),
+                "{:?}",
+                core::str::from_utf8(bad)
+            );
+        }
+    }
+
+    /// Every JSON escape is decoded (RFC 8259 section 7).
+    #[test]
+    fn every_escape_is_decoded() {
+        let mut body =
+            br#"{"access_token":"x","scope":"\"\\\/\b\f\n\r\t\u00e9\uD83D\uDE00!"}"#.to_vec();
+        let t = parse_token_response(&mut body).unwrap();
+        assert_eq!(t.scope, Some("\"\\/\u{8}\u{c}\n\r\t\u{e9}\u{1F600}!"));
+    }
 }

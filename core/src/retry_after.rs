@@ -285,4 +285,30 @@ mod tests {
         assert_eq!(at.delay(Some(990)), Some(Duration::from_secs(10)));
         assert_eq!(at.delay(Some(2_000)), Some(Duration::ZERO));
     }
+
+    /// Each field's range on its own: a leap second (60) is a time, minute
+    /// 60 and second 61 are not (mutants joining the checks survived).
+    #[test]
+    fn time_fields_are_checked_one_by_one() {
+        assert_eq!(parse_http_date(b"Thu, 01 Jan 1970 00:00:60 GMT"), Some(60));
+        assert_eq!(
+            parse_http_date(b"Thu, 01 Jan 1970 23:59:59 GMT"),
+            Some(86_399)
+        );
+        for bad in [
+            &b"Thu, 01 Jan 1970 00:00:61 GMT"[..],
+            b"Thu, 01 Jan 1970 00:60:00 GMT",
+            b"Thu, 01 Jan 1970 24:00:00 GMT",
+            b"Thu, 00 Jan 1970 00:00:00 GMT",
+            b"Thu, 32 Jan 1970 00:00:00 GMT",
+            b"Wed, 31 Dec 1969 23:59:59 GMT",
+        ] {
+            assert_eq!(
+                parse_http_date(bad),
+                None,
+                "{:?}",
+                core::str::from_utf8(bad)
+            );
+        }
+    }
 }

@@ -335,4 +335,40 @@ mod tests {
             }
         }
     }
+
+    /// Where the grammar is strict: token68 needs the space after its
+    /// scheme, a token68 is not followed by another token, and a space
+    /// after `=` still makes a parameter (mutants of each guard survived).
+    #[test]
+    fn token68_and_parameter_boundaries() {
+        let parse = |v: &str| parse_bearer_challenge(v.as_bytes());
+        // `/` is a token68 byte but not a token byte: it cannot follow a scheme directly.
+        assert_eq!(parse("Bearer/abc"), Err(ChallengeError::Malformed(6)));
+        assert_eq!(parse("Bearer abc def"), Err(ChallengeError::Malformed(7)));
+        assert_eq!(parse("Bearer abc =,"), Err(ChallengeError::Malformed(7)));
+        assert_eq!(
+            parse("Negotiate abc, Bearer error=invalid_token"),
+            Ok(BearerChallenge {
+                error: Some(BearerError::InvalidToken)
+            })
+        );
+        assert_eq!(err("Negotiate abc, Bearer"), None);
+        assert_eq!(
+            err("Bearer error= invalid_token"),
+            Some(BearerError::InvalidToken)
+        );
+        assert_eq!(
+            err("Bearer realm=x, error =\t\"insufficient_scope\""),
+            Some(BearerError::InsufficientScope)
+        );
+    }
+
+    #[test]
+    fn values_print_only_their_length() {
+        let v = Value {
+            raw: b"secret",
+            quoted: true,
+        };
+        assert_eq!(std::format!("{v:?}"), "Value(6 bytes)");
+    }
 }

@@ -413,6 +413,7 @@ fn every_standard_oauth_error_code_is_recognised() {
             "temporarily_unavailable",
             OAuthError::TemporarilyUnavailable,
         ),
+        ("server_error", OAuthError::ServerError),
         ("made_up", OAuthError::Other),
     ] {
         let mut body = format!(r#"{{"error":"{code}"}}"#).into_bytes();
@@ -613,4 +614,98 @@ fn request_ids_do_not_alias_above_65536_slots() {
         .unwrap()
         .join()
         .unwrap();
+}
+
+/// `Response::from_headers` reads the first `Retry-After` and the first
+/// `WWW-Authenticate` that parses as a Bearer challenge, whatever the case
+/// of the names, and nothing from other headers (mutants of its two guards
+/// survived the whole suite: nothing called it).
+#[test]
+fn from_headers_reads_the_first_of_each_header() {
+    let r = Response::from_headers(
+        503,
+        [("Retry-After", &b"5"[..]), ("retry-after", &b"9"[..])],
+        None,
+    );
+    assert_eq!(r.retry_after, Some(Duration::from_secs(5)));
+    assert_eq!(r.bearer_error, None);
+    // A malformed first one still counts: the second is not used.
+    let r = Response::from_headers(
+        503,
+        [("RETRY-AFTER", &b"soon"[..]), ("Retry-After", &b"9"[..])],
+        None,
+    );
+    assert_eq!(r.retry_after, None);
+    // An HTTP-date needs the wall clock.
+    let date = &b"Sun, 06 Nov 1994 08:49:37 GMT"[..];
+    let r = Response::from_headers(429, [("Retry-After", date)], Some(784_111_770));
+    assert_eq!(r.retry_after, Some(Duration::from_secs(7)));
+    let r = Response::from_headers(429, [("Retry-After", date)], None);
+    assert_eq!(r.retry_after, None);
+
+    let r = Response::from_headers(
+        401,
+        [(
+            "WWW-Authenticate",
+            &br#"Bearer error="insufficient_scope""#[..],
+        )],
+        None,
+    );
+    assert_eq!(r.bearer_error, Some(BearerError::InsufficientScope));
+    assert_eq!(r.retry_after, None);
+    assert_eq!(r.status, 401);
+    assert!(r.token_sent);
+    // The first Bearer challenge counts; one that is not Bearer (or does not
+    // parse) is skipped; other headers are never read as challenges.
+    let r = Response::from_headers(
+        401,
+        [
+            ("X-Challenge", &b"Bearer error=invalid_request"[..]),
+            ("www-authenticate", &br#"Basic realm="x""#[..]),
+            ("WWW-Authenticate", &b"Bearer error=\"a"[..]),
+            ("WWW-Authenticate", &b"Bearer error=invalid_token"[..]),
+            ("WWW-Authenticate", &b"Bearer error=insufficient_scope"[..]),
+        ],
+        None,
+    );
+    assert_eq!(r.bearer_error, Some(BearerError::InvalidToken));
+    // A challenge before the Retry-After does not hide it, nor the other way round.
+    let r = Response::from_headers(
+        401,
+        [
+            ("WWW-Authenticate", &b"Bearer error=invalid_token"[..]),
+            ("Retry-After", &b"3"[..]),
+        ],
+        None,
+    );
+    assert_eq!(r.bearer_error, Some(BearerError::InvalidToken));
+    assert_eq!(r.retry_after, Some(Duration::from_secs(3)));
+}
+
+/// A request's id names its slot, and a slot taken again gets a new id: the
+/// finished request's id is refused instead of naming its successor
+/// (mutants of `RequestId::slot` and of the slot generation survived).
+#[test]
+fn ids_name_their_slot_and_are_not_reused() {
+    let mut m = logged_in(Config::DEFAULT, None);
+    let ids: Vec<RequestId> = (0..3).map(|_| start(&mut m)).collect();
+    for (k, id) in ids.iter().enumerate() {
+        assert_eq!(id.slot(), k);
+    }
+    drain(&mut m);
+    m.handle_response(Instant::ZERO, ids[1], Response::status(200))
+        .unwrap();
+    assert_eq!(drain(&mut m), ["deliver"]);
+    let again = start(&mut m);
+    assert_eq!(again.slot(), 1);
+    assert_ne!(again, ids[1]);
+    assert_eq!(
+        m.request_state(ids[1]),
+        Err(refresh_machine::Error::UnknownRequest)
+    );
+    assert_eq!(
+        m.cancel(ids[1]),
+        Err(refresh_machine::Error::UnknownRequest)
+    );
+    assert_eq!(m.request_state(again), Ok(RequestState::ReadyToSend));
 }

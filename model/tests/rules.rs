@@ -581,3 +581,93 @@ fn queued_requests_do_not_go_out_with_an_expired_login_token() {
         "{acts:?}"
     );
 }
+
+/// A refreshed token refused by the resource server, with one 401 already
+/// behind it: the next 401 for it starts the cool-down (no refresh).
+fn refused_fresh_token(m: &mut M, now: Instant) -> RequestId {
+    let a = m.start_request(now, RequestSpec::IDEMPOTENT).unwrap();
+    drain(m);
+    m.handle_response(now, a, Response::status(401)).unwrap();
+    let r = refresh_of(&drain(m)).unwrap();
+    m.handle_refresh_outcome(now, r, tokens("a2", "r2", 3600))
+        .unwrap();
+    assert_eq!(sent_with(&drain(m), a), Some("a2"));
+    a
+}
+
+/// Only an answer that got past authentication proves a token: a 500 (not
+/// transient, so delivered) does not, and a 401 for the fresh token after it
+/// still starts the cool-down instead of another refresh. Mutants counting
+/// a 500 as acceptance survived the model.
+#[test]
+fn a_500_does_not_prove_a_fresh_token() {
+    let mut m = logged_in(Config::DEFAULT, None);
+    let now = secs(1);
+    let a = refused_fresh_token(&mut m, now);
+    m.handle_response(now, a, Response::status(500)).unwrap();
+    assert_eq!(drain(&mut m), vec![Act::Deliver(a)]);
+    let c = m.start_request(now, RequestSpec::IDEMPOTENT).unwrap();
+    assert_eq!(drain(&mut m), vec![Act::Send(c, "a2".into())]);
+    m.handle_response(now, c, Response::status(401)).unwrap();
+    assert_eq!(drain(&mut m), vec![Act::Fail(c, Failure::Unauthorized)]);
+}
+
+/// The refused-token cool-down ends at `refused_token_cooldown` after the
+/// refusal, to the instant: a 401 then refreshes again.
+#[test]
+fn the_cool_down_ends_at_its_instant() {
+    let config = Config::DEFAULT;
+    let mut m = logged_in(config, None);
+    let now = secs(1);
+    let a = refused_fresh_token(&mut m, now);
+    m.handle_response(now, a, Response::status(401)).unwrap();
+    assert_eq!(drain(&mut m), vec![Act::Fail(a, Failure::Unauthorized)]);
+    let just_before = now + (config.refused_token_cooldown - Duration::from_millis(1));
+    let b = m
+        .start_request(just_before, RequestSpec::IDEMPOTENT)
+        .unwrap();
+    drain(&mut m);
+    m.handle_response(just_before, b, Response::status(401))
+        .unwrap();
+    assert_eq!(drain(&mut m), vec![Act::Fail(b, Failure::Unauthorized)]);
+    let end = now + config.refused_token_cooldown;
+    let c = m.start_request(end, RequestSpec::IDEMPOTENT).unwrap();
+    drain(&mut m);
+    m.handle_response(end, c, Response::status(401)).unwrap();
+    let acts = drain(&mut m);
+    assert!(refresh_of(&acts).is_some(), "{acts:?}");
+}
+
+/// The token endpoint's `Retry-After` ends to the instant: a round started
+/// exactly then calls the endpoint at once, without waiting for a timer.
+#[test]
+fn a_token_endpoint_retry_after_ends_at_its_instant() {
+    let mut config = Config::DEFAULT;
+    config.max_refresh_attempts = 1;
+    let mut m = logged_in(config, None);
+    let now = secs(1);
+    let a = m.start_request(now, RequestSpec::IDEMPOTENT).unwrap();
+    drain(&mut m);
+    m.handle_response(now, a, Response::status(401)).unwrap();
+    let r = refresh_of(&drain(&mut m)).unwrap();
+    m.handle_refresh_outcome(
+        now,
+        r,
+        RefreshOutcome::Transient {
+            retry_after: Some(Duration::from_secs(5)),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![Act::Fail(a, Failure::RefreshUnavailable)]
+    );
+    let until = now + Duration::from_secs(5);
+    let b = m.start_request(until, RequestSpec::IDEMPOTENT).unwrap();
+    let acts = drain(&mut m);
+    assert!(refresh_of(&acts).is_some(), "{acts:?}");
+    assert_eq!(
+        m.request_state(b),
+        Ok(refresh_machine::RequestState::WaitingForRefresh)
+    );
+}
