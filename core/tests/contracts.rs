@@ -709,3 +709,60 @@ fn ids_name_their_slot_and_are_not_reused() {
     );
     assert_eq!(m.request_state(again), Ok(RequestState::ReadyToSend));
 }
+
+/// One request answered `status` at time zero, its outcome polled.
+#[cfg(feature = "model")]
+fn answered(config: Config, status: u16) -> M {
+    let mut m = logged_in(config, None);
+    let id = start(&mut m);
+    drain(&mut m);
+    m.handle_response(Instant::ZERO, id, Response::status(status))
+        .unwrap();
+    assert_eq!(drain(&mut m), ["deliver"]);
+    m
+}
+
+/// `hash_state` covers each part of the state: machines that differ only
+/// in the token store, the retry budget or the refresh round hash apart
+/// (mutants emptying each part's `hash` survived the exhaustive test, which
+/// only merges more states with them).
+#[test]
+#[cfg(feature = "model")]
+fn hash_state_covers_tokens_budget_and_refresh_round() {
+    // Tokens only: a 200 proves the token, a 500 does not; neither moves
+    // the (full) budget.
+    assert_ne!(
+        fingerprint(&answered(Config::DEFAULT, 200)),
+        fingerprint(&answered(Config::DEFAULT, 500))
+    );
+    // Budget only: with no transient retries a 503 is delivered as it is
+    // but still costs a budget token; a 500 costs none.
+    let mut no_retries = Config::DEFAULT;
+    no_retries.max_transient_retries = 0;
+    assert_ne!(
+        fingerprint(&answered(no_retries, 503)),
+        fingerprint(&answered(no_retries, 500))
+    );
+    // Refresh round only: a round given up with and without the token
+    // endpoint's Retry-After, which outlives it.
+    let gave_up = |retry_after: Option<Duration>| {
+        let mut config = Config::DEFAULT;
+        config.max_refresh_attempts = 1;
+        let mut m = logged_in(config, None);
+        let id = start(&mut m);
+        drain(&mut m);
+        m.handle_response(Instant::ZERO, id, Response::status(401))
+            .unwrap();
+        let Some(Action::Refresh { id: r, .. }) = m.poll_action() else {
+            panic!("no refresh");
+        };
+        m.handle_refresh_outcome(Instant::ZERO, r, RefreshOutcome::Transient { retry_after })
+            .unwrap();
+        assert_eq!(drain(&mut m), ["fail:RefreshUnavailable"]);
+        m
+    };
+    assert_ne!(
+        fingerprint(&gave_up(Some(Duration::from_secs(5)))),
+        fingerprint(&gave_up(None))
+    );
+}

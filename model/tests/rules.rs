@@ -671,3 +671,101 @@ fn a_token_endpoint_retry_after_ends_at_its_instant() {
         Ok(refresh_machine::RequestState::WaitingForRefresh)
     );
 }
+
+/// Refresh-ahead waits for a refreshed token to be proven: inside its
+/// window, a fresh token nothing has accepted yet goes out as it is (its own
+/// refresh would follow at once otherwise); once accepted, the window applies.
+#[test]
+fn refresh_ahead_waits_for_a_fresh_token_to_be_proven() {
+    let mut config = Config::DEFAULT;
+    config.refresh_ahead = Some(Duration::from_secs(60));
+    config.expiry_skew = Duration::from_secs(5);
+    let mut m = logged_in(config, None);
+    let now = secs(1);
+    let a = m.start_request(now, RequestSpec::IDEMPOTENT).unwrap();
+    drain(&mut m);
+    m.handle_response(now, a, Response::status(401)).unwrap();
+    let r = refresh_of(&drain(&mut m)).unwrap();
+    m.handle_refresh_outcome(now, r, tokens("a2", "r2", 100))
+        .unwrap();
+    assert_eq!(sent_with(&drain(&mut m), a), Some("a2"));
+    // 70 s on, a2 (expiring at 101 s) is inside its window (30 to 50 s
+    // before expiry: at most half its lifetime) and still usable.
+    let later = now + Duration::from_secs(70);
+    let b = m.start_request(later, RequestSpec::IDEMPOTENT).unwrap();
+    assert_eq!(drain(&mut m), vec![Act::Send(b, "a2".into())]);
+    m.handle_response(later, b, Response::status(200)).unwrap();
+    assert_eq!(drain(&mut m), vec![Act::Deliver(b)]);
+    let c = m.start_request(later, RequestSpec::IDEMPOTENT).unwrap();
+    let acts = drain(&mut m);
+    assert!(refresh_of(&acts).is_some(), "{acts:?}");
+    assert_eq!(sent_with(&acts, c), Some("a2"), "{acts:?}");
+}
+
+/// A request queued while the token was valid, and not yet polled, is held
+/// with the requests that found the token past its margin: it does not go
+/// out with the expired token at the next poll. (The model drains after
+/// every step, so it never leaves a request queued across an expiry: an
+/// emptied `park_ready` survived it.)
+#[test]
+fn a_queued_request_is_held_with_the_one_that_found_the_token_expired() {
+    let mut m = logged_in(Config::DEFAULT, Some(60));
+    let a = m.start_request(secs(10), RequestSpec::IDEMPOTENT).unwrap();
+    let b = m.start_request(secs(100), RequestSpec::IDEMPOTENT).unwrap();
+    let acts = drain(&mut m);
+    assert_eq!(sent_with(&acts, a), None, "{acts:?}");
+    assert_eq!(sent_with(&acts, b), None, "{acts:?}");
+    assert!(refresh_of(&acts).is_some(), "{acts:?}");
+    for id in [a, b] {
+        assert_eq!(
+            m.request_state(id),
+            Ok(refresh_machine::RequestState::WaitingForRefresh)
+        );
+    }
+}
+
+/// `handle_timeout` fires what is due (deadlines, backoffs) and holds
+/// queued requests whose token is past its margin; it does not start a
+/// refresh-ahead by itself: that is decided when a request is routed.
+#[test]
+fn handle_timeout_starts_no_refresh_ahead() {
+    let mut config = Config::DEFAULT;
+    config.refresh_ahead = Some(Duration::from_secs(60));
+    config.expiry_skew = Duration::from_secs(1);
+    let mut m = logged_in(config, Some(600));
+    let a = m.start_request(secs(10), RequestSpec::IDEMPOTENT).unwrap();
+    assert_eq!(m.poll_timeout(), None);
+    // Inside the refresh-ahead window (30 to 60 s before expiry), before the skew.
+    m.handle_timeout(secs(580));
+    assert_eq!(drain(&mut m), vec![Act::Send(a, "a1".into())]);
+    // The next request routed there starts it.
+    let b = m.start_request(secs(580), RequestSpec::IDEMPOTENT).unwrap();
+    let acts = drain(&mut m);
+    assert!(refresh_of(&acts).is_some(), "{acts:?}");
+    assert_eq!(sent_with(&acts, b), Some("a1"), "{acts:?}");
+}
+
+/// A request queued while a background refresh (refresh-ahead) was in flight
+/// may use the token that refresh brings at least once, as a waiter may,
+/// even when that token arrives expired and the request is routed again
+/// before it is polled.
+#[test]
+fn a_request_queued_during_a_background_refresh_may_use_its_token() {
+    let mut config = Config::DEFAULT;
+    config.refresh_ahead = Some(Duration::from_secs(60));
+    config.expiry_skew = Duration::from_secs(1);
+    let mut m = logged_in(config, Some(600));
+    let first = m.start_request(secs(580), RequestSpec::IDEMPOTENT).unwrap();
+    let acts = drain(&mut m);
+    let r = refresh_of(&acts).expect("refresh-ahead");
+    assert_eq!(sent_with(&acts, first), Some("a1"));
+    // Queued, not yet polled, while the refresh is out.
+    let a = m.start_request(secs(581), RequestSpec::IDEMPOTENT).unwrap();
+    m.handle_refresh_outcome(secs(581), r, tokens("a2", "r2", 0))
+        .unwrap();
+    // The driver feeds the time before polling: a2 is past its margin.
+    m.handle_timeout(secs(581));
+    let acts = drain(&mut m);
+    assert_eq!(sent_with(&acts, a), Some("a2"), "{acts:?}");
+    assert_eq!(refresh_of(&acts), None, "{acts:?}");
+}
