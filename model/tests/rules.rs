@@ -507,32 +507,37 @@ fn a_late_success_supersedes_the_attempt_in_flight_without_stranding_waiters() {
     );
 }
 
+/// A machine whose one refresh round gave up at `now` on a transient
+/// answer with this `Retry-After` (its waiting request failed
+/// `RefreshUnavailable`).
+fn gave_up_at(now: Instant, retry_after: Duration) -> M {
+    let mut config = Config::DEFAULT;
+    config.max_refresh_attempts = 1;
+    let mut m = logged_in(config, None);
+    let a = m.start_request(now, RequestSpec::IDEMPOTENT).unwrap();
+    drain(&mut m);
+    m.handle_response(now, a, Response::status(401)).unwrap();
+    let r = refresh_of(&drain(&mut m)).unwrap();
+    let outcome = RefreshOutcome::Transient {
+        retry_after: Some(retry_after),
+    };
+    m.handle_refresh_outcome(now, r, outcome).unwrap();
+    assert_eq!(
+        drain(&mut m),
+        vec![Act::Fail(a, Failure::RefreshUnavailable)]
+    );
+    m
+}
+
 /// The token endpoint's `Retry-After` holds for the next round too: after
 /// a round gave up (its waiters failed `RefreshUnavailable`), the next
 /// request did not wait for it and called the endpoint at once. Clamped to
 /// `max_retry_after`.
 #[test]
 fn a_token_endpoint_retry_after_outlives_its_round() {
-    let mut config = Config::DEFAULT;
-    config.max_refresh_attempts = 1;
-    let mut m = logged_in(config, None);
+    let config = Config::DEFAULT;
     let now = secs(1);
-    let a = m.start_request(now, RequestSpec::IDEMPOTENT).unwrap();
-    drain(&mut m);
-    m.handle_response(now, a, Response::status(401)).unwrap();
-    let r = refresh_of(&drain(&mut m)).unwrap();
-    m.handle_refresh_outcome(
-        now,
-        r,
-        RefreshOutcome::Transient {
-            retry_after: Some(Duration::from_secs(3600)),
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        drain(&mut m),
-        vec![Act::Fail(a, Failure::RefreshUnavailable)]
-    );
+    let mut m = gave_up_at(now, Duration::from_secs(3600));
     // A new request 10 s later: it waits for the (clamped) Retry-After.
     let b = m.start_request(secs(11), RequestSpec::IDEMPOTENT).unwrap();
     assert_eq!(drain(&mut m), vec![], "no refresh before Retry-After");
@@ -642,26 +647,8 @@ fn the_cool_down_ends_at_its_instant() {
 /// exactly then calls the endpoint at once, without waiting for a timer.
 #[test]
 fn a_token_endpoint_retry_after_ends_at_its_instant() {
-    let mut config = Config::DEFAULT;
-    config.max_refresh_attempts = 1;
-    let mut m = logged_in(config, None);
     let now = secs(1);
-    let a = m.start_request(now, RequestSpec::IDEMPOTENT).unwrap();
-    drain(&mut m);
-    m.handle_response(now, a, Response::status(401)).unwrap();
-    let r = refresh_of(&drain(&mut m)).unwrap();
-    m.handle_refresh_outcome(
-        now,
-        r,
-        RefreshOutcome::Transient {
-            retry_after: Some(Duration::from_secs(5)),
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        drain(&mut m),
-        vec![Act::Fail(a, Failure::RefreshUnavailable)]
-    );
+    let mut m = gave_up_at(now, Duration::from_secs(5));
     let until = now + Duration::from_secs(5);
     let b = m.start_request(until, RequestSpec::IDEMPOTENT).unwrap();
     let acts = drain(&mut m);
