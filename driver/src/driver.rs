@@ -159,15 +159,11 @@ impl<T: Transport> Driver<T> {
                     let exchange = InFlight::prepare(ticket.detach(), call);
                     // Polled here first: a blocking refresher runs in this
                     // request, never in another one's non-blocking poll.
-                    let mut first = exchange.future.clone();
-                    match std::future::poll_fn(|cx| Poll::Ready(first.poll_unpin(cx))).await {
-                        Poll::Ready(finished) => self.finish(&exchange, finished),
-                        Poll::Pending => {
-                            self.exchange.install(exchange);
-                            // Requests told to wait before it was installed
-                            // look again, to drive it while they wait.
-                            self.session.wake_all();
-                        }
+                    if !self.poll_once(&exchange).await {
+                        self.exchange.install(exchange);
+                        // Requests told to wait before it was installed
+                        // look again, to drive it while they wait.
+                        self.session.wake_all();
                     }
                     // This request then waits for it like any other (and
                     // hears of a logout meanwhile).
@@ -218,13 +214,21 @@ impl<T: Transport> Driver<T> {
     /// Poll the refresh exchange in flight once, without waiting; apply its
     /// outcome if it has one.
     async fn poll_exchange(&self) {
-        let Some(exchange) = self.exchange.get() else {
-            return;
-        };
+        if let Some(exchange) = self.exchange.get() {
+            self.poll_once(&exchange).await;
+        }
+    }
+
+    /// Poll `exchange` once, without waiting; apply its outcome if it has
+    /// one. Whether it had.
+    async fn poll_once(&self, exchange: &Exchange) -> bool {
         let mut future = exchange.future.clone();
-        let polled = std::future::poll_fn(|cx| Poll::Ready(future.poll_unpin(cx))).await;
-        if let Poll::Ready(finished) = polled {
-            self.finish(&exchange, finished);
+        match std::future::poll_fn(|cx| Poll::Ready(future.poll_unpin(cx))).await {
+            Poll::Ready(finished) => {
+                self.finish(exchange, finished);
+                true
+            }
+            Poll::Pending => false,
         }
     }
 

@@ -187,25 +187,29 @@ impl Transport for ReqwestTransport {
         // timeout, the call polled first: an answer that arrived while
         // nobody polled the refresh (every waiter dropped) wins over a
         // deadline that passed meanwhile (reqwest checks its timeout first).
-        let sent = std::pin::pin!(self.http.execute(request));
-        let response = match select(sent, self.timer.sleep(timeout)).await {
-            Either::Left((response, _)) => response?,
-            Either::Right(_) => {
-                return Err(reqwest_middleware::Error::middleware(TokenCallTimedOut))
-            }
-        };
+        let execute = async { Ok(self.http.execute(request).await?) };
+        let response = self.within(timeout, execute).await?;
         // The head is in: the body gets a budget of its own. A large answer
         // that arrived unread comes in several chunks, each one read only
         // when polled, so the first deadline may have passed meanwhile.
-        let read = std::pin::pin!(self.read_token_answer(response));
-        match select(read, self.timer.sleep(timeout)).await {
-            Either::Left((answer, _)) => answer,
-            Either::Right(_) => Err(reqwest_middleware::Error::middleware(TokenCallTimedOut)),
-        }
+        self.within(timeout, self.read_token_answer(response)).await
     }
 }
 
 impl ReqwestTransport {
+    /// `call`'s result, or a timeout if `timeout` passes first; `call` is
+    /// polled first, so a result that is ready wins over a passed deadline.
+    async fn within<T>(
+        &self,
+        timeout: Duration,
+        call: impl std::future::Future<Output = Result<T, reqwest_middleware::Error>>,
+    ) -> Result<T, reqwest_middleware::Error> {
+        match select(std::pin::pin!(call), self.timer.sleep(timeout)).await {
+            Either::Left((result, _)) => result,
+            Either::Right(_) => Err(reqwest_middleware::Error::middleware(TokenCallTimedOut)),
+        }
+    }
+
     /// Read a token-endpoint answer, at most the limit of the session's
     /// token capacity of it.
     async fn read_token_answer(

@@ -246,20 +246,7 @@ where
         self,
         refresher: R2,
     ) -> Client<'a, T, D, C, TOKEN_CAP, R2, S> {
-        Client {
-            http: self.http,
-            clock: self.clock,
-            machine: self.machine,
-            endpoints: self.endpoints,
-            scratch: self.scratch,
-            request_timeout: self.request_timeout,
-            refresher,
-            store: self.store,
-            unsaved: self.unsaved,
-            tokens_changed: self.tokens_changed,
-            problem: self.problem,
-            open: self.open,
-        }
+        self.map_parts(|_, store| (refresher, store))
     }
 
     /// Save the tokens in `store` whenever they change, before anything else
@@ -268,6 +255,15 @@ where
         self,
         store: S2,
     ) -> Client<'a, T, D, C, TOKEN_CAP, R, S2> {
+        self.map_parts(|refresher, _| (refresher, store))
+    }
+
+    /// The same client with its refresher and store replaced by `f`.
+    fn map_parts<R2, S2>(
+        self,
+        f: impl FnOnce(R, S) -> (R2, S2),
+    ) -> Client<'a, T, D, C, TOKEN_CAP, R2, S2> {
+        let (refresher, store) = f(self.refresher, self.store);
         Client {
             http: self.http,
             clock: self.clock,
@@ -275,7 +271,7 @@ where
             endpoints: self.endpoints,
             scratch: self.scratch,
             request_timeout: self.request_timeout,
-            refresher: self.refresher,
+            refresher,
             store,
             unsaved: self.unsaved,
             tokens_changed: self.tokens_changed,
