@@ -395,8 +395,146 @@ fn text(body: &[u8], span: Option<(usize, usize)>) -> Result<Option<&str>, Grant
 /// Parse a token response body in place (JSON escapes are decoded inside
 /// `body`; a leading UTF-8 byte order mark is skipped).
 pub fn parse_token_response(body: &mut [u8]) -> Result<TokenResponse<'_>, GrantError> {
-    let f = scan_object(body)?;
+    parse_token_response_as(body, &TokenFormat::OAUTH2)
+}
+
+/// [`parse_token_response`] for a token answer in another `format` (an app
+/// backend's camelCase JSON, say).
+pub fn parse_token_response_as<'b>(
+    body: &'b mut [u8],
+    format: &TokenFormat<'_>,
+) -> Result<TokenResponse<'b>, GrantError> {
+    let f = scan_object(body, format)?;
     f.response(body)
+}
+
+/// How a token endpoint writes its answer: the names of its fields, and how
+/// it says that a refresh token is refused.
+///
+/// RFC 6749 servers use [`TokenFormat::OAUTH2`]. The JWT backends of web
+/// tutorials and app frameworks (Express, NestJS, Spring) answer
+/// `{"accessToken": .., "refreshToken": ..}` and refuse with a bare 401 or
+/// 403: [`TokenFormat::CAMEL_CASE`], or any names of your own. The
+/// `token_type`, `scope` and `error` fields keep their RFC 6749 names in
+/// every format (a backend that sends none is fine).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TokenFormat<'n> {
+    /// The access token's field.
+    pub access_token: &'n str,
+    /// The refresh token's field.
+    pub refresh_token: &'n str,
+    /// The access token's lifetime in seconds.
+    pub expires_in: &'n str,
+    /// The refresh token's lifetime in seconds.
+    pub refresh_expires_in: &'n str,
+    /// How a refused refresh token is told from an outage.
+    pub refusals: Refusals,
+}
+
+impl TokenFormat<'static> {
+    /// RFC 6749 §5.1: `access_token`, `refresh_token`, `expires_in`,
+    /// `refresh_expires_in`; refusals by §5.2 error code.
+    pub const OAUTH2: TokenFormat<'static> = TokenFormat {
+        access_token: "access_token",
+        refresh_token: "refresh_token",
+        expires_in: "expires_in",
+        refresh_expires_in: "refresh_expires_in",
+        refusals: Refusals::OAuthCodes,
+    };
+
+    /// An app backend's camelCase JSON: `accessToken`, `refreshToken`,
+    /// `expiresIn`, `refreshExpiresIn`; refusals by status ([`Refusals::Statuses`]).
+    pub const CAMEL_CASE: TokenFormat<'static> = TokenFormat {
+        access_token: "accessToken",
+        refresh_token: "refreshToken",
+        expires_in: "expiresIn",
+        refresh_expires_in: "refreshExpiresIn",
+        refusals: Refusals::Statuses,
+    };
+}
+
+/// How a token endpoint refuses a refresh token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Refusals {
+    /// By RFC 6749 §5.2 error code: only `invalid_grant` ends the session; a
+    /// 400 or 401 without a known code is transient.
+    OAuthCodes,
+    /// By status, as app backends do: 401 and 403 end the session, 400 is a
+    /// request the client got wrong (misconfigured: tokens kept, nobody
+    /// logged out). An RFC 6749 error code in the body still wins.
+    Statuses,
+}
+
+/// The JSON body `{"<field>":"<refresh token>"}` that app backends take at
+/// their refresh route, written into `buf` (the field name and the token
+/// escaped as JSON strings).
+pub fn json_refresh_body<'b>(
+    buf: &'b mut [u8],
+    field: &str,
+    refresh_token: RefreshToken<'_>,
+) -> Result<&'b str, GrantError> {
+    let mut w = Writer { buf, len: 0 };
+    w.push(b"{")?;
+    w.json_string(field)?;
+    w.push(b":")?;
+    w.json_string(refresh_token.expose_secret())?;
+    w.push(b"}")?;
+    w.finish()
+}
+
+/// The most bytes [`json_refresh_body`] writes for this field and token.
+pub const fn json_refresh_body_len(field_len: usize, token_len: usize) -> usize {
+    // `\u00XX` is the longest escape: six bytes for one.
+    6 * (field_len + token_len) + 8
+}
+
+/// A fixed buffer written front to back.
+struct Writer<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+}
+
+impl<'b> Writer<'b> {
+    fn finish(self) -> Result<&'b str, GrantError> {
+        core::str::from_utf8(&self.buf[..self.len]).map_err(|_| GrantError::BufferTooSmall)
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Result<(), GrantError> {
+        let end = self.len + bytes.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(GrantError::BufferTooSmall)?
+            .copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
+
+    /// `s` as a JSON string (RFC 8259 §7): quote, backslash and control
+    /// characters escaped.
+    fn json_string(&mut self, s: &str) -> Result<(), GrantError> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        self.push(b"\"")?;
+        for &b in s.as_bytes() {
+            match b {
+                b'"' => self.push(b"\\\"")?,
+                b'\\' => self.push(b"\\\\")?,
+                b'\n' => self.push(b"\\n")?,
+                b'\r' => self.push(b"\\r")?,
+                b'\t' => self.push(b"\\t")?,
+                0..=0x1f => self.push(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                ])?,
+                _ => self.push(&[b])?,
+            }
+        }
+        self.push(b"\"")
+    }
 }
 
 /// The token endpoint's answer, classified for [`crate::RefreshMachine::handle_refresh_outcome`].
@@ -425,11 +563,23 @@ pub fn classify_token_response(
     body: &mut [u8],
     retry_after: Option<Duration>,
 ) -> Classified<'_> {
+    classify_token_response_as(status, body, retry_after, &TokenFormat::OAUTH2)
+}
+
+/// [`classify_token_response`] for an answer in another `format`. With
+/// [`Refusals::Statuses`], a 401 or 403 without an RFC 6749 code is a
+/// rejection and a 400 without one a misconfiguration.
+pub fn classify_token_response_as<'b>(
+    status: u16,
+    body: &'b mut [u8],
+    retry_after: Option<Duration>,
+    format: &TokenFormat<'_>,
+) -> Classified<'b> {
     let transient = |problem| Classified {
         outcome: RefreshOutcome::Transient { retry_after },
         problem: Some(problem),
     };
-    let fields = scan_object(body);
+    let fields = scan_object(body, format);
     let body: &[u8] = body;
     match status {
         200 => {
@@ -452,7 +602,9 @@ pub fn classify_token_response(
                 problem: Some(problem),
             }
         }
-        400 | 401 => match fields.and_then(|f| f.response(body)) {
+        400 | 401 | 403 if status != 403 || format.refusals == Refusals::Statuses => match fields
+            .and_then(|f| f.response(body))
+        {
             Err(GrantError::OAuth(OAuthError::InvalidGrant)) => Classified {
                 outcome: RefreshOutcome::Rejected,
                 problem: Some(GrantError::OAuth(OAuthError::InvalidGrant)),
@@ -467,8 +619,21 @@ pub fn classify_token_response(
                 outcome: RefreshOutcome::Misconfigured(Some(code)),
                 problem: Some(GrantError::OAuth(code)),
             },
-            Err(GrantError::OAuth(code)) => transient(GrantError::OAuth(code)),
-            _ => transient(GrantError::Status(status)),
+            Err(GrantError::OAuth(
+                code @ (OAuthError::TemporarilyUnavailable | OAuthError::ServerError),
+            )) => transient(GrantError::OAuth(code)),
+            Err(GrantError::OAuth(code)) if format.refusals == Refusals::OAuthCodes => {
+                transient(GrantError::OAuth(code))
+            }
+            _ if format.refusals == Refusals::OAuthCodes => transient(GrantError::Status(status)),
+            _ if status == 400 => Classified {
+                outcome: RefreshOutcome::Misconfigured(None),
+                problem: Some(GrantError::Status(status)),
+            },
+            _ => Classified {
+                outcome: RefreshOutcome::Rejected,
+                problem: Some(GrantError::Status(status)),
+            },
         },
         _ => transient(GrantError::Status(status)),
     }
@@ -481,16 +646,75 @@ const MAX_DEPTH: u32 = 16;
 /// A UTF-8 byte order mark, which RFC 8259 lets a parser ignore.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-fn scan_object(b: &mut [u8]) -> Result<Fields, GrantError> {
+fn scan_object(b: &mut [u8], names: &TokenFormat<'_>) -> Result<Fields, GrantError> {
+    let mut f = Fields::default();
+    scan_members(b, |key, value| {
+        let slot = if key == names.access_token.as_bytes() {
+            Some(&mut f.access_token)
+        } else if key == names.refresh_token.as_bytes() {
+            Some(&mut f.refresh_token)
+        } else {
+            match key {
+                b"token_type" => Some(&mut f.token_type),
+                b"scope" => Some(&mut f.scope),
+                b"error" => Some(&mut f.error),
+                _ => None,
+            }
+        };
+        let seconds = if key == names.expires_in.as_bytes() {
+            Some(&mut f.expires_in)
+        } else if key == names.refresh_expires_in.as_bytes() {
+            Some(&mut f.refresh_expires_in)
+        } else {
+            None
+        };
+        match value {
+            Member::Text { span, text } => {
+                if let Some(slot) = slot {
+                    *slot = Some(span);
+                } else if let Some(seconds) = seconds {
+                    // Some servers send `"expires_in": "3600"`.
+                    *seconds = whole_seconds(text);
+                }
+            }
+            Member::Number(n) => {
+                if let Some(seconds) = seconds {
+                    *seconds = whole_seconds(n);
+                }
+            }
+            Member::Other => {}
+        }
+    })?;
+    Ok(f)
+}
+
+/// A member's value as [`scan_members`] shows it.
+pub(crate) enum Member<'v> {
+    /// A string, unescaped in place: its span in the body and its bytes.
+    Text {
+        span: (usize, usize),
+        text: &'v [u8],
+    },
+    /// A number, as written.
+    Number(&'v [u8]),
+    /// Anything else (checked, skipped).
+    Other,
+}
+
+/// Walk the members of the JSON object that is the whole of `b` (a UTF-8
+/// byte order mark skipped), calling `member(key, value)` for each.
+pub(crate) fn scan_members(
+    b: &mut [u8],
+    mut member: impl FnMut(&[u8], Member<'_>),
+) -> Result<(), GrantError> {
     let start = if b.starts_with(BOM) { BOM.len() } else { 0 };
     let mut i = skip_ws(b, start);
     if b.get(i) != Some(&b'{') {
         return Err(GrantError::Json(i));
     }
     i = skip_ws(b, i + 1);
-    let mut f = Fields::default();
     if b.get(i) == Some(&b'}') {
-        return end(b, i + 1).map(|_| f);
+        return end(b, i + 1);
     }
     loop {
         if b.get(i) != Some(&b'"') {
@@ -502,44 +726,30 @@ fn scan_object(b: &mut [u8]) -> Result<Fields, GrantError> {
             return Err(GrantError::Json(i));
         }
         i = skip_ws(b, i + 1);
-        let key = &b[ks..ks + kn];
-        let slot = match key {
-            b"access_token" => Some(&mut f.access_token),
-            b"refresh_token" => Some(&mut f.refresh_token),
-            b"token_type" => Some(&mut f.token_type),
-            b"scope" => Some(&mut f.scope),
-            b"error" => Some(&mut f.error),
-            _ => None,
-        };
-        let seconds = match key {
-            b"expires_in" => Some(&mut f.expires_in),
-            b"refresh_expires_in" => Some(&mut f.refresh_expires_in),
-            _ => None,
-        };
         match b.get(i) {
             Some(b'"') => {
                 let (s, n, next) = string(b, i)?;
-                if let Some(slot) = slot {
-                    *slot = Some((s, n));
-                } else if let Some(seconds) = seconds {
-                    // Some servers send `"expires_in": "3600"`.
-                    *seconds = whole_seconds(&b[s..s + n]);
-                }
+                let text = Member::Text {
+                    span: (s, n),
+                    text: &b[s..s + n],
+                };
+                member(&b[ks..ks + kn], text);
                 i = next;
             }
             Some(b'-' | b'0'..=b'9') => {
                 let start = i;
                 i = number(b, i)?;
-                if let Some(seconds) = seconds {
-                    *seconds = whole_seconds(&b[start..i]);
-                }
+                member(&b[ks..ks + kn], Member::Number(&b[start..i]));
             }
-            _ => i = skip_value(b, i, 0)?,
+            _ => {
+                i = skip_value(b, i, 0)?;
+                member(&b[ks..ks + kn], Member::Other);
+            }
         }
         i = skip_ws(b, i);
         match b.get(i) {
             Some(b',') => i = skip_ws(b, i + 1),
-            Some(b'}') => return end(b, i + 1).map(|_| f),
+            Some(b'}') => return end(b, i + 1),
             _ => return Err(GrantError::Json(i)),
         }
     }
@@ -564,7 +774,7 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// Whole seconds in a non-negative JSON number (`3600`, `3600.5`, `3.6e3`,
 /// `1E30` saturating), read up to the first byte that cannot continue it;
 /// `None` when negative or without digits.
-fn whole_seconds(s: &[u8]) -> Option<u64> {
+pub(crate) fn whole_seconds(s: &[u8]) -> Option<u64> {
     let digits = |b: &[u8]| b.iter().take_while(|c| c.is_ascii_digit()).count();
     let int_len = digits(s);
     if int_len == 0 {
@@ -1154,5 +1364,104 @@ mod tests {
             br#"{"access_token":"x","scope":"\"\\\/\b\f\n\r\t\u00e9\uD83D\uDE00!"}"#.to_vec();
         let t = parse_token_response(&mut body).unwrap();
         assert_eq!(t.scope, Some("\"\\/\u{8}\u{c}\n\r\t\u{e9}\u{1F600}!"));
+    }
+
+    #[test]
+    fn camel_case_answers_are_read_by_their_names() {
+        let mut body =
+            br#"{"accessToken":"a.b.c","refreshToken":"r1","expiresIn":"900","user":{"id":7}}"#
+                .to_vec();
+        let t = parse_token_response_as(&mut body, &TokenFormat::CAMEL_CASE).unwrap();
+        assert_eq!(t.access_token.expose_secret(), "a.b.c");
+        assert_eq!(t.refresh_token.unwrap().expose_secret(), "r1");
+        assert_eq!(t.expires_in, Some(900));
+        // The RFC 6749 names mean nothing in this format, and the reverse.
+        let mut body = br#"{"access_token":"a"}"#.to_vec();
+        assert_eq!(
+            parse_token_response_as(&mut body, &TokenFormat::CAMEL_CASE).unwrap_err(),
+            GrantError::MissingAccessToken
+        );
+        let mut body = br#"{"accessToken":"a"}"#.to_vec();
+        assert_eq!(
+            parse_token_response(&mut body).unwrap_err(),
+            GrantError::MissingAccessToken
+        );
+        let own = TokenFormat {
+            access_token: "jwt",
+            refresh_token: "refresh",
+            ..TokenFormat::CAMEL_CASE
+        };
+        let mut body = br#"{"jwt":"j","refresh":"r"}"#.to_vec();
+        let t = parse_token_response_as(&mut body, &own).unwrap();
+        assert_eq!(t.access_token.expose_secret(), "j");
+        assert_eq!(t.refresh_token.unwrap().expose_secret(), "r");
+    }
+
+    #[test]
+    fn refusals_by_status_for_app_backends() {
+        let class = |status, body: &[u8], format: &TokenFormat<'_>| {
+            let mut body = body.to_vec();
+            match classify_token_response_as(status, &mut body, None, format).outcome {
+                RefreshOutcome::Rejected => "rejected",
+                RefreshOutcome::Misconfigured(_) => "misconfigured",
+                RefreshOutcome::Transient { .. } => "transient",
+                RefreshOutcome::Success(_) => "success",
+                RefreshOutcome::Unusable { .. } => "unusable",
+            }
+        };
+        let (oauth, app) = (&TokenFormat::OAUTH2, &TokenFormat::CAMEL_CASE);
+        let message = br#"{"message":"Refresh token was expired"}"#;
+        // An Express backend's refusal: the session is over.
+        assert_eq!(class(403, message, app), "rejected");
+        assert_eq!(class(401, message, app), "rejected");
+        assert_eq!(class(401, b"Unauthorized", app), "rejected");
+        assert_eq!(class(400, message, app), "misconfigured");
+        // The same answers from an RFC 6749 server say nothing about the grant.
+        assert_eq!(class(403, message, oauth), "transient");
+        assert_eq!(class(401, message, oauth), "transient");
+        assert_eq!(class(400, message, oauth), "transient");
+        // An RFC 6749 code wins in both, and an outage is an outage.
+        let busy = br#"{"error":"temporarily_unavailable"}"#;
+        assert_eq!(class(401, busy, app), "transient");
+        assert_eq!(class(403, busy, app), "transient");
+        assert_eq!(class(400, br#"{"error":"invalid_grant"}"#, app), "rejected");
+        assert_eq!(
+            class(400, br#"{"error":"invalid_client"}"#, app),
+            "misconfigured"
+        );
+        for status in [429, 500, 502, 503, 504] {
+            assert_eq!(class(status, message, app), "transient");
+        }
+        assert_eq!(class(200, br#"{"accessToken":"a"}"#, app), "success");
+        assert_eq!(class(200, br#"{"access_token":"a"}"#, app), "unusable");
+    }
+
+    #[test]
+    fn json_refresh_bodies_escape_what_json_must() {
+        let mut buf = [0u8; 128];
+        let body = json_refresh_body(&mut buf, "refreshToken", RefreshToken::new("r.t-1")).unwrap();
+        assert_eq!(body, r#"{"refreshToken":"r.t-1"}"#);
+        let nasty = "q\"b\\s\n\u{1}é";
+        let field = "re\"fresh";
+        let mut buf = [0u8; json_refresh_body_len(9, 13)];
+        let body = json_refresh_body(&mut buf, field, RefreshToken::new(nasty)).unwrap();
+        assert_eq!(body, r#"{"re\"fresh":"q\"b\\s\n\u0001é"}"#);
+        // It parses back to the same token.
+        let mut back = body.as_bytes().to_vec();
+        let format = TokenFormat {
+            access_token: field,
+            ..TokenFormat::CAMEL_CASE
+        };
+        let t = parse_token_response_as(&mut back, &format).unwrap();
+        assert_eq!(t.access_token.expose_secret(), nasty);
+        // Worst case: every byte escaped six-fold.
+        let controls = "\u{1}".repeat(10);
+        let mut exact = [0u8; json_refresh_body_len(1, 10)];
+        assert!(json_refresh_body(&mut exact, "\u{2}", RefreshToken::new(&controls)).is_ok());
+        let mut short = [0u8; 20];
+        assert_eq!(
+            json_refresh_body(&mut short, "refreshToken", RefreshToken::new(&controls)),
+            Err(GrantError::BufferTooSmall)
+        );
     }
 }

@@ -18,6 +18,7 @@ mod token;
 pub mod grant;
 #[cfg(feature = "http")]
 pub mod http_compat;
+pub mod jwt;
 pub mod retry_after;
 pub mod www_authenticate;
 
