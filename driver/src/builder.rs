@@ -13,6 +13,7 @@ use crate::driver::Driver;
 use crate::error::ConfigError;
 use crate::exchange::InFlight;
 use crate::grant::TokenEndpoint;
+use crate::json_endpoint::JsonEndpoint;
 use crate::session::{Hooks, RefreshReply, Session};
 use crate::transport::Transport;
 use crate::{Origins, Secret};
@@ -26,6 +27,8 @@ type CustomRefresh = dyn Fn(Secret) -> BoxFuture<'static, RefreshReply> + Send +
 pub(crate) enum Refresher {
     /// The RFC 6749 refresh-token grant at a token endpoint.
     Endpoint(TokenEndpoint),
+    /// An app backend's JSON refresh route.
+    Json(JsonEndpoint),
     /// The application's own function.
     Custom(Box<CustomRefresh>),
     /// None configured: a refresh is a rejection (the user logs in again).
@@ -96,6 +99,22 @@ impl<T: Transport> Builder<T> {
             TokenEndpoint::new(url, client_id).map_err(|_| ConfigError::InvalidTokenEndpoint)?;
         self.refresher = Refresher::Endpoint(endpoint);
         Ok(self)
+    }
+
+    /// Refresh at an app backend's JSON route (`POST url` with
+    /// `{"refreshToken": ..}`, answered `{"accessToken": .., "refreshToken": ..}`):
+    /// the Express, NestJS and Spring JWT backends of web tutorials. Other
+    /// names, or the token in a header: [`json_endpoint_with`](Self::json_endpoint_with).
+    /// The route's origin does not receive the access token unless allowed.
+    pub fn json_endpoint(self, url: &str) -> Result<Self, ConfigError> {
+        let endpoint = JsonEndpoint::new(url).map_err(|_| ConfigError::InvalidTokenEndpoint)?;
+        Ok(self.json_endpoint_with(endpoint))
+    }
+
+    /// Refresh at an app backend's JSON route described in full.
+    pub fn json_endpoint_with(mut self, endpoint: JsonEndpoint) -> Self {
+        self.refresher = Refresher::Json(endpoint);
+        self
     }
 
     /// A confidential client: the secret is sent as HTTP Basic (RFC 6749 §2.3.1).

@@ -14,7 +14,7 @@ use crate::exchange::{Exchange, Finished, InFlight};
 use crate::grant;
 use crate::session::{RefreshReply, Session, Start, Step, TokenPair};
 use crate::thread_mark::marked;
-use crate::transport::{Attempt, Sent, Transport};
+use crate::transport::{Attempt, Sent, TokenAnswer, Transport};
 use crate::{AllowedOrigin, Origins, Secret};
 
 /// The error type of a driver on transport `T`.
@@ -99,6 +99,60 @@ impl<T: Transport> Driver<T> {
         }
         let tokens = grant::parse_login(answer.status, answer.body)?;
         self.set_tokens(&tokens)
+    }
+
+    /// Install the tokens of a login answer as your backend wrote it: the
+    /// body your login route returned (read with the JSON endpoint's field
+    /// names, or RFC 6749's with a token endpoint). See [`TokenPair::from_json`].
+    pub fn set_tokens_from_json(&self, body: &[u8]) -> Result<(), DriverError<T>> {
+        let mut body = body.to_vec();
+        let tokens = TokenPair::from_json(&mut body, &self.answer_format());
+        zeroize::Zeroize::zeroize(&mut body);
+        self.set_tokens(&tokens?)
+    }
+
+    /// Log in at an app backend's login route: `POST url` with `credentials`
+    /// as a JSON body (for example `{"username": .., "password": ..}`), the
+    /// answer read as [`set_tokens_from_json`](Self::set_tokens_from_json)
+    /// does. A 2xx without an access token, or any other status, is an
+    /// [`EndpointError`](grant::EndpointError); the session is unchanged.
+    pub async fn login_with_json(
+        &self,
+        url: &str,
+        credentials: impl Into<Vec<u8>>,
+    ) -> Result<(), DriverError<T>> {
+        let url = grant::endpoint_url(url)?;
+        let request = http::Request::post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json")
+            .body(credentials.into())
+            .map_err(Error::InvalidRequest)?;
+        let answer = self
+            .transport
+            .token_call(request, None)
+            .await
+            .map_err(Error::Transport)?;
+        if answer.body_too_large {
+            return Err(grant::EndpointError::ResponseTooLarge {
+                status: answer.status,
+            }
+            .into());
+        }
+        let format = self.answer_format();
+        let format = refresh_machine::grant::TokenFormat {
+            refusals: refresh_machine::grant::Refusals::Statuses,
+            ..format
+        };
+        let tokens = grant::parse_login_as(answer.status, answer.body, &format)?;
+        self.set_tokens(&tokens)
+    }
+
+    /// How token answers are read: the JSON endpoint's names, else RFC 6749's.
+    fn answer_format(&self) -> refresh_machine::grant::TokenFormat<'_> {
+        match &self.refresher {
+            Refresher::Json(endpoint) => endpoint.format(),
+            _ => refresh_machine::grant::TokenFormat::OAUTH2,
+        }
     }
 
     /// Drive one request to its outcome: send it with the current token,
@@ -272,23 +326,39 @@ impl<T: Transport> Driver<T> {
             }
             Refresher::None => Box::pin(std::future::ready(RefreshReply::Rejected)),
             Refresher::Endpoint(endpoint) => {
-                // Built locally: a failure here says nothing about the
-                // grant, which was never presented.
-                let Ok(request) = endpoint.refresh_request(refresh_token) else {
-                    return Box::pin(std::future::ready(RefreshReply::Misconfigured(None)));
-                };
-                let transport = Arc::clone(&self.transport);
-                Box::pin(async move {
-                    match transport.token_call(request, Some(timeout)).await {
-                        Ok(answer) if answer.body_too_large => grant::too_large(answer.status),
-                        Ok(answer) => {
-                            grant::classify(answer.status, &answer.headers, answer.body).0
-                        }
-                        Err(_) => grant::transport_failure(),
-                    }
+                self.token_call(endpoint.refresh_request(refresh_token), timeout, |answer| {
+                    grant::classify(answer.status, &answer.headers, answer.body).0
+                })
+            }
+            Refresher::Json(endpoint) => {
+                let classify = endpoint.clone();
+                self.token_call(endpoint.refresh_request(refresh_token), timeout, move |a| {
+                    classify.classify(a.status, &a.headers, a.body).0
                 })
             }
         }
+    }
+
+    /// One refresh request to a token endpoint, its answer classified.
+    fn token_call(
+        &self,
+        request: Result<http::Request<Vec<u8>>, grant::EndpointError>,
+        timeout: Duration,
+        classify: impl FnOnce(TokenAnswer) -> RefreshReply + Send + 'static,
+    ) -> BoxFuture<'static, RefreshReply> {
+        // Built locally: a failure here says nothing about the grant, which
+        // was never presented.
+        let Ok(request) = request else {
+            return Box::pin(std::future::ready(RefreshReply::Misconfigured(None)));
+        };
+        let transport = Arc::clone(&self.transport);
+        Box::pin(async move {
+            match transport.token_call(request, Some(timeout)).await {
+                Ok(answer) if answer.body_too_large => grant::too_large(answer.status),
+                Ok(answer) => classify(answer),
+                Err(_) => grant::transport_failure(),
+            }
+        })
     }
 }
 

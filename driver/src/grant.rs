@@ -4,7 +4,7 @@
 
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri};
-use refresh_machine::grant::{self, ClientAuth, GrantError};
+use refresh_machine::grant::{self, ClientAuth, GrantError, TokenFormat};
 use refresh_machine::{RefreshOutcome, RefreshToken, Response};
 
 use crate::secret::Secret;
@@ -53,15 +53,8 @@ impl TokenEndpoint {
     /// A public client (`client_id` in the body).
     /// The URL must be absolute, `http` or `https`, with a host.
     pub fn new(url: &str, client_id: &str) -> Result<Self, EndpointError> {
-        let url: Uri = url.parse().map_err(|_| EndpointError::InvalidUrl)?;
-        let scheme_ok = url
-            .scheme_str()
-            .is_some_and(|s| s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("http"));
-        if !scheme_ok || url.host().is_none() {
-            return Err(EndpointError::InvalidUrl);
-        }
         Ok(TokenEndpoint {
-            url,
+            url: endpoint_url(url)?,
             client_id: client_id.into(),
             client_secret: None,
             scope: None,
@@ -161,11 +154,33 @@ impl TokenEndpoint {
     }
 }
 
+/// An endpoint's URL: absolute, `http` or `https`, with a host.
+pub(crate) fn endpoint_url(url: &str) -> Result<Uri, EndpointError> {
+    let url: Uri = url.parse().map_err(|_| EndpointError::InvalidUrl)?;
+    let scheme_ok = url
+        .scheme_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("https") || s.eq_ignore_ascii_case("http"));
+    if !scheme_ok || url.host().is_none() {
+        return Err(EndpointError::InvalidUrl);
+    }
+    Ok(url)
+}
+
 /// Classify a token endpoint answer for the session.
 pub fn classify(
     status: u16,
     headers: &HeaderMap,
+    body: Vec<u8>,
+) -> (RefreshReply, Option<GrantError>) {
+    classify_as(status, headers, body, &TokenFormat::OAUTH2)
+}
+
+/// [`classify`] an answer in another format.
+pub fn classify_as(
+    status: u16,
+    headers: &HeaderMap,
     mut body: Vec<u8>,
+    format: &TokenFormat<'_>,
 ) -> (RefreshReply, Option<GrantError>) {
     let retry_after = Response::from_http(
         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR),
@@ -173,7 +188,7 @@ pub fn classify(
         refresh_machine::StdClock::unix_now(),
     )
     .retry_after;
-    let c = grant::classify_token_response(status, &mut body, retry_after);
+    let c = grant::classify_token_response_as(status, &mut body, retry_after, format);
     let reply = match c.outcome {
         RefreshOutcome::Success(set) => RefreshReply::Tokens(TokenPair::from_token_set(&set)),
         RefreshOutcome::Unusable { refresh_token } => RefreshReply::Unusable {
@@ -207,14 +222,30 @@ pub fn transport_failure() -> RefreshReply {
 }
 
 /// Parse a login (password grant) answer into tokens.
-pub fn parse_login(status: u16, mut body: Vec<u8>) -> Result<TokenPair, EndpointError> {
-    if status != 200 {
-        return match grant::parse_token_response(&mut body) {
+pub fn parse_login(status: u16, body: Vec<u8>) -> Result<TokenPair, EndpointError> {
+    parse_login_as(status, body, &TokenFormat::OAUTH2)
+}
+
+/// [`parse_login`] for an answer in another format (any 2xx is a success:
+/// app backends answer a login with 200 or 201).
+pub fn parse_login_as(
+    status: u16,
+    mut body: Vec<u8>,
+    format: &TokenFormat<'_>,
+) -> Result<TokenPair, EndpointError> {
+    let ok = if format.refusals == refresh_machine::grant::Refusals::OAuthCodes {
+        status == 200
+    } else {
+        (200..300).contains(&status)
+    };
+    let parsed = if ok {
+        TokenPair::from_json(&mut body, format)
+    } else {
+        match grant::parse_token_response_as(&mut body, format) {
             Err(e @ GrantError::OAuth(_)) => Err(e.into()),
             _ => Err(EndpointError::Status { status }),
-        };
-    }
-    let pair = TokenPair::from_token_set(&grant::parse_token_response(&mut body)?.token_set());
+        }
+    };
     zeroize::Zeroize::zeroize(&mut body);
-    Ok(pair)
+    parsed
 }

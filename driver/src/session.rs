@@ -59,15 +59,37 @@ impl TokenPair {
         self
     }
 
+    /// The tokens of a login or refresh answer as your backend wrote it
+    /// (`body`, decoded in place: wipe it after), read with `format`'s field
+    /// names: hand over what your login route returned, for example
+    /// `TokenPair::from_json(&mut body, &TokenFormat::CAMEL_CASE)` for
+    /// `{"accessToken": .., "refreshToken": ..}`. Other fields are ignored.
+    ///
+    /// Without a lifetime in the answer, the `exp` claim of a JWT access
+    /// token (read, not verified: [`refresh_machine::jwt`]) becomes
+    /// [`expires_at`](Self::expires_at), so the session refreshes ahead of
+    /// expiry instead of after a 401.
+    pub fn from_json(
+        body: &mut [u8],
+        format: &refresh_machine::grant::TokenFormat<'_>,
+    ) -> Result<TokenPair, crate::grant::EndpointError> {
+        let answer = refresh_machine::grant::parse_token_response_as(body, format)?;
+        Ok(TokenPair::from_token_set(&answer.token_set()))
+    }
+
     /// Owned copies of tokens as the token endpoint gave them, their
     /// lifetimes turned into wall-clock expiries (`None` past what
-    /// `SystemTime` can hold).
+    /// `SystemTime` can hold); without a lifetime, a JWT's `exp` claim.
     pub(crate) fn from_token_set(set: &TokenSet<'_>) -> TokenPair {
         let wall_clock_in = |d: Duration| SystemTime::now().checked_add(d);
+        let access = set.access_token.expose_secret();
         TokenPair {
-            access_token: Secret::from(set.access_token.expose_secret()),
+            access_token: Secret::from(access),
             refresh_token: set.refresh_token.map(|r| Secret::from(r.expose_secret())),
-            expires_at: set.expires_in.and_then(wall_clock_in),
+            expires_at: set
+                .expires_in
+                .and_then(wall_clock_in)
+                .or_else(|| jwt_expiry(access)),
             refresh_expires_at: set.refresh_expires_in.and_then(wall_clock_in),
         }
     }
@@ -109,6 +131,13 @@ impl TokenPair {
         }
         set
     }
+}
+
+/// The `exp` claim of a JWT access token as a wall-clock instant (a hint, not verified).
+fn jwt_expiry(access_token: &str) -> Option<SystemTime> {
+    let mut scratch = vec![0u8; refresh_machine::jwt::scratch_len(access_token)];
+    let exp = refresh_machine::jwt::expiry(access_token, &mut scratch)?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(exp))
 }
 
 /// What a token endpoint answered, owned (see [`crate::grant::classify`]).

@@ -9,7 +9,9 @@ pub mod endless;
 pub mod server;
 
 pub use endless::EndlessTokenEndpoint;
-pub use server::{AuthServer, Counters, IssuedTokens, ResourceFault, ServerOptions, TokenFault};
+pub use server::{
+    AuthServer, Backend, Counters, IssuedTokens, ResourceFault, ServerOptions, TokenFault,
+};
 pub mod scenarios;
 
-pub use scenarios::{together, Harness, Outcome, TestClient};
+pub use scenarios::{together, AppBackend, Harness, Outcome, TestClient};

@@ -9,7 +9,7 @@
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use crate::server::{AuthServer, ResourceFault, ServerOptions, TokenFault};
+use crate::server::{AuthServer, Backend, ResourceFault, ServerOptions, TokenFault};
 
 /// How a request ended, as the scenarios compare it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,9 +51,37 @@ pub trait Harness {
     /// A client for `server` (token endpoint `server.token_url()`, client id
     /// from its options, its origin allowed), logged in with the password grant.
     fn client(&self, server: &AuthServer, config: refresh_machine::Config) -> Self::Client;
+
+    /// The kind of server the scenarios run against (the client is built
+    /// for `server.options().backend`).
+    fn backend(&self) -> Backend {
+        Backend::OAuth2
+    }
 }
 
-fn server(options: ServerOptions) -> AuthServer {
+/// A harness whose scenarios run against a web tutorial's JSON backend
+/// ([`Backend::AppJwt`]): the inner harness builds the client for it.
+#[derive(Clone, Copy, Debug)]
+pub struct AppBackend<H>(pub H);
+
+impl<H: Harness> Harness for AppBackend<H> {
+    type Client = H::Client;
+
+    fn client(&self, server: &AuthServer, config: refresh_machine::Config) -> Self::Client {
+        self.0.client(server, config)
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::AppJwt
+    }
+}
+
+/// A server of the harness's [`Backend`] kind.
+fn server<H: Harness>(h: &H, options: ServerOptions) -> AuthServer {
+    let options = ServerOptions {
+        backend: h.backend(),
+        ..options
+    };
     AuthServer::start_with(options).expect("start the test server on 127.0.0.1")
 }
 
@@ -95,7 +123,7 @@ fn burst<C: TestClient>(client: &C, n: usize, url: &str) -> Vec<Outcome> {
 
 /// N threads meet an expired token together: exactly one refresh, all succeed.
 pub fn expiry_burst<H: Harness>(h: &H) {
-    let s = server(opaque_expiry());
+    let s = server(h, opaque_expiry());
     let c = h.client(&s, refresh_machine::Config::DEFAULT);
     s.revoke_access_tokens();
     let outcomes = burst(&c, 16, &s.url("/api/me"));
@@ -111,7 +139,7 @@ pub fn expiry_burst<H: Harness>(h: &H) {
 
 /// A 401 for a token that was already replaced is retried without a refresh.
 pub fn stale_401<H: Harness>(h: &H) {
-    let s = server(opaque_expiry());
+    let s = server(h, opaque_expiry());
     let c = h.client(&s, refresh_machine::Config::DEFAULT);
     // A slow request leaves with the first token and is parked by the server.
     let slow = {
@@ -139,14 +167,19 @@ pub fn stale_401<H: Harness>(h: &H) {
 
 /// With the lifetime known, the token is refreshed before it expires: no 401.
 pub fn proactive_refresh<H: Harness>(h: &H) {
-    let s = server(ServerOptions {
-        access_ttl: Duration::from_secs(1),
-        ..ServerOptions::default()
-    });
+    let s = server(
+        h,
+        ServerOptions {
+            access_ttl: Duration::from_secs(2),
+            ..ServerOptions::default()
+        },
+    );
     let c = h.client(&s, refresh_machine::Config::DEFAULT);
     assert_eq!(c.get(&s.url("/api/me")), Outcome::Status(200));
-    // Past half the lifetime (the margin for a 1 s token), before expiry.
-    std::thread::sleep(Duration::from_millis(600));
+    // Past half the lifetime (the margin for a short token), before expiry.
+    // A JWT's `exp` is whole seconds, rounded down: the client sees between
+    // 1 and 2 s of a 2 s token, and refreshes after half of it, by 1 s.
+    std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(c.get(&s.url("/api/me")), Outcome::Status(200));
     let k = s.counters();
     assert_eq!(k.refresh_calls, 1, "{k:?}");
@@ -158,7 +191,7 @@ pub fn proactive_refresh<H: Harness>(h: &H) {
 
 /// The token endpoint answers 503 once, then works: the request succeeds.
 pub fn refresh_503_then_success<H: Harness>(h: &H) {
-    let s = server(opaque_expiry());
+    let s = server(h, opaque_expiry());
     let c = h.client(&s, refresh_machine::Config::DEFAULT);
     s.revoke_access_tokens();
     s.set_token_fault(TokenFault::Status(503, Some(0)), 1);
@@ -174,7 +207,7 @@ pub fn refresh_503_then_success<H: Harness>(h: &H) {
 
 /// `invalid_grant`: every request fails `LoginRequired`, signalled once.
 pub fn refresh_invalid_grant<H: Harness>(h: &H) {
-    let s = server(opaque_expiry());
+    let s = server(h, opaque_expiry());
     let c = h.client(&s, refresh_machine::Config::DEFAULT);
     s.revoke_access_tokens();
     s.revoke_sessions();
@@ -196,7 +229,7 @@ pub fn refresh_invalid_grant<H: Harness>(h: &H) {
 /// The token endpoint hangs: the refresh times out, waiters get
 /// `RefreshUnavailable`, tokens are kept, and after recovery requests succeed.
 pub fn refresh_hangs<H: Harness>(h: &H) {
-    let s = server(opaque_expiry());
+    let s = server(h, opaque_expiry());
     let mut config = refresh_machine::Config::DEFAULT;
     config.refresh_timeout = Duration::from_millis(300);
     config.max_refresh_attempts = 2;
@@ -227,10 +260,13 @@ pub fn refresh_hangs<H: Harness>(h: &H) {
 /// reuse grace period (Auth0's reuse interval, Okta's grace period) answers
 /// it with new tokens and the session survives.
 pub fn unanswered_refresh_within_a_reuse_grace_period<H: Harness>(h: &H) {
-    let s = server(ServerOptions {
-        reuse_grace: Duration::from_secs(60),
-        ..opaque_expiry()
-    });
+    let s = server(
+        h,
+        ServerOptions {
+            reuse_grace: Duration::from_secs(60),
+            ..opaque_expiry()
+        },
+    );
     let c = h.client(&s, short_refresh_deadline());
     s.revoke_access_tokens();
     s.set_token_fault(TokenFault::Unanswered(Duration::from_secs(5)), 1);
@@ -253,7 +289,7 @@ pub fn unanswered_refresh_within_a_reuse_grace_period<H: Harness>(h: &H) {
 /// presentation is refused and the session ends with `LoginRequired`, once.
 /// The client cannot do better; the server's grace period is what saves it.
 pub fn unanswered_refresh_on_a_strict_server<H: Harness>(h: &H) {
-    let s = server(opaque_expiry());
+    let s = server(h, opaque_expiry());
     let c = h.client(&s, short_refresh_deadline());
     s.revoke_access_tokens();
     s.set_token_fault(TokenFault::Unanswered(Duration::from_secs(5)), 1);
@@ -280,7 +316,7 @@ fn short_refresh_deadline() -> refresh_machine::Config {
 
 /// A server that always answers 401: bounded, one refresh, no loop.
 pub fn always_401<H: Harness>(h: &H) {
-    let s = server(opaque_expiry());
+    let s = server(h, opaque_expiry());
     let c = h.client(&s, refresh_machine::Config::DEFAULT);
     s.set_resource_fault(ResourceFault::AlwaysUnauthorized, 1000);
     assert_eq!(c.get(&s.url("/api/me")), Outcome::Unauthorized);
@@ -294,7 +330,7 @@ pub fn always_401<H: Harness>(h: &H) {
 
 /// `insufficient_scope` is not a refresh case.
 pub fn insufficient_scope<H: Harness>(h: &H) {
-    let s = server(opaque_expiry());
+    let s = server(h, opaque_expiry());
     let c = h.client(&s, refresh_machine::Config::DEFAULT);
     assert_eq!(c.get(&s.url("/api/admin")), Outcome::Forbidden);
     let k = s.counters();
@@ -304,7 +340,7 @@ pub fn insufficient_scope<H: Harness>(h: &H) {
 /// A POST whose connection broke after the server acted is not replayed;
 /// with an `Idempotency-Key` it is replayed once (and the server dedupes).
 pub fn post_after_connection_error<H: Harness>(h: &H) {
-    let s = server(opaque_expiry());
+    let s = server(h, opaque_expiry());
     let c = h.client(&s, refresh_machine::Config::DEFAULT);
     s.set_resource_fault(ResourceFault::CloseAfterProcessing, 1);
     assert_eq!(c.post(&s.url("/api/orders"), None), Outcome::Transport);
@@ -330,7 +366,7 @@ pub fn post_after_connection_error<H: Harness>(h: &H) {
 
 /// 503 with `Retry-After: 1` is retried after at least that long.
 pub fn retry_after_honoured<H: Harness>(h: &H) {
-    let s = server(opaque_expiry());
+    let s = server(h, opaque_expiry());
     let c = h.client(&s, refresh_machine::Config::DEFAULT);
     s.set_resource_fault(ResourceFault::Unavailable(1), 1);
     let started = Instant::now();
@@ -346,8 +382,8 @@ pub fn retry_after_honoured<H: Harness>(h: &H) {
 
 /// The token never reaches an origin it was not configured for, directly or by redirect.
 pub fn token_stays_on_its_origin<H: Harness>(h: &H) {
-    let s = server(opaque_expiry());
-    let other = server(ServerOptions::default());
+    let s = server(h, opaque_expiry());
+    let other = server(h, ServerOptions::default());
     let c = h.client(&s, refresh_machine::Config::DEFAULT);
     // Directly: delivered as the other server answers (401, no token), no refresh.
     assert_eq!(c.get(&other.url("/api/me")), Outcome::Status(401));
@@ -370,8 +406,8 @@ pub fn token_stays_on_its_origin<H: Harness>(h: &H) {
 /// token is never re-posted to the other origin; the redirect is a failed
 /// attempt (transient), the next attempt succeeds.
 pub fn token_endpoint_redirect_is_not_followed<H: Harness>(h: &H) {
-    let s = server(opaque_expiry());
-    let elsewhere = server(opaque_expiry());
+    let s = server(h, opaque_expiry());
+    let elsewhere = server(h, opaque_expiry());
     let c = h.client(&s, refresh_machine::Config::DEFAULT);
     s.revoke_access_tokens();
     s.set_token_fault(TokenFault::Redirect(elsewhere.port()), 1);
@@ -390,7 +426,7 @@ pub fn token_endpoint_redirect_is_not_followed<H: Harness>(h: &H) {
 /// still transient (the session survives); a huge 200 may have spent the
 /// refresh token, so it is never presented again: the session ends.
 pub fn token_endpoint_bodies_are_capped<H: Harness>(h: &H) {
-    let s = server(opaque_expiry());
+    let s = server(h, opaque_expiry());
     let c = h.client(&s, refresh_machine::Config::DEFAULT);
     s.revoke_access_tokens();
     s.set_token_fault(TokenFault::Huge(503, 8 << 20), 1);
@@ -415,10 +451,13 @@ pub fn token_endpoint_bodies_are_capped<H: Harness>(h: &H) {
 /// leave one waiting until `SLOT_WAIT`, 30 s, and then fail `Full`); all
 /// succeed, through one refresh handed to whichever request claims it.
 pub fn a_burst_larger_than_the_session_queues<H: Harness>(h: &H) {
-    let s = server(ServerOptions {
-        resource_latency: Duration::from_millis(200),
-        ..opaque_expiry()
-    });
+    let s = server(
+        h,
+        ServerOptions {
+            resource_latency: Duration::from_millis(200),
+            ..opaque_expiry()
+        },
+    );
     let c = h.client(&s, refresh_machine::Config::DEFAULT);
     s.revoke_access_tokens();
     let n = 600;

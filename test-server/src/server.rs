@@ -49,6 +49,28 @@ pub struct ServerOptions {
     /// without an `error` code, whether the token is missing or expired (as
     /// Django REST framework's JWT authentication does). Off by default.
     pub bare_challenges: bool,
+    /// Which kind of server this is: an RFC 6749 token endpoint (default)
+    /// or a web tutorial's JSON backend.
+    pub backend: Backend,
+}
+
+/// The shape of the server's authentication routes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// RFC 6749: `POST /token` with form-encoded password and refresh-token
+    /// grants, OAuth error codes, `WWW-Authenticate` challenges.
+    #[default]
+    OAuth2,
+    /// The Express/NestJS JWT backend of web tutorials: `POST /auth/login`
+    /// with JSON `{"username", "password"}` and `POST /auth/refresh-token`
+    /// with JSON `{"refreshToken"}`, both answered with camelCase
+    /// `{"accessToken", "refreshToken"}` and no lifetime (the access token
+    /// is a JWT whose `exp` claim carries it); a refused refresh token is a
+    /// 403 `{"message"}`; an expired or unknown access token a plain 401
+    /// without `WWW-Authenticate`. Rotation and reuse detection as in
+    /// `OAuth2`. `POST /token` does not exist.
+    AppJwt,
 }
 
 impl Default for ServerOptions {
@@ -66,6 +88,7 @@ impl Default for ServerOptions {
             resource_latency: Duration::ZERO,
             reuse_grace: Duration::ZERO,
             bare_challenges: false,
+            backend: Backend::OAuth2,
         }
     }
 }
@@ -318,6 +341,20 @@ impl AuthServer {
         self.url("/token")
     }
 
+    /// Where refresh tokens are exchanged: `/token`, or an app backend's
+    /// `/auth/refresh-token`.
+    pub fn refresh_url(&self) -> String {
+        match self.shared.options.backend {
+            Backend::OAuth2 => self.token_url(),
+            Backend::AppJwt => self.url("/auth/refresh-token"),
+        }
+    }
+
+    /// An app backend's login route, `/auth/login` (JSON credentials).
+    pub fn login_url(&self) -> String {
+        self.url("/auth/login")
+    }
+
     /// The options it runs with.
     pub fn options(&self) -> &ServerOptions {
         &self.shared.options
@@ -408,7 +445,10 @@ fn issue(options: &ServerOptions, st: &mut State, family: Option<usize>) -> Issu
     st.issued += 1;
     let n = st.issued;
     // Unguessable enough for a test server; unique per issue.
-    let mut access_token = format!("at-{family}-{n}-{:016x}", mix(n ^ 0xA5A5));
+    let mut access_token = match options.backend {
+        Backend::OAuth2 => format!("at-{family}-{n}-{:016x}", mix(n ^ 0xA5A5)),
+        Backend::AppJwt => jwt(options, family, n),
+    };
     while access_token.len() < options.access_token_padding {
         access_token.push('x');
     }
@@ -436,6 +476,25 @@ fn issue(options: &ServerOptions, st: &mut State, family: Option<usize>) -> Issu
         refresh_token,
         expires_in: options.access_ttl,
     }
+}
+
+/// A JWT as such backends sign them (`HS256`; the signature here is a
+/// hash, never checked by clients), its `exp` claim the access token's
+/// expiry in whole Unix seconds, rounded down: a client that trusts it
+/// refreshes a little early, never late.
+fn jwt(options: &ServerOptions, family: usize, n: u64) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let exp = (now + options.access_ttl).as_secs();
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = serde_json::json!({
+        "id": family, "jti": n, "iat": now.as_secs(), "exp": exp,
+    });
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let signature = URL_SAFE_NO_PAD.encode(mix(n ^ 0x0F0F).to_be_bytes());
+    format!("{header}.{payload}.{signature}")
 }
 
 fn mix(mut z: u64) -> u64 {
@@ -512,9 +571,21 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Clo
         }
     }
     match (parts.method.clone(), parts.uri.path()) {
-        (Method::POST, "/token") => {
+        (Method::POST, "/token") if shared.options.backend == Backend::OAuth2 => {
             simulated_latency(shared.options.token_latency).await;
-            token(&shared, &parts.headers, &body).await
+            let params = form_urlencoded::parse(&body).into_owned().collect();
+            token(&shared, &parts.headers, params).await
+        }
+        (Method::POST, route @ ("/auth/login" | "/auth/refresh-token"))
+            if shared.options.backend == Backend::AppJwt =>
+        {
+            simulated_latency(shared.options.token_latency).await;
+            token(
+                &shared,
+                &parts.headers,
+                app_grant(&shared.options, route, &body),
+            )
+            .await
         }
         (Method::GET, "/counters") => {
             let c = shared.lock().counters;
@@ -534,10 +605,26 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Clo
     }
 }
 
+/// An app backend's JSON login or refresh body, as the grant it stands for.
+fn app_grant(options: &ServerOptions, route: &str, body: &[u8]) -> HashMap<String, String> {
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let field = |name: &str| json.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    let mut params = HashMap::from([("client_id".to_owned(), options.client_id.clone())]);
+    if route == "/auth/login" {
+        params.insert("grant_type".into(), "password".into());
+        params.extend(field("username").map(|u| ("username".to_owned(), u)));
+        params.extend(field("password").map(|p| ("password".to_owned(), p)));
+    } else {
+        params.insert("grant_type".into(), "refresh_token".into());
+        params.extend(field("refreshToken").map(|r| ("refresh_token".to_owned(), r)));
+    }
+    params
+}
+
 async fn token(
     shared: &Shared,
     headers: &hyper::HeaderMap,
-    body: &[u8],
+    params: HashMap<String, String>,
 ) -> Result<Resp, CloseConnection> {
     let fault = {
         let mut st = shared.lock();
@@ -547,7 +634,6 @@ async fn token(
         }
         f
     };
-    let params: HashMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
     if params.get("grant_type").map(String::as_str) == Some("refresh_token") {
         shared.lock().counters.refresh_calls += 1;
     }
@@ -620,7 +706,7 @@ fn grant(shared: &Shared, headers: &hyper::HeaderMap, params: &HashMap<String, S
                 || params.get("password") != Some(&options.password)
             {
                 st.counters.invalid_grants += 1;
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+                return refused(options);
             }
             st.counters.logins += 1;
             issue(options, &mut st, None)
@@ -629,7 +715,7 @@ fn grant(shared: &Shared, headers: &hyper::HeaderMap, params: &HashMap<String, S
             let presented = params.get("refresh_token").cloned().unwrap_or_default();
             let Some(r) = st.refresh.get(&presented) else {
                 st.counters.invalid_grants += 1;
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+                return refused(options);
             };
             let (family, spent) = (r.family, r.spent);
             let within_grace = spent.is_some_and(|at| at.elapsed() <= options.reuse_grace);
@@ -645,11 +731,11 @@ fn grant(shared: &Shared, headers: &hyper::HeaderMap, params: &HashMap<String, S
                 st.counters.reuse_detections += 1;
                 st.counters.invalid_grants += 1;
                 st.families_revoked[family] = true;
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+                return refused(options);
             }
             if st.families_revoked[family] {
                 st.counters.invalid_grants += 1;
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+                return refused(options);
             }
             if let Some(r) = st.refresh.get_mut(&presented) {
                 r.spent = Some(Instant::now());
@@ -662,8 +748,29 @@ fn grant(shared: &Shared, headers: &hyper::HeaderMap, params: &HashMap<String, S
     token_response(options, &issued)
 }
 
+/// A refused password or refresh token: `invalid_grant`, or an app
+/// backend's 403 with a message.
+fn refused(options: &ServerOptions) -> Resp {
+    match options.backend {
+        Backend::OAuth2 => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant"),
+        Backend::AppJwt => json(
+            StatusCode::FORBIDDEN,
+            r#"{"message":"Refresh token is not in database!"}"#.into(),
+        ),
+    }
+}
+
 /// A 200 with the issued pair, as a token endpoint writes it.
 fn token_response(options: &ServerOptions, issued: &IssuedTokens) -> Resp {
+    if options.backend == Backend::AppJwt {
+        let body = serde_json::json!({
+            "id": 1,
+            "username": options.username,
+            "accessToken": issued.access_token,
+            "refreshToken": issued.refresh_token,
+        });
+        return json(StatusCode::OK, body.to_string());
+    }
     let mut body = serde_json::json!({
         "access_token": issued.access_token,
         "token_type": "Bearer",
@@ -713,8 +820,14 @@ fn client_ok(
     }
 }
 
-fn unauthorized(st: &mut State, code: Option<&str>) -> Resp {
+fn unauthorized(options: &ServerOptions, st: &mut State, code: Option<&str>) -> Resp {
     st.counters.unauthorized += 1;
+    if options.backend == Backend::AppJwt {
+        return json(
+            StatusCode::UNAUTHORIZED,
+            r#"{"message":"Unauthorized! Access Token was expired!"}"#.into(),
+        );
+    }
     let mut r = json(
         StatusCode::UNAUTHORIZED,
         format!(r#"{{"error":"{}"}}"#, code.unwrap_or("unauthorized")),
@@ -778,7 +891,11 @@ async fn resource(
             ))
         }
         Some(ResourceFault::AlwaysUnauthorized) => {
-            return Ok(unauthorized(&mut st, Some("invalid_token")))
+            return Ok(unauthorized(
+                &shared.options,
+                &mut st,
+                Some("invalid_token"),
+            ))
         }
         Some(ResourceFault::CloseAfterProcessing) | None => {}
     }
@@ -789,14 +906,14 @@ async fn resource(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_owned);
     let Some(token) = token else {
-        return Ok(unauthorized(&mut st, None));
+        return Ok(unauthorized(&shared.options, &mut st, None));
     };
     let valid = st.access.get(&token).is_some_and(|a| {
         !a.revoked && a.expires > Instant::now() && !st.families_revoked[a.family]
     });
     if !valid {
         let code = (!shared.options.bare_challenges).then_some("invalid_token");
-        return Ok(unauthorized(&mut st, code));
+        return Ok(unauthorized(&shared.options, &mut st, code));
     }
     let response = match (&parts.method, path) {
         (&Method::GET, "/api/me") | (&Method::GET, "/api/slow") => {

@@ -24,6 +24,13 @@ impl Harness for Reqwest {
 
 refresh_machine_test_server::scenario_tests!(Reqwest);
 
+/// The same table against a web tutorial's JSON backend.
+mod app_backend {
+    use super::Reqwest;
+    use refresh_machine_test_server::AppBackend;
+    refresh_machine_test_server::scenario_tests!(AppBackend(Reqwest));
+}
+
 #[test]
 fn burst_of_200_across_an_expiry_one_refresh_no_failure() {
     let s = opaque();

@@ -137,6 +137,13 @@ impl Client {
         block_on(self.driver.login_with_password(username, password))
     }
 
+    /// Log in at an app backend's login route with JSON credentials, and
+    /// keep the tokens it answers. Blocking; see
+    /// [`Driver::login_with_json`](refresh_machine_driver::Driver::login_with_json).
+    pub fn login_with_json(&self, url: &str, credentials: impl Into<Vec<u8>>) -> Result<(), Error> {
+        block_on(self.driver.login_with_json(url, credentials))
+    }
+
     /// `GET url`.
     pub fn get(&self, url: &str) -> Result<Response<Vec<u8>>, Error> {
         let req = Request::get(url)

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use refresh_machine_test_server::{AuthServer, Harness, Outcome, TestClient};
+use refresh_machine_test_server::{AppBackend, AuthServer, Backend, Harness, Outcome, TestClient};
 use refresh_machine_ureq::{Client, Error, Hooks};
 
 #[derive(Clone)]
@@ -59,8 +59,12 @@ impl Harness for Ureq {
     fn client(&self, server: &AuthServer, config: refresh_machine_ureq::Config) -> UreqClient {
         let login_required = Arc::new(AtomicU32::new(0));
         let counter = login_required.clone();
-        let client = Client::builder()
-            .token_endpoint(&server.token_url(), &server.options().client_id)
+        let o = server.options();
+        let builder = match o.backend {
+            Backend::AppJwt => Client::builder().json_endpoint(&server.refresh_url()),
+            _ => Client::builder().token_endpoint(&server.token_url(), &o.client_id),
+        };
+        let client = builder
             .unwrap()
             .allow_origin(&server.origin())
             .unwrap()
@@ -74,10 +78,11 @@ impl Harness for Ureq {
                 ..Hooks::default()
             })
             .build();
-        let o = server.options();
-        client
-            .login_with_password(&o.username, &o.password)
-            .unwrap();
+        match o.backend {
+            Backend::AppJwt => client.login_with_json(&server.login_url(), credentials(o)),
+            _ => client.login_with_password(&o.username, &o.password),
+        }
+        .unwrap();
         UreqClient {
             client,
             login_required,
@@ -85,4 +90,20 @@ impl Harness for Ureq {
     }
 }
 
+/// `{"username": .., "password": ..}` for an app backend's login route.
+fn credentials(o: &refresh_machine_test_server::ServerOptions) -> String {
+    format!(
+        r#"{{"username":"{}","password":"{}"}}"#,
+        o.username, o.password
+    )
+}
+
 refresh_machine_test_server::scenario_tests!(Ureq);
+
+/// The same table against a web tutorial's JSON backend (camelCase
+/// answers, JWT access tokens without `expires_in`, bare 401s, 403 for a
+/// refused refresh token).
+mod app_backend {
+    use super::*;
+    refresh_machine_test_server::scenario_tests!(AppBackend(Ureq));
+}

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use refresh_machine_reqwest::{BoxFuture, Error, Hooks, RefreshMiddleware, Timer};
-use refresh_machine_test_server::{AuthServer, Outcome, ServerOptions, TestClient};
+use refresh_machine_test_server::{AuthServer, Backend, Outcome, ServerOptions, TestClient};
 use reqwest_middleware::ClientWithMiddleware;
 
 /// The tests' timer (the crate's own `TokioTimer` sits behind a feature).
@@ -98,9 +98,13 @@ pub(crate) fn build_with(
 ) -> AsyncClient {
     let login_required = Arc::new(AtomicU32::new(0));
     let counter = login_required.clone();
-    let auth = RefreshMiddleware::builder(Tokio)
-        .token_capacity(capacity)
-        .token_endpoint(&server.token_url(), &server.options().client_id)
+    let o = server.options().clone();
+    let builder = RefreshMiddleware::builder(Tokio).token_capacity(capacity);
+    let builder = match o.backend {
+        Backend::AppJwt => builder.json_endpoint(&server.refresh_url()),
+        _ => builder.token_endpoint(&server.token_url(), &o.client_id),
+    };
+    let auth = builder
         .unwrap()
         .allow_origin(&server.origin())
         .unwrap()
@@ -113,10 +117,20 @@ pub(crate) fn build_with(
             ..Hooks::default()
         })
         .build();
-    let o = server.options().clone();
-    let a = auth.clone();
+    let (a, login) = (auth.clone(), server.login_url());
     runtime()
-        .block_on(async move { a.login_with_password(&o.username, &o.password).await })
+        .block_on(async move {
+            match o.backend {
+                Backend::AppJwt => {
+                    let credentials = format!(
+                        r#"{{"username":"{}","password":"{}"}}"#,
+                        o.username, o.password
+                    );
+                    a.login_with_json(&login, credentials).await
+                }
+                _ => a.login_with_password(&o.username, &o.password).await,
+            }
+        })
         .unwrap();
     let reqwest = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
