@@ -12,7 +12,10 @@ use core::time::Duration;
 
 use embassy_futures::select::{select, Either};
 use embedded_nal_async::{Dns, TcpConnect};
-use refresh_machine::grant::{password_grant_body, ClientAuth, FORM_CONTENT_TYPE};
+use refresh_machine::grant::{
+    parse_token_response_as, password_grant_body, ClientAuth, Refusals, TokenFormat,
+    FORM_CONTENT_TYPE,
+};
 use refresh_machine::{
     Action, Config, Instant, RefreshId, RefreshMachine, RequestId, RequestSpec, Response,
     SendErrorKind, SessionState, StoredTokens, TokenSet,
@@ -23,9 +26,12 @@ use reqwless::request::{Method, RequestBuilder};
 pub use clock::Clock;
 pub use error::Error;
 pub use refresh_machine;
-pub use refresher::{RefreshCall, Refreshed, Refresher, TokenEndpoint};
+pub use refresher::{JsonEndpoint, RefreshCall, Refreshed, Refresher, TokenEndpoint};
 pub use reqwless;
 pub use saved::{NoStore, SavedTokens, TokenStore};
+
+/// Content type of JSON token-call bodies (an app backend's refresh and login routes).
+const JSON_CONTENT_TYPE: &str = "application/json";
 
 /// Longest URL (origin plus path) the client will build.
 pub const URL_CAP: usize = 256;
@@ -350,30 +356,87 @@ where
         )
         .map_err(|_| Error::ScratchTooSmall)?
         .len();
+        let token_url = self.endpoints.token_url;
+        let client = self.endpoints.client;
+        self.login_at(
+            token_url,
+            &client,
+            FORM_CONTENT_TYPE,
+            len,
+            rx,
+            &TokenFormat::OAUTH2,
+        )
+        .await
+    }
+
+    /// First login at an app backend's login route: `POST url` with
+    /// `credentials` as a JSON body (for example
+    /// `{"username": .., "password": ..}`), the answer read with `format`'s
+    /// names ([`TokenFormat::CAMEL_CASE`] for
+    /// `{"accessToken": .., "refreshToken": ..}`; any 2xx with an access
+    /// token is a success). Without a lifetime in the answer, a JWT access
+    /// token's `exp` claim is used. `credentials` must fit the scratch buffer;
+    /// `rx` receives the answer and must hold it whole.
+    pub async fn login_with_json(
+        &mut self,
+        url: &str,
+        credentials: &[u8],
+        format: &TokenFormat<'_>,
+        rx: &mut [u8],
+    ) -> Result<(), Error> {
+        let len = credentials.len();
+        self.scratch
+            .get_mut(..len)
+            .ok_or(Error::ScratchTooSmall)?
+            .copy_from_slice(credentials);
+        let no_client_auth = ClientAuth::Public { client_id: "" };
+        self.login_at(url, &no_client_auth, JSON_CONTENT_TYPE, len, rx, format)
+            .await
+    }
+
+    /// Send the login body in `scratch[..len]` to `url`, install the tokens
+    /// of the answer.
+    async fn login_at(
+        &mut self,
+        url: &str,
+        client: &ClientAuth<'_>,
+        content_type: &str,
+        len: usize,
+        rx: &mut [u8],
+        format: &TokenFormat<'_>,
+    ) -> Result<(), Error> {
         let unix_now = self.clock.unix_now();
-        let (answer, body) = token_call(
+        let answered = token_call(
             &mut self.http,
-            self.endpoints.token_url,
-            &self.endpoints.client,
+            url,
+            client,
+            content_type,
             self.scratch,
             len,
             rx,
             unix_now,
         )
-        .await
-        .map_err(|e| match e {
+        .await;
+        // The credentials are not left in the scratch buffer.
+        self.scratch[..len].fill(0);
+        let (answer, body) = answered.map_err(|e| match e {
             TokenCallError::TooLarge(_) => Error::TokenResponseTooLarge,
             TokenCallError::Scratch => Error::ScratchTooSmall,
             TokenCallError::Transport => Error::Transport(SendErrorKind::Io),
         })?;
-        if answer.status != 200 {
+        let ok = match format.refusals {
+            Refusals::OAuthCodes => answer.status == 200,
+            _ => (200..300).contains(&answer.status),
+        };
+        if !ok {
             return Err(Error::LoginRefused {
                 status: answer.status,
             });
         }
-        let parsed = refresh_machine::grant::parse_token_response(body)?;
+        let mut tokens = parse_token_response_as(body, format)?.token_set();
+        refresher::with_jwt_expiry(&mut tokens, self.scratch, unix_now);
         let now = self.clock.now();
-        self.machine.login(now, parsed.token_set())?;
+        self.machine.login(now, tokens)?;
         self.drain_notices();
         self.save_changes().await;
         Ok(())
@@ -684,10 +747,12 @@ fn status_line(head: &[u8]) -> Option<u16> {
 
 /// POST the form body in `scratch[..len]` to the token endpoint; read the
 /// answer into `rx`. The `Response` carries the status and `Retry-After`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn token_call<'rx, T: TcpConnect, D: Dns>(
     http: &mut HttpClient<'_, T, D>,
     token_url: &str,
     client: &ClientAuth<'_>,
+    content_type: &str,
     scratch: &mut [u8],
     len: usize,
     rx: &'rx mut [u8],
@@ -695,7 +760,7 @@ pub(crate) async fn token_call<'rx, T: TcpConnect, D: Dns>(
 ) -> Result<(Response, &'rx mut [u8]), TokenCallError> {
     let (form, rest) = scratch.split_at_mut(len);
     let form: &[u8] = form;
-    let form_type = ("Content-Type", FORM_CONTENT_TYPE);
+    let form_type = ("Content-Type", content_type);
     let with_basic;
     let headers: &[(&str, &str)] = match client
         .authorization(rest)

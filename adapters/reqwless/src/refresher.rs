@@ -4,12 +4,18 @@
 
 use core::future::Future;
 
+#[cfg(feature = "jwt")]
+use core::time::Duration;
 use embedded_nal_async::{Dns, TcpConnect};
-use refresh_machine::grant::{classify_token_response, refresh_grant_body, GrantError};
-use refresh_machine::RefreshOutcome;
+
+use refresh_machine::grant::{
+    classify_token_response_as, json_refresh_body, refresh_grant_body, ClientAuth, GrantError,
+    TokenFormat, FORM_CONTENT_TYPE,
+};
+use refresh_machine::{RefreshOutcome, Response, TokenSet};
 use reqwless::client::HttpClient;
 
-use crate::{token_call, Endpoints, Error, TokenCallError};
+use crate::{token_call, Endpoints, Error, TokenCallError, JSON_CONTENT_TYPE};
 
 /// What a refresh has to work with. The client holds its deadline: the
 /// exchange is abandoned (counted as a transient failure) when it passes.
@@ -107,51 +113,147 @@ impl<'a, T: TcpConnect + 'a, D: Dns + 'a> Refresher<'a, T, D> for TokenEndpoint 
             http,
             endpoints.token_url,
             &endpoints.client,
+            FORM_CONTENT_TYPE,
             scratch,
             len,
             rx,
             unix_now,
         )
         .await;
-        let (answer, body) = match answer {
-            Ok(answered) => answered,
-            // Judged by status first: a 5xx (or any non-200) that did not fit
-            // is an error page, transient like any other.
-            Err(TokenCallError::TooLarge(Some(status))) if status != 200 => {
-                return Refreshed::new(RefreshOutcome::Transient { retry_after: None })
-            }
-            // A 200 (or an unknown status) that did not fit: the server may
-            // have rotated the refresh token, so presenting the old one again
-            // would look like reuse. The session is over; say why.
-            Err(TokenCallError::TooLarge(_)) => {
-                return Refreshed {
-                    outcome: RefreshOutcome::Unusable {
-                        refresh_token: None,
-                    },
-                    problem: Some(Error::TokenResponseTooLarge),
-                }
-            }
-            // The Basic header did not fit: never sent, as above.
-            Err(TokenCallError::Scratch) => {
-                return Refreshed {
-                    outcome: RefreshOutcome::Misconfigured(None),
-                    problem: Some(Error::ScratchTooSmall),
-                }
-            }
-            Err(TokenCallError::Transport) => {
-                return Refreshed::new(RefreshOutcome::Transient { retry_after: None })
-            }
-        };
-        let classified = classify_token_response(answer.status, body, answer.retry_after);
-        let problem = match (classified.problem, &classified.outcome) {
-            (Some(GrantError::OAuth(code)), RefreshOutcome::Rejected) => {
-                Some(Error::RefreshRejected(code))
-            }
-            _ => None,
-        };
-        Refreshed {
-            outcome: classified.outcome,
-            problem,
+        judge(answer, &TokenFormat::OAUTH2, scratch, unix_now)
+    }
+}
+
+/// An app backend's JSON refresh route (the Express, NestJS and Spring JWT
+/// backends of web tutorials): `POST url` with `{"<request_field>": ..}`,
+/// answered with tokens under `format`'s names; a 401 or 403 ends the
+/// session. [`JsonEndpoint::new`] takes the camelCase shape:
+/// `{"refreshToken": ..}` in, `{"accessToken": .., "refreshToken": ..}` out.
+#[derive(Clone, Copy, Debug)]
+pub struct JsonEndpoint<'n> {
+    /// The refresh route (absolute URL).
+    pub url: &'n str,
+    /// The request body's field for the refresh token.
+    pub request_field: &'n str,
+    /// The answer's field names and refusals.
+    pub format: TokenFormat<'n>,
+}
+
+impl<'n> JsonEndpoint<'n> {
+    /// The route at `url`, camelCase names ([`TokenFormat::CAMEL_CASE`]).
+    pub const fn new(url: &'n str) -> Self {
+        JsonEndpoint {
+            url,
+            request_field: TokenFormat::CAMEL_CASE.refresh_token,
+            format: TokenFormat::CAMEL_CASE,
         }
+    }
+}
+
+impl<'a, T: TcpConnect + 'a, D: Dns + 'a> Refresher<'a, T, D> for JsonEndpoint<'_> {
+    async fn refresh<'rx>(
+        &mut self,
+        call: RefreshCall<'_, 'a, T, D>,
+        rx: &'rx mut [u8],
+    ) -> Refreshed<'rx> {
+        let RefreshCall {
+            http,
+            refresh_token,
+            scratch,
+            unix_now,
+            ..
+        } = call;
+        let token = refresh_machine::RefreshToken::new(refresh_token);
+        let Ok(len) = json_refresh_body(scratch, self.request_field, token).map(str::len) else {
+            return Refreshed {
+                outcome: RefreshOutcome::Misconfigured(None),
+                problem: Some(Error::ScratchTooSmall),
+            };
+        };
+        let no_client_auth = ClientAuth::Public { client_id: "" };
+        let answer = token_call(
+            http,
+            self.url,
+            &no_client_auth,
+            JSON_CONTENT_TYPE,
+            scratch,
+            len,
+            rx,
+            unix_now,
+        )
+        .await;
+        judge(answer, &self.format, scratch, unix_now)
+    }
+}
+
+/// A token call's result as the machine takes it, read in `format`. An
+/// answer without a lifetime gets the `exp` claim of a JWT access token
+/// (decoded in `scratch`, against `unix_now`) as one.
+fn judge<'rx>(
+    answer: Result<(Response, &'rx mut [u8]), TokenCallError>,
+    format: &TokenFormat<'_>,
+    scratch: &mut [u8],
+    unix_now: Option<u64>,
+) -> Refreshed<'rx> {
+    let (answer, body) = match answer {
+        Ok(answered) => answered,
+        // Judged by status first: a 5xx (or any non-200) that did not fit
+        // is an error page, transient like any other.
+        Err(TokenCallError::TooLarge(Some(status))) if status != 200 => {
+            return Refreshed::new(RefreshOutcome::Transient { retry_after: None })
+        }
+        // A 200 (or an unknown status) that did not fit: the server may
+        // have rotated the refresh token, so presenting the old one again
+        // would look like reuse. The session is over; say why.
+        Err(TokenCallError::TooLarge(_)) => {
+            return Refreshed {
+                outcome: RefreshOutcome::Unusable {
+                    refresh_token: None,
+                },
+                problem: Some(Error::TokenResponseTooLarge),
+            }
+        }
+        // The Basic header did not fit: never sent, as above.
+        Err(TokenCallError::Scratch) => {
+            return Refreshed {
+                outcome: RefreshOutcome::Misconfigured(None),
+                problem: Some(Error::ScratchTooSmall),
+            }
+        }
+        Err(TokenCallError::Transport) => {
+            return Refreshed::new(RefreshOutcome::Transient { retry_after: None })
+        }
+    };
+    let mut classified =
+        classify_token_response_as(answer.status, body, answer.retry_after, format);
+    if let RefreshOutcome::Success(set) = &mut classified.outcome {
+        with_jwt_expiry(set, scratch, unix_now);
+    }
+    let problem = match (classified.problem, &classified.outcome) {
+        (Some(GrantError::OAuth(code)), RefreshOutcome::Rejected) => {
+            Some(Error::RefreshRejected(code))
+        }
+        _ => None,
+    };
+    Refreshed {
+        outcome: classified.outcome,
+        problem,
+    }
+}
+
+/// With the `jwt` feature off: nothing.
+#[cfg(not(feature = "jwt"))]
+pub(crate) fn with_jwt_expiry(_: &mut TokenSet<'_>, _: &mut [u8], _: Option<u64>) {}
+
+/// Without a lifetime, the `exp` claim of a JWT access token (a hint, not
+/// verified), against the wall clock; nothing without one.
+#[cfg(feature = "jwt")]
+pub(crate) fn with_jwt_expiry(set: &mut TokenSet<'_>, scratch: &mut [u8], unix_now: Option<u64>) {
+    if set.expires_in.is_some() {
+        return;
+    }
+    let Some(now) = unix_now else { return };
+    if let Some(exp) = refresh_machine::jwt::expiry(set.access_token.expose_secret(), scratch) {
+        set.expires_in = Some(Duration::from_secs(exp.saturating_sub(now)));
     }
 }

@@ -12,15 +12,19 @@ mod common;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Parts;
+use common::{Parts, TestClock, CAP};
 use futures::executor::block_on;
+use refresh_machine::grant::TokenFormat;
 use refresh_machine::{Config, SessionState};
-use refresh_machine_reqwless::{Error, Request, SavedTokens, TokenStore};
-use refresh_machine_test_server::{AuthServer, Harness, Outcome, TestClient};
+use refresh_machine_reqwless::{
+    Client, Error, JsonEndpoint, Refresher, Request, SavedTokens, TokenStore,
+};
+use refresh_machine_test_server::{AuthServer, Backend, Harness, Outcome, TestClient};
+use std_embedded_nal_async::Stack;
 
 /// What the scenario asks of the client's thread.
 enum Command {
@@ -120,47 +124,75 @@ impl Harness for Reqwless {
         let (commands, inbox) = channel::<Ask>();
         let ended = Arc::new(AtomicU32::new(0));
         let origin = server.origin();
+        let backend = server.options().backend;
+        let (refresh_url, login_url) = (server.refresh_url(), server.login_url());
         let mut parts = Parts::new(server, 1024);
+        if backend == Backend::AppJwt {
+            parts = parts.with_real_wall_clock();
+        }
         let count = CountEnds(ended.clone());
         let (ready_tx, ready) = channel();
         std::thread::spawn(move || {
             let offset = Cell::new(Duration::ZERO);
-            let mut client = parts.client(&offset, config).with_token_store(count);
+            let client = parts.client(&offset, config).with_token_store(count);
             let mut rx = vec![0u8; 4096];
-            let login = block_on(client.login_with_password("alice", "wonderland", &mut rx));
-            ready_tx.send(login.is_ok()).unwrap();
-            // Until every handle is dropped.
-            while let Ok((command, reply)) = inbox.recv() {
-                let path = |url: &str| url.strip_prefix(&origin).map(str::to_owned);
-                let answer = match command {
-                    Command::HasTokens => Answer::HasTokens(client.tokens().is_some()),
-                    Command::Get(url) => {
-                        let path = path(&url).expect("a URL on the API origin");
-                        let sent = block_on(client.send(Request::get(&path), &mut rx));
-                        let result = sent.map(|r| r.status);
-                        Answer::Outcome(outcome(result, client.session()))
-                    }
-                    Command::Post(url, key) => {
-                        let path = path(&url).expect("a URL on the API origin");
-                        let key = key.unwrap_or_default();
-                        let headers = [("Idempotency-Key", key.as_str())];
-                        let mut request = Request::post_json(&path, br#"{"item":"book"}"#);
-                        if !key.is_empty() {
-                            request = request.with_headers(&headers);
-                        }
-                        let sent = block_on(client.send(request, &mut rx));
-                        let result = sent.map(|r| r.status);
-                        Answer::Outcome(outcome(result, client.session()))
-                    }
-                };
-                let _ = reply.send(answer);
+            if backend == Backend::AppJwt {
+                let mut client = client.with_refresher(JsonEndpoint::new(&refresh_url));
+                let credentials = br#"{"username":"alice","password":"wonderland"}"#;
+                let format = TokenFormat::CAMEL_CASE;
+                let login =
+                    block_on(client.login_with_json(&login_url, credentials, &format, &mut rx));
+                ready_tx.send(login.is_ok()).unwrap();
+                serve(client, &origin, &inbox, &mut rx);
+            } else {
+                let mut client = client;
+                let login = block_on(client.login_with_password("alice", "wonderland", &mut rx));
+                ready_tx.send(login.is_ok()).unwrap();
+                serve(client, &origin, &inbox, &mut rx);
             }
         });
         assert!(
             ready.recv_timeout(Duration::from_secs(30)).unwrap(),
-            "password login"
+            "login"
         );
         Firmware { commands, ended }
+    }
+}
+
+/// Answer the scenario's commands until every handle is dropped.
+fn serve<'a, R, S>(
+    mut client: Client<'a, Stack, Stack, TestClock<'a>, CAP, R, S>,
+    origin: &str,
+    inbox: &Receiver<Ask>,
+    rx: &mut [u8],
+) where
+    R: Refresher<'a, Stack, Stack>,
+    S: TokenStore,
+{
+    while let Ok((command, reply)) = inbox.recv() {
+        let path = |url: &str| url.strip_prefix(origin).map(str::to_owned);
+        let answer = match command {
+            Command::HasTokens => Answer::HasTokens(client.tokens().is_some()),
+            Command::Get(url) => {
+                let path = path(&url).expect("a URL on the API origin");
+                let sent = block_on(client.send(Request::get(&path), rx));
+                let result = sent.map(|r| r.status);
+                Answer::Outcome(outcome(result, client.session()))
+            }
+            Command::Post(url, key) => {
+                let path = path(&url).expect("a URL on the API origin");
+                let key = key.unwrap_or_default();
+                let headers = [("Idempotency-Key", key.as_str())];
+                let mut request = Request::post_json(&path, br#"{"item":"book"}"#);
+                if !key.is_empty() {
+                    request = request.with_headers(&headers);
+                }
+                let sent = block_on(client.send(request, rx));
+                let result = sent.map(|r| r.status);
+                Answer::Outcome(outcome(result, client.session()))
+            }
+        };
+        let _ = reply.send(answer);
     }
 }
 
@@ -170,3 +202,16 @@ refresh_machine_test_server::scenario_tests!(@each Reqwless;
     retry_after_honoured, token_endpoint_redirect_is_not_followed,
     token_endpoint_bodies_are_capped, unanswered_refresh_within_a_reuse_grace_period,
     unanswered_refresh_on_a_strict_server);
+
+/// The same scenarios against a web tutorial's JSON backend, with the JSON
+/// refresher and login.
+mod app_backend {
+    use super::Reqwless;
+    use refresh_machine_test_server::AppBackend;
+    refresh_machine_test_server::scenario_tests!(@each AppBackend(Reqwless);
+        expiry_burst, proactive_refresh, refresh_503_then_success, refresh_invalid_grant,
+        refresh_hangs, always_401, insufficient_scope, post_after_connection_error,
+        retry_after_honoured, token_endpoint_redirect_is_not_followed,
+        token_endpoint_bodies_are_capped, unanswered_refresh_within_a_reuse_grace_period,
+        unanswered_refresh_on_a_strict_server);
+}

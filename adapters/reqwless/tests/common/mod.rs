@@ -18,6 +18,8 @@ pub(crate) const CAP: usize = 128;
 pub(crate) struct TestClock<'a> {
     pub(crate) epoch: std::time::Instant,
     pub(crate) offset: &'a Cell<Duration>,
+    /// Its wall time at `epoch`, in Unix seconds.
+    pub(crate) unix_at_epoch: u64,
 }
 
 /// The test clock's wall time at its epoch (a device that knows the time).
@@ -29,7 +31,7 @@ impl Clock for TestClock<'_> {
     }
 
     fn unix_now(&self) -> Option<u64> {
-        Some(UNIX_AT_EPOCH + (self.epoch.elapsed() + self.offset.get()).as_secs())
+        Some(self.unix_at_epoch + (self.epoch.elapsed() + self.offset.get()).as_secs())
     }
 
     async fn sleep_until(&mut self, deadline: Instant) {
@@ -47,6 +49,9 @@ pub(crate) struct Parts {
     token_url: String,
     client_id: String,
     scratch: Vec<u8>,
+    /// The clock's wall time starts at the real time, not [`UNIX_AT_EPOCH`]
+    /// (to read the `exp` of the server's JWTs).
+    real_wall_clock: bool,
 }
 
 impl Parts {
@@ -57,7 +62,14 @@ impl Parts {
             token_url: server.token_url(),
             client_id: server.options().client_id.clone(),
             scratch: vec![0u8; scratch_len],
+            real_wall_clock: false,
         }
+    }
+
+    /// The clients' wall clocks start at the real time.
+    pub(crate) fn with_real_wall_clock(mut self) -> Parts {
+        self.real_wall_clock = true;
+        self
     }
 
     /// A logged-out client whose clock starts now (a fresh boot), `offset` ahead.
@@ -74,9 +86,18 @@ impl Parts {
             },
             scope: None,
         };
+        let unix_at_epoch = if self.real_wall_clock {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("a clock after 1970")
+                .as_secs()
+        } else {
+            UNIX_AT_EPOCH
+        };
         let clock = TestClock {
             epoch: std::time::Instant::now(),
             offset,
+            unix_at_epoch,
         };
         Client::new(
             HttpClient::new(&self.stack, &self.stack),
