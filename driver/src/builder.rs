@@ -14,7 +14,8 @@ use crate::error::ConfigError;
 use crate::exchange::InFlight;
 use crate::grant::TokenEndpoint;
 use crate::json_endpoint::JsonEndpoint;
-use crate::session::{Hooks, RefreshReply, Session};
+use crate::session::{Hooks, RefreshReply, Session, TokenPair};
+use crate::token_file::TokenFile;
 use crate::transport::Transport;
 use crate::{Origins, Secret};
 
@@ -64,6 +65,7 @@ pub struct Builder<T> {
     seed: Option<u64>,
     options: Options,
     token_capacity: TokenCapacity,
+    token_file: Option<(TokenFile, Option<TokenPair>)>,
     transport: T,
 }
 
@@ -88,6 +90,7 @@ impl<T: Transport> Builder<T> {
             seed: None,
             options: Options::default(),
             token_capacity: TokenCapacity::Standard,
+            token_file: None,
             transport,
         }
     }
@@ -181,6 +184,22 @@ impl<T: Transport> Builder<T> {
         self
     }
 
+    /// Keep the tokens in the file at `path` across restarts: the pair in
+    /// it (if any) starts the session, every change is written to it
+    /// (atomically: a temporary file flushed and renamed over it; readable
+    /// by its owner only on Unix), logout and a lost session remove it.
+    /// Also calls your [`Hooks::persist`], if any. For one process per file.
+    ///
+    /// A file that exists but cannot be read, or is not such a pair, is
+    /// [`ConfigError::TokenFile`]; a failed write later is kept for
+    /// [`TokenFile::last_error`] and the session goes on.
+    pub fn token_file(mut self, path: impl AsRef<std::path::Path>) -> Result<Self, ConfigError> {
+        let file = TokenFile::new(path.as_ref());
+        let tokens = file.load().map_err(|e| ConfigError::TokenFile(e.kind()))?;
+        self.token_file = Some((file, tokens));
+        Ok(self)
+    }
+
     /// Fix the jitter seed (tests). By default it comes from the OS's hasher keys.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -192,13 +211,29 @@ impl<T: Transport> Builder<T> {
         self.options.token_response_limit = self.token_capacity.token_response_limit();
         self.transport.configure(&self.options);
         let seed = self.seed.unwrap_or_else(crate::random_seed);
+        let (token_file, stored) = match self.token_file {
+            Some((file, stored)) => (Some(Arc::new(file)), stored),
+            None => (None, None),
+        };
+        if let Some(file) = &token_file {
+            let (file, yours) = (Arc::clone(file), self.hooks.persist.take());
+            self.hooks.persist = Some(Box::new(move |tokens| {
+                file.store(tokens);
+                if let Some(yours) = &yours {
+                    yours(tokens);
+                }
+            }));
+        }
+        let session =
+            Session::with_token_capacity(self.config, seed, self.hooks, self.token_capacity);
+        if let (Some(stored), Some(file)) = (stored, &token_file) {
+            if session.login(&stored).is_err() {
+                file.set_error(std::io::ErrorKind::InvalidData);
+            }
+        }
         T::Client::from(Arc::new(Driver {
-            session: Session::with_token_capacity(
-                self.config,
-                seed,
-                self.hooks,
-                self.token_capacity,
-            ),
+            session,
+            token_file,
             origins: self.origins,
             refresher: self.refresher,
             transport: Arc::new(self.transport),

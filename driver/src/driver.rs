@@ -30,6 +30,7 @@ pub struct Driver<T> {
     /// request that started it.
     pub(crate) transport: Arc<T>,
     pub(crate) exchange: InFlight,
+    pub(crate) token_file: Option<Arc<crate::TokenFile>>,
 }
 
 impl<T> std::fmt::Debug for Driver<T> {
@@ -57,6 +58,12 @@ impl<T: Transport> Driver<T> {
     /// The origins that get the token.
     pub fn origins(&self) -> &Origins {
         &self.origins
+    }
+
+    /// The file the tokens are kept in, if one was configured
+    /// ([`Builder::token_file`](crate::Builder::token_file)).
+    pub fn token_file(&self) -> Option<&crate::TokenFile> {
+        self.token_file.as_deref()
     }
 
     /// The transport.

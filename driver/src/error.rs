@@ -152,6 +152,10 @@ pub enum ConfigError {
     /// A password login needs a token endpoint (`token_endpoint`).
     #[error("no token endpoint configured")]
     NoTokenEndpoint,
+    /// The token file exists but could not be read, or holds no token pair
+    /// (`InvalidData`).
+    #[error("token file: {0}")]
+    TokenFile(std::io::ErrorKind),
 }
 
 /// Tokens the session cannot hold.

@@ -11,6 +11,7 @@ pub mod redirect;
 mod secret;
 mod session;
 mod thread_mark;
+mod token_file;
 mod transport;
 
 pub use builder::{BoxFuture, Builder, Options};
@@ -25,6 +26,7 @@ pub use session::{
     Hooks, RefreshReply, RefreshTicket, RequestHandle, Session, Start, Step, TokenPair, Waiter,
     CAPACITY, SLOT_WAIT,
 };
+pub use token_file::TokenFile;
 pub use transport::{Attempt, Sent, TokenAnswer, Transport};
 
 /// A jitter seed without a dependency: std's per-process random hasher keys

@@ -15,8 +15,8 @@ pub use refresh_machine_driver::grant::EndpointError;
 pub use refresh_machine_driver::refresh_machine::grant::OAuthError;
 pub use refresh_machine_driver::refresh_machine::Config;
 pub use refresh_machine_driver::{
-    BoxFuture, ConfigError, Hooks, Origins, RefreshReply, Secret, Session, TokenCapacity,
-    TokenError, TokenPair,
+    BoxFuture, ConfigError, Hooks, JsonEndpoint, Origins, RefreshReply, Secret, Session,
+    TokenCapacity, TokenError, TokenFile, TokenPair,
 };
 
 /// Typed failures, returned inside `reqwest_middleware::Error::Middleware`

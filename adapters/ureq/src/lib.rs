@@ -13,8 +13,8 @@ pub use refresh_machine_driver::grant::EndpointError;
 pub use refresh_machine_driver::refresh_machine::grant::OAuthError;
 pub use refresh_machine_driver::refresh_machine::Config;
 pub use refresh_machine_driver::{
-    ConfigError, Hooks, Origins, RefreshReply, Secret, Session, TokenCapacity, TokenError,
-    TokenPair,
+    ConfigError, Hooks, JsonEndpoint, Origins, RefreshReply, Secret, Session, TokenCapacity,
+    TokenError, TokenFile, TokenPair,
 };
 
 /// Timeout of each attempt when the builder sets none.
