@@ -14,6 +14,7 @@ use crate::error::ConfigError;
 use crate::exchange::InFlight;
 use crate::grant::TokenEndpoint;
 use crate::json_endpoint::JsonEndpoint;
+use crate::refusal::Refusals;
 use crate::session::{Hooks, RefreshReply, Session, TokenPair};
 use crate::token_file::TokenFile;
 use crate::transport::Transport;
@@ -66,6 +67,7 @@ pub struct Builder<T> {
     options: Options,
     token_capacity: TokenCapacity,
     token_file: Option<(TokenFile, Option<TokenPair>)>,
+    refusals: Refusals,
     transport: T,
 }
 
@@ -91,6 +93,7 @@ impl<T: Transport> Builder<T> {
             options: Options::default(),
             token_capacity: TokenCapacity::Standard,
             token_file: None,
+            refusals: Refusals::default(),
             transport,
         }
     }
@@ -184,6 +187,30 @@ impl<T: Transport> Builder<T> {
         self
     }
 
+    /// The statuses that mean "the access token was refused" (default
+    /// `[401]`): for example `&[401, 419]` for Laravel, `&[403]` for a
+    /// backend that answers an expired token with 403. A 401 left out is
+    /// delivered as it is, without a refresh.
+    pub fn refresh_on_statuses(mut self, statuses: &[u16]) -> Self {
+        self.refusals.set_statuses(statuses);
+        self
+    }
+
+    /// Ask `f` whether a response with one of the
+    /// [`refresh_on_statuses`](Self::refresh_on_statuses) is a refused token,
+    /// given its status, headers and body (for a JSON error code, such as
+    /// `{"code": "TOKEN_EXPIRED"}`); `false` delivers it as it is. Only those
+    /// responses are read ahead, up to [`REFUSAL_BODY_LIMIT`](crate::REFUSAL_BODY_LIMIT)
+    /// bytes (a longer body is not a refusal); the response is delivered
+    /// with its body whole either way.
+    pub fn refresh_when(
+        mut self,
+        f: impl Fn(http::StatusCode, &http::HeaderMap, &[u8]) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.refusals.set_predicate(f);
+        self
+    }
+
     /// Keep the tokens in the file at `path` across restarts: the pair in
     /// it (if any) starts the session, every change is written to it
     /// (atomically: a temporary file flushed and renamed over it; readable
@@ -234,6 +261,7 @@ impl<T: Transport> Builder<T> {
         T::Client::from(Arc::new(Driver {
             session,
             token_file,
+            refusals: self.refusals,
             origins: self.origins,
             refresher: self.refresher,
             transport: Arc::new(self.transport),

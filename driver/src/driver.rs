@@ -12,9 +12,10 @@ use crate::builder::{BoxFuture, Refresher};
 use crate::error::{ConfigError, Error, Last};
 use crate::exchange::{Exchange, Finished, InFlight};
 use crate::grant;
+use crate::refusal::{Judged, Refusals, REFUSAL_BODY_LIMIT};
 use crate::session::{RefreshReply, Session, Start, Step, TokenPair};
 use crate::thread_mark::marked;
-use crate::transport::{Attempt, Sent, TokenAnswer, Transport};
+use crate::transport::{Attempt, ReadAhead, Sent, TokenAnswer, Transport};
 use crate::{AllowedOrigin, Origins, Secret};
 
 /// The error type of a driver on transport `T`.
@@ -31,6 +32,7 @@ pub struct Driver<T> {
     pub(crate) transport: Arc<T>,
     pub(crate) exchange: InFlight,
     pub(crate) token_file: Option<Arc<crate::TokenFile>>,
+    pub(crate) refusals: Refusals,
 }
 
 impl<T> std::fmt::Debug for Driver<T> {
@@ -195,12 +197,14 @@ impl<T: Transport> Driver<T> {
             // every waiter left is picked up (its answer may be waiting).
             self.poll_exchange().await;
             match handle.next_step() {
-                Step::Send { token, .. } => match attempt.send(&token).await {
-                    Ok(Sent {
-                        response,
-                        token_sent,
-                    }) => {
+                Step::Send { token, .. } => match self.judged(attempt.send(&token).await).await {
+                    Ok((response, judged, token_sent)) => {
                         let (status, headers) = T::head(&response);
+                        let (status, token_sent) = match judged {
+                            Judged::AsItIs => (status, token_sent),
+                            Judged::Refused => (http::StatusCode::UNAUTHORIZED, token_sent),
+                            Judged::NotAboutTheToken => (status, false),
+                        };
                         handle.http_response(status, headers, token_sent);
                         last = Last::Response(response);
                     }
@@ -259,6 +263,33 @@ impl<T: Transport> Driver<T> {
                 }
             }
         }
+    }
+
+    /// A sent request's response with what the refusal rules make of it
+    /// (the body read first if a predicate must see it).
+    async fn judged(
+        &self,
+        sent: Result<Sent<T::Response>, T::Error>,
+    ) -> Result<(T::Response, Judged, bool), T::Error> {
+        let Sent {
+            response,
+            token_sent,
+        } = sent?;
+        if self.refusals.is_default() {
+            return Ok((response, Judged::AsItIs, token_sent));
+        }
+        let (status, _) = T::head(&response);
+        let ReadAhead { response, body } = if self.refusals.needs_body(status) {
+            T::read_body(response, REFUSAL_BODY_LIMIT).await?
+        } else {
+            ReadAhead {
+                response,
+                body: None,
+            }
+        };
+        let (status, headers) = T::head(&response);
+        let judged = self.refusals.judge(status, headers, body.as_deref());
+        Ok((response, judged, token_sent))
     }
 
     /// Wait for the refresh exchange in flight, if any, and apply its

@@ -8,6 +8,7 @@ pub mod grant;
 mod json_endpoint;
 mod origin;
 pub mod redirect;
+mod refusal;
 mod secret;
 mod session;
 mod thread_mark;
@@ -21,13 +22,14 @@ pub use error::{ConfigError, Error, TokenError};
 pub use json_endpoint::JsonEndpoint;
 pub use origin::{AllowedOrigin, InvalidOrigin, Origins};
 pub use refresh_machine;
+pub use refusal::{WithoutToken, REFUSAL_BODY_LIMIT};
 pub use secret::Secret;
 pub use session::{
     Hooks, RefreshReply, RefreshTicket, RequestHandle, Session, Start, Step, TokenPair, Waiter,
     CAPACITY, SLOT_WAIT,
 };
 pub use token_file::TokenFile;
-pub use transport::{Attempt, Sent, TokenAnswer, Transport};
+pub use transport::{Attempt, ReadAhead, Sent, TokenAnswer, Transport};
 
 /// A jitter seed without a dependency: std's per-process random hasher keys
 /// mixed with the time. Not for cryptography; only to de-synchronise clients.

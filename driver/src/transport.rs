@@ -44,6 +44,15 @@ pub trait Transport: Sized + Send + Sync + 'static {
     /// How a transport error counts for the retry rules.
     fn error_kind(error: &Self::Error) -> SendErrorKind;
 
+    /// The body of `response`, if it is at most `limit` bytes (`None` when
+    /// longer), and the response to deliver, body still whole. Only called
+    /// for responses a refusal predicate must see
+    /// ([`Builder::refresh_when`](crate::Builder::refresh_when)).
+    fn read_body(
+        response: Self::Response,
+        limit: usize,
+    ) -> impl Future<Output = Result<ReadAhead<Self::Response>, Self::Error>>;
+
     /// Park until the session changes or the waiter's deadline passes
     /// (a blocking client blocks the thread here).
     fn wait(&self, waiter: Waiter) -> impl Future<Output = ()>;
@@ -68,6 +77,15 @@ pub trait Attempt<T: Transport> {
     /// redirects as the client does, never carrying the token to another origin.
     fn send(&mut self, token: &Secret)
         -> impl Future<Output = Result<Sent<T::Response>, T::Error>>;
+}
+
+/// A response whose body was read ahead ([`Transport::read_body`]).
+#[derive(Debug)]
+pub struct ReadAhead<R> {
+    /// The response, its body still whole.
+    pub response: R,
+    /// The body, when at most the limit asked for.
+    pub body: Option<Vec<u8>>,
 }
 
 /// The response to one attempt.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use http::{HeaderMap, StatusCode};
 use refresh_machine_driver::refresh_machine::{Config, RequestSpec, SendErrorKind};
 use refresh_machine_driver::{
-    Attempt, Builder, Driver, Secret, Sent, TokenAnswer, TokenPair, Transport, Waiter,
+    Attempt, Builder, Driver, ReadAhead, Secret, Sent, TokenAnswer, TokenPair, Transport, Waiter,
 };
 
 /// The token endpoint's answer, given by the test when it chooses.
@@ -56,6 +56,16 @@ impl Transport for Fake {
 
     fn error_kind(_: &()) -> SendErrorKind {
         SendErrorKind::Io
+    }
+
+    async fn read_body(
+        response: StatusCode,
+        _limit: usize,
+    ) -> Result<ReadAhead<StatusCode>, Self::Error> {
+        Ok(ReadAhead {
+            response,
+            body: Some(Vec::new()),
+        })
     }
 
     async fn wait(&self, waiter: Waiter) {

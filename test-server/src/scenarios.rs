@@ -24,6 +24,8 @@ pub enum Outcome {
     Unauthorized,
     /// Typed failure: `insufficient_scope`.
     Forbidden,
+    /// Typed failure: no session (never logged in, or logged out).
+    LoggedOut,
     /// Typed failure: transport error not retried.
     Transport,
     /// Typed failure: a retry was needed but the body was a stream.
@@ -42,6 +44,14 @@ pub trait TestClient: Clone + Send + Sync + 'static {
     fn has_tokens(&self) -> bool;
     /// How many times the client signalled "login required".
     fn login_required_signals(&self) -> u32;
+    /// `GET url` without the token and outside the session (the client's
+    /// `WithoutToken` marker). Clients without one answer `Other`.
+    fn get_without_token(&self, url: &str) -> Outcome {
+        let _ = url;
+        Outcome::Other("no request without the token in this client".into())
+    }
+    /// End the session.
+    fn logout(&self);
 }
 
 /// Builds clients for the scenarios.
@@ -49,7 +59,10 @@ pub trait Harness {
     /// The client type.
     type Client: TestClient;
     /// A client for `server` (token endpoint `server.token_url()`, client id
-    /// from its options, its origin allowed), logged in with the password grant.
+    /// from its options, its origin allowed), logged in with the password
+    /// grant. For a server whose [`ServerOptions::refused_status`] is not
+    /// 401, the client also refreshes on that status when the body carries
+    /// the server's `TOKEN_EXPIRED` code.
     fn client(&self, server: &AuthServer, config: refresh_machine::Config) -> Self::Client;
 
     /// The kind of server the scenarios run against (the client is built
@@ -337,6 +350,76 @@ pub fn insufficient_scope<H: Harness>(h: &H) {
     assert_eq!((k.refresh_calls, k.forbidden), (0, 1), "{k:?}");
 }
 
+/// A backend that answers an expired token with 403 and a JSON error code
+/// (`TOKEN_EXPIRED`), and a 403 about something else (`insufficient_scope`):
+/// the first is one refresh and a retry, the second is delivered as it is.
+pub fn refused_with_403_and_an_error_code<H: Harness>(h: &H) {
+    let s = server(
+        h,
+        ServerOptions {
+            refused_status: 403,
+            ..opaque_expiry()
+        },
+    );
+    let c = h.client(&s, refresh_machine::Config::DEFAULT);
+    s.revoke_access_tokens();
+    let outcomes = burst(&c, 8, &s.url("/api/me"));
+    assert!(
+        outcomes.iter().all(|o| *o == Outcome::Status(200)),
+        "{outcomes:?}"
+    );
+    assert_eq!(c.get(&s.url("/api/admin")), Outcome::Forbidden);
+    let k = s.counters();
+    assert_eq!(
+        (k.refresh_calls, k.reuse_detections, k.forbidden),
+        (1, 0, 1),
+        "{k:?}"
+    );
+}
+
+/// Laravel's 419 for an expired token, the same way.
+pub fn refused_with_419<H: Harness>(h: &H) {
+    let s = server(
+        h,
+        ServerOptions {
+            refused_status: 419,
+            ..opaque_expiry()
+        },
+    );
+    let c = h.client(&s, refresh_machine::Config::DEFAULT);
+    s.revoke_access_tokens();
+    assert_eq!(c.get(&s.url("/api/me")), Outcome::Status(200));
+    let k = s.counters();
+    assert_eq!((k.refresh_calls, k.unauthorized, k.ok), (1, 1, 1), "{k:?}");
+}
+
+/// While logged out, a request for the API fails `LoggedOut` without going
+/// out; one marked to go without the token goes out plain (a public route,
+/// the login call).
+pub fn logged_out_requests<H: Harness>(h: &H) {
+    let s = server(h, opaque_expiry());
+    let c = h.client(&s, refresh_machine::Config::DEFAULT);
+    c.logout();
+    let before = s.counters().requests;
+    assert_eq!(c.get(&s.url("/api/me")), Outcome::LoggedOut);
+    assert_eq!(s.counters().requests, before, "nothing went out");
+    assert_eq!(
+        c.get_without_token(&s.url("/api/public")),
+        Outcome::Status(200)
+    );
+    // Nor does a marked request carry the token while logged in.
+    let c = h.client(&s, refresh_machine::Config::DEFAULT);
+    let with_token = s.counters().with_authorization;
+    assert_eq!(
+        c.get_without_token(&s.url("/api/public")),
+        Outcome::Status(200)
+    );
+    let k = s.counters();
+    assert_eq!(k.with_authorization, with_token, "{k:?}");
+    assert_eq!(c.get_without_token(&s.url("/api/me")), Outcome::Status(401));
+    assert_eq!(s.counters().refresh_calls, 0);
+}
+
 /// A POST whose connection broke after the server acted is not replayed;
 /// with an `Idempotency-Key` it is replayed once (and the server dedupes).
 pub fn post_after_connection_error<H: Harness>(h: &H) {
@@ -487,7 +570,8 @@ macro_rules! scenario_tests {
             post_after_connection_error, retry_after_honoured, token_stays_on_its_origin,
             token_endpoint_redirect_is_not_followed, token_endpoint_bodies_are_capped,
             a_burst_larger_than_the_session_queues,
-            unanswered_refresh_within_a_reuse_grace_period, unanswered_refresh_on_a_strict_server);
+            unanswered_refresh_within_a_reuse_grace_period, unanswered_refresh_on_a_strict_server,
+            refused_with_403_and_an_error_code, refused_with_419, logged_out_requests);
     };
     (@each $harness:expr; $($name:ident),*) => {
         $(

@@ -52,6 +52,11 @@ pub struct ServerOptions {
     /// Which kind of server this is: an RFC 6749 token endpoint (default)
     /// or a web tutorial's JSON backend.
     pub backend: Backend,
+    /// The status of the answer to an expired, revoked or unknown access
+    /// token (401 by default). Any other (403, Laravel's 419) comes with a
+    /// JSON error code, `{"code":"TOKEN_EXPIRED","message":"jwt expired"}`,
+    /// and no `WWW-Authenticate`. A missing token is still a 401.
+    pub refused_status: u16,
 }
 
 /// The shape of the server's authentication routes.
@@ -89,6 +94,7 @@ impl Default for ServerOptions {
             reuse_grace: Duration::ZERO,
             bare_challenges: false,
             backend: Backend::OAuth2,
+            refused_status: 401,
         }
     }
 }
@@ -150,7 +156,8 @@ pub struct Counters {
     pub token_faults: u64,
     /// Resource requests answered 2xx.
     pub ok: u64,
-    /// Resource requests answered 401.
+    /// Resource requests whose token was refused (401, or
+    /// [`ServerOptions::refused_status`]).
     pub unauthorized: u64,
     /// Resource requests answered 403 `insufficient_scope`.
     pub forbidden: u64,
@@ -230,7 +237,7 @@ impl std::fmt::Debug for IssuedTokens {
 /// A strict OAuth2 authorization + resource server on 127.0.0.1, in-process.
 ///
 /// Routes: `POST /token` (password and refresh_token grants, rotation, reuse
-/// detection), `GET /api/me`, `POST /api/orders` (counts `Idempotency-Key`
+/// detection), `GET /api/public` (no token needed), `GET /api/me`, `POST /api/orders` (counts `Idempotency-Key`
 /// duplicates), `GET /api/admin` (403 `insufficient_scope`), `GET /api/slow`
 /// (parked until [`AuthServer::release`]), `GET /counters`.
 /// Stopped (and its thread joined) on drop.
@@ -861,6 +868,12 @@ async fn resource(
         }
         return Ok(r);
     }
+    if path == "/api/public" {
+        // A public route: no token needed, none checked.
+        let mut st = shared.lock();
+        st.counters.ok += 1;
+        return Ok(json(StatusCode::OK, r#"{"public":true}"#.into()));
+    }
     if path == "/api/slow" {
         {
             let mut st = shared.lock();
@@ -911,6 +924,15 @@ async fn resource(
     let valid = st.access.get(&token).is_some_and(|a| {
         !a.revoked && a.expires > Instant::now() && !st.families_revoked[a.family]
     });
+    if !valid && shared.options.refused_status != 401 {
+        st.counters.unauthorized += 1;
+        let status =
+            StatusCode::from_u16(shared.options.refused_status).unwrap_or(StatusCode::UNAUTHORIZED);
+        return Ok(json(
+            status,
+            r#"{"code":"TOKEN_EXPIRED","message":"jwt expired"}"#.into(),
+        ));
+    }
     if !valid {
         let code = (!shared.options.bare_challenges).then_some("invalid_token");
         return Ok(unauthorized(&shared.options, &mut st, code));

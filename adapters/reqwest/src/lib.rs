@@ -5,7 +5,7 @@ use futures_util::future::{select, Either};
 use http::{Extensions, HeaderMap, StatusCode};
 use refresh_machine_driver::refresh_machine::{RequestSpec, SendErrorKind};
 use refresh_machine_driver::{
-    redirect, Attempt, Builder, Options, Sent, TokenAnswer, Transport, Waiter,
+    redirect, Attempt, Builder, Options, ReadAhead, Sent, TokenAnswer, Transport, Waiter,
 };
 use reqwest::header::AUTHORIZATION;
 use reqwest::{Method, Request, Response};
@@ -16,7 +16,7 @@ pub use refresh_machine_driver::refresh_machine::grant::OAuthError;
 pub use refresh_machine_driver::refresh_machine::Config;
 pub use refresh_machine_driver::{
     BoxFuture, ConfigError, Hooks, JsonEndpoint, Origins, RefreshReply, Secret, Session,
-    TokenCapacity, TokenError, TokenFile, TokenPair,
+    TokenCapacity, TokenError, TokenFile, TokenPair, WithoutToken, REFUSAL_BODY_LIMIT,
 };
 
 /// Typed failures, returned inside `reqwest_middleware::Error::Middleware`
@@ -158,6 +158,48 @@ impl Transport for ReqwestTransport {
         }
     }
 
+    /// Read ahead, then handed on as the same response: its body is what
+    /// was read, followed by what was not.
+    async fn read_body(
+        response: Response,
+        limit: usize,
+    ) -> Result<ReadAhead<Response>, reqwest_middleware::Error> {
+        use http_body_util::BodyExt;
+        let url = response.url().clone();
+        let (mut parts, mut rest) = http::Response::<reqwest::Body>::from(response).into_parts();
+        let mut read = Vec::new();
+        let complete = loop {
+            match rest.frame().await {
+                None => break true,
+                Some(frame) => {
+                    if let Ok(data) = frame?.into_data() {
+                        read.extend_from_slice(&data);
+                        if read.len() > limit {
+                            break false;
+                        }
+                    }
+                }
+            }
+        };
+        let shown = complete.then(|| read.clone());
+        let body = reqwest::Body::wrap(ReadFirst {
+            read: Some(bytes::Bytes::from(read)),
+            rest: (!complete).then_some(rest),
+        });
+        // `Response::url` comes from an extension only the builder sets.
+        let marker = <http::response::Builder as reqwest::ResponseBuilderExt>::url(
+            http::Response::builder(),
+            url,
+        )
+        .body(())
+        .map_err(reqwest_middleware::Error::middleware)?;
+        parts.extensions.extend(marker.into_parts().0.extensions);
+        Ok(ReadAhead {
+            response: Response::from(http::Response::from_parts(parts, body)),
+            body: shown,
+        })
+    }
+
     /// Until the session changes or the waiter's deadline passes.
     async fn wait(&self, waiter: Waiter) {
         let (listener, deadline) = waiter.into_parts();
@@ -292,6 +334,10 @@ impl RefreshMiddleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
+        if extensions.get::<WithoutToken>().is_some() {
+            // Asked to go without the token: the caller's request as it is.
+            return next.run(req, extensions).await;
+        }
         let url = req.url();
         let allowed = match (url.host_str(), url.port_or_known_default()) {
             (Some(host), Some(port)) => {
@@ -326,6 +372,31 @@ impl RefreshMiddleware {
             // A transport failure is reqwest's own error, as without the middleware.
             Err(refresh_machine_driver::Error::Transport(e)) => Err(e),
             Err(typed) => Err(reqwest_middleware::Error::middleware(typed)),
+        }
+    }
+}
+
+/// A body read ahead ([`Transport::read_body`]): what was read, then the
+/// rest of the original body (none when it was read to the end).
+struct ReadFirst {
+    read: Option<bytes::Bytes>,
+    rest: Option<reqwest::Body>,
+}
+
+impl http_body::Body for ReadFirst {
+    type Data = bytes::Bytes;
+    type Error = reqwest::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, reqwest::Error>>> {
+        if let Some(read) = self.read.take().filter(|r| !r.is_empty()) {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(read))));
+        }
+        match &mut self.rest {
+            Some(rest) => std::pin::Pin::new(rest).poll_frame(cx),
+            None => std::task::Poll::Ready(None),
         }
     }
 }

@@ -31,6 +31,7 @@ enum Command {
     Get(String),
     Post(String, Option<String>),
     HasTokens,
+    Logout,
 }
 
 /// A command and where to answer it.
@@ -86,6 +87,10 @@ impl TestClient for Firmware {
     fn login_required_signals(&self) -> u32 {
         self.ended.load(Ordering::SeqCst)
     }
+
+    fn logout(&self) {
+        self.ask(Command::Logout);
+    }
 }
 
 /// Counts the ends of the session: the firmware's "login required" signal
@@ -110,6 +115,7 @@ fn outcome(result: Result<u16, Error>, session: SessionState) -> Outcome {
         Err(Error::RefreshUnavailable) => Outcome::RefreshUnavailable,
         Err(Error::Unauthorized) => Outcome::Unauthorized,
         Err(Error::Forbidden) => Outcome::Forbidden,
+        Err(Error::LoggedOut) => Outcome::LoggedOut,
         Err(Error::Transport(_)) => Outcome::Transport,
         Err(other) => Outcome::Other(format!("{other:?}")),
     }
@@ -173,6 +179,10 @@ fn serve<'a, R, S>(
         let path = |url: &str| url.strip_prefix(origin).map(str::to_owned);
         let answer = match command {
             Command::HasTokens => Answer::HasTokens(client.tokens().is_some()),
+            Command::Logout => {
+                block_on(client.logout());
+                Answer::HasTokens(false)
+            }
             Command::Get(url) => {
                 let path = path(&url).expect("a URL on the API origin");
                 let sent = block_on(client.send(Request::get(&path), rx));

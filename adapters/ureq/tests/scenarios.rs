@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use refresh_machine_test_server::{AppBackend, AuthServer, Backend, Harness, Outcome, TestClient};
-use refresh_machine_ureq::{Client, Error, Hooks};
+use refresh_machine_ureq::{Client, Error, Hooks, WithoutToken};
 
 #[derive(Clone)]
 struct UreqClient {
@@ -36,6 +36,16 @@ impl TestClient for UreqClient {
     fn login_required_signals(&self) -> u32 {
         self.login_required.load(Ordering::SeqCst)
     }
+
+    fn get_without_token(&self, url: &str) -> Outcome {
+        let mut req = http::Request::get(url).body(Vec::new()).unwrap();
+        req.extensions_mut().insert(WithoutToken);
+        outcome(self.client.send(req))
+    }
+
+    fn logout(&self) {
+        self.client.logout();
+    }
 }
 
 fn outcome(r: Result<http::Response<Vec<u8>>, Error>) -> Outcome {
@@ -45,6 +55,7 @@ fn outcome(r: Result<http::Response<Vec<u8>>, Error>) -> Outcome {
         Err(Error::RefreshUnavailable) => Outcome::RefreshUnavailable,
         Err(Error::Unauthorized(_)) => Outcome::Unauthorized,
         Err(Error::Forbidden(_)) => Outcome::Forbidden,
+        Err(Error::LoggedOut) => Outcome::LoggedOut,
         Err(Error::Transport(_)) => Outcome::Transport,
         Err(Error::BodyNotReplayable(_)) => Outcome::BodyNotReplayable,
         Err(e) => Outcome::Other(e.to_string()),
@@ -64,8 +75,7 @@ impl Harness for Ureq {
             Backend::AppJwt => Client::builder().json_endpoint(&server.refresh_url()),
             _ => Client::builder().token_endpoint(&server.token_url(), &o.client_id),
         };
-        let client = builder
-            .unwrap()
+        let client = refusals(o, builder.unwrap())
             .allow_origin(&server.origin())
             .unwrap()
             .config(config)
@@ -88,6 +98,20 @@ impl Harness for Ureq {
             login_required,
         }
     }
+}
+
+/// A server that refuses tokens with another status than 401 is asked to
+/// refresh on it when the body says `TOKEN_EXPIRED`.
+fn refusals(
+    o: &refresh_machine_test_server::ServerOptions,
+    builder: refresh_machine_ureq::ClientBuilder,
+) -> refresh_machine_ureq::ClientBuilder {
+    if o.refused_status == 401 {
+        return builder;
+    }
+    builder
+        .refresh_on_statuses(&[401, o.refused_status])
+        .refresh_when(|_, _, body| body.windows(13).any(|w| w == b"TOKEN_EXPIRED"))
 }
 
 /// `{"username": .., "password": ..}` for an app backend's login route.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use refresh_machine_reqwest::{BoxFuture, Error, Hooks, RefreshMiddleware, Timer};
+use refresh_machine_reqwest::{BoxFuture, Error, Hooks, RefreshMiddleware, Timer, WithoutToken};
 use refresh_machine_test_server::{AuthServer, Backend, Outcome, ServerOptions, TestClient};
 use reqwest_middleware::ClientWithMiddleware;
 
@@ -45,6 +45,7 @@ pub(crate) fn outcome(r: reqwest_middleware::Result<reqwest::Response>) -> Outco
             Some(Error::RefreshUnavailable) => Outcome::RefreshUnavailable,
             Some(Error::Unauthorized(_)) => Outcome::Unauthorized,
             Some(Error::Forbidden(_)) => Outcome::Forbidden,
+            Some(Error::LoggedOut) => Outcome::LoggedOut,
             Some(Error::BodyNotReplayable(_)) => Outcome::BodyNotReplayable,
             Some(other) => Outcome::Other(other.to_string()),
             None => Outcome::Transport,
@@ -80,6 +81,16 @@ impl TestClient for AsyncClient {
     fn login_required_signals(&self) -> u32 {
         self.login_required.load(Ordering::SeqCst)
     }
+
+    fn get_without_token(&self, url: &str) -> Outcome {
+        let (c, url) = (self.client.clone(), url.to_owned());
+        runtime()
+            .block_on(async move { outcome(c.get(url).with_extension(WithoutToken).send().await) })
+    }
+
+    fn logout(&self) {
+        self.auth.logout();
+    }
 }
 
 pub(crate) fn build(server: &AuthServer, config: refresh_machine_reqwest::Config) -> AsyncClient {
@@ -104,8 +115,14 @@ pub(crate) fn build_with(
         Backend::AppJwt => builder.json_endpoint(&server.refresh_url()),
         _ => builder.token_endpoint(&server.token_url(), &o.client_id),
     };
+    let mut builder = builder.unwrap();
+    if o.refused_status != 401 {
+        // Refused with another status: refresh when the body says so.
+        builder = builder
+            .refresh_on_statuses(&[401, o.refused_status])
+            .refresh_when(|_, _, body| body.windows(13).any(|w| w == b"TOKEN_EXPIRED"));
+    }
     let auth = builder
-        .unwrap()
         .allow_origin(&server.origin())
         .unwrap()
         .config(config)
