@@ -223,6 +223,22 @@ pub fn password_grant_body<'b>(
     w.finish()
 }
 
+/// Body of a client-credentials grant (RFC 6749 §4.4): machine-to-machine,
+/// no user and no refresh token; a new token is this grant again.
+pub fn client_credentials_grant_body<'b>(
+    buf: &'b mut [u8],
+    client: &ClientAuth<'_>,
+    scope: Option<&str>,
+) -> Result<&'b str, GrantError> {
+    let mut w = FormWriter::new(buf);
+    w.pair("grant_type", "client_credentials")?;
+    if let Some(scope) = scope {
+        w.pair("scope", scope)?;
+    }
+    client.body_params(&mut w)?;
+    w.finish()
+}
+
 /// Writes `application/x-www-form-urlencoded` pairs into a fixed buffer.
 pub struct FormWriter<'b> {
     buf: &'b mut [u8],
@@ -1463,5 +1479,26 @@ mod tests {
             json_refresh_body(&mut short, "refreshToken", RefreshToken::new(&controls)),
             Err(GrantError::BufferTooSmall)
         );
+    }
+
+    #[test]
+    fn client_credentials_body() {
+        let mut buf = [0u8; 128];
+        let body = client_credentials_grant_body(
+            &mut buf,
+            &ClientAuth::Public { client_id: "svc 1" },
+            Some("read write"),
+        )
+        .unwrap();
+        assert_eq!(
+            body,
+            "grant_type=client_credentials&scope=read+write&client_id=svc+1"
+        );
+        let basic = ClientAuth::Basic {
+            client_id: "svc",
+            client_secret: "s",
+        };
+        let body = client_credentials_grant_body(&mut buf, &basic, None).unwrap();
+        assert_eq!(body, "grant_type=client_credentials");
     }
 }

@@ -31,6 +31,8 @@ pub(crate) enum Refresher {
     Endpoint(TokenEndpoint),
     /// An app backend's JSON refresh route.
     Json(JsonEndpoint),
+    /// The client-credentials grant, repeated (machine to machine).
+    ClientCredentials(TokenEndpoint),
     /// The application's own function.
     Custom(Box<CustomRefresh>),
     /// None configured: a refresh is a rejection (the user logs in again).
@@ -129,6 +131,38 @@ impl<T: Transport> Builder<T> {
         if let Refresher::Endpoint(e) = self.refresher {
             self.refresher = Refresher::Endpoint(e.with_client_secret(secret));
         }
+        self
+    }
+
+    /// Machine to machine: tokens from the client-credentials grant
+    /// (RFC 6749 §4.4) at `url`, the client authenticated with HTTP Basic.
+    /// There is no user, no login and no refresh token: the session starts
+    /// with no token, the first request gets one (a burst of first requests
+    /// waits for one grant), and an expired or refused token is replaced by
+    /// repeating the grant, with the rules of a refresh (one at a time,
+    /// backoff, stale 401s, an outage that fails requests
+    /// `RefreshUnavailable` and keeps trying). A rejected client
+    /// (`invalid_client`) fails requests `RefreshMisconfigured`.
+    pub fn client_credentials(
+        mut self,
+        url: &str,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<Self, ConfigError> {
+        let endpoint =
+            TokenEndpoint::new(url, client_id).map_err(|_| ConfigError::InvalidTokenEndpoint)?;
+        self.refresher = Refresher::ClientCredentials(endpoint.with_client_secret(client_secret));
+        Ok(self)
+    }
+
+    /// Ask the token endpoint for this scope (the refresh-token and the
+    /// client-credentials grants).
+    pub fn scope(mut self, scope: &str) -> Self {
+        self.refresher = match self.refresher {
+            Refresher::Endpoint(e) => Refresher::Endpoint(e.with_scope(scope)),
+            Refresher::ClientCredentials(e) => Refresher::ClientCredentials(e.with_scope(scope)),
+            other => other,
+        };
         self
     }
 
@@ -251,8 +285,11 @@ impl<T: Transport> Builder<T> {
                 }
             }));
         }
-        let session =
+        let mut session =
             Session::with_token_capacity(self.config, seed, self.hooks, self.token_capacity);
+        if matches!(self.refresher, Refresher::ClientCredentials(_)) {
+            session = session.renewed_by_grant();
+        }
         if let (Some(stored), Some(file)) = (stored, &token_file) {
             if session.login(&stored).is_err() {
                 file.set_error(std::io::ErrorKind::InvalidData);

@@ -13,7 +13,9 @@ use crate::error::{ConfigError, Error, Last};
 use crate::exchange::{Exchange, Finished, InFlight};
 use crate::grant;
 use crate::refusal::{Judged, Refusals, REFUSAL_BODY_LIMIT};
-use crate::session::{RefreshReply, Session, Start, Step, TokenPair};
+use crate::session::{
+    RefreshReply, RefreshTicket, RequestHandle, Session, Start, Step, TokenPair, Waiter,
+};
 use crate::thread_mark::marked;
 use crate::transport::{Attempt, ReadAhead, Sent, TokenAnswer, Transport};
 use crate::{AllowedOrigin, Origins, Secret};
@@ -181,16 +183,7 @@ impl<T: Transport> Driver<T> {
         if REFRESHING.with(Cell::get) == self.identity() {
             return Err(Error::ReentrantRefresh);
         }
-        let mut queue_deadline = None;
-        let mut handle = loop {
-            match self.session.start_or_wait(spec, queue_deadline)? {
-                Start::Started(handle) => break handle,
-                Start::Full(waiter) => {
-                    queue_deadline = waiter.deadline();
-                    self.transport.wait(waiter).await;
-                }
-            }
-        };
+        let mut handle = self.start(spec).await?;
         let mut last = Last::None;
         loop {
             // Whoever comes by progresses the refresh in flight, so a refresh
@@ -213,38 +206,8 @@ impl<T: Transport> Driver<T> {
                         last = Last::Error(e);
                     }
                 },
-                Step::Refresh(ticket) => {
-                    // From here the exchange belongs to the session: if this
-                    // request is dropped, its waiters (or the next request)
-                    // carry the same token call on. (A refresher that panics
-                    // while making its future still holds the ticket, whose
-                    // drop reports the failure.)
-                    let timeout = ticket.deadline().saturating_duration_since(Instant::now());
-                    let call = self.refresh(ticket.refresh_token(), timeout);
-                    let exchange = InFlight::prepare(ticket.detach(), call);
-                    // Polled here first: a blocking refresher runs in this
-                    // request, never in another one's non-blocking poll.
-                    if !self.poll_once(&exchange).await {
-                        self.exchange.install(exchange);
-                        // Requests told to wait before it was installed
-                        // look again, to drive it while they wait.
-                        self.session.wake_all();
-                    }
-                    // This request then waits for it like any other (and
-                    // hears of a logout meanwhile).
-                }
-                Step::Wait(waiter) => match self.exchange.get() {
-                    // Waiting for a refresh: drive it while waiting.
-                    Some(exchange) => {
-                        let wait = std::pin::pin!(self.transport.wait(waiter));
-                        if let Either::Right((finished, _)) =
-                            select(wait, exchange.future.clone()).await
-                        {
-                            self.finish(&exchange, finished);
-                        }
-                    }
-                    None => self.transport.wait(waiter).await,
-                },
+                Step::Refresh(ticket) => self.start_refresh(ticket).await,
+                Step::Wait(waiter) => self.wait(waiter).await,
                 Step::Done(Ok(())) => {
                     return match last {
                         Last::Response(response) => Ok(response),
@@ -262,6 +225,110 @@ impl<T: Transport> Driver<T> {
                     return Err(Error::from_failure(failure, last));
                 }
             }
+        }
+    }
+
+    /// A currently valid access token, refreshed first if it expired (or is
+    /// about to): for what is not an HTTP request through this client (a
+    /// websocket handshake, gRPC metadata, a signed URL). It counts as a
+    /// request while it waits (single-flight with every other one). If the
+    /// token is then refused, call [`access_token_after_refusal`](Self::access_token_after_refusal).
+    pub async fn access_token(&self) -> Result<Secret, DriverError<T>> {
+        self.token_for_use(None).await
+    }
+
+    /// A new access token after `refused` was refused (a websocket closed
+    /// for an expired token, say): one refresh for everyone who reports the
+    /// same token, none if it was replaced already (the current one is
+    /// returned), and the rules of a 401 otherwise (a fresh token refused
+    /// again fails `Unauthorized` instead of refreshing in a loop).
+    pub async fn access_token_after_refusal(
+        &self,
+        refused: &Secret,
+    ) -> Result<Secret, DriverError<T>> {
+        self.token_for_use(Some(refused)).await
+    }
+
+    /// The machine's token for a use outside this client, after reporting
+    /// `refused` as a 401 if it is the one the machine hands out.
+    async fn token_for_use(&self, refused: Option<&Secret>) -> Result<Secret, DriverError<T>> {
+        if REFRESHING.with(Cell::get) == self.identity() {
+            return Err(Error::ReentrantRefresh);
+        }
+        let spec = RequestSpec::from_http(&http::Method::GET, &http::HeaderMap::new());
+        let mut handle = self.start(spec).await?;
+        let mut reported = false;
+        loop {
+            self.poll_exchange().await;
+            match handle.next_step() {
+                Step::Send { token, .. } => {
+                    if reported || refused != Some(&token) {
+                        // Not used by a request: dropping the handle
+                        // cancels it, nothing is reported for the token.
+                        return Ok(token);
+                    }
+                    reported = true;
+                    handle.http_response(
+                        http::StatusCode::UNAUTHORIZED,
+                        &http::HeaderMap::new(),
+                        true,
+                    );
+                }
+                Step::Refresh(ticket) => self.start_refresh(ticket).await,
+                Step::Wait(waiter) => self.wait(waiter).await,
+                Step::Done(Ok(())) => {
+                    return Err(Error::Failed(refresh_machine::Failure::LoggedOut))
+                }
+                Step::Done(Err(failure)) => return Err(Error::from_failure(failure, Last::None)),
+            }
+        }
+    }
+
+    /// A slot in the session for `spec`, queueing while every slot is taken.
+    async fn start(&self, spec: RequestSpec) -> Result<RequestHandle<'_>, DriverError<T>> {
+        let mut queue_deadline = None;
+        loop {
+            match self.session.start_or_wait(spec, queue_deadline)? {
+                Start::Started(handle) => return Ok(handle),
+                Start::Full(waiter) => {
+                    queue_deadline = waiter.deadline();
+                    self.transport.wait(waiter).await;
+                }
+            }
+        }
+    }
+
+    /// Start the refresh this request was given.
+    async fn start_refresh(&self, ticket: RefreshTicket<'_>) {
+        // From here the exchange belongs to the session: if this request is
+        // dropped, its waiters (or the next request) carry the same token
+        // call on. (A refresher that panics while making its future still
+        // holds the ticket, whose drop reports the failure.)
+        let timeout = ticket.deadline().saturating_duration_since(Instant::now());
+        let call = self.refresh(ticket.refresh_token(), timeout);
+        let exchange = InFlight::prepare(ticket.detach(), call);
+        // Polled here first: a blocking refresher runs in this request,
+        // never in another one's non-blocking poll.
+        if !self.poll_once(&exchange).await {
+            self.exchange.install(exchange);
+            // Requests told to wait before it was installed look again, to
+            // drive it while they wait.
+            self.session.wake_all();
+        }
+        // The request then waits for it like any other (and hears of a
+        // logout meanwhile).
+    }
+
+    /// Wait for the session to change; while a refresh is in flight, drive it.
+    async fn wait(&self, waiter: Waiter) {
+        match self.exchange.get() {
+            Some(exchange) => {
+                let wait = std::pin::pin!(self.transport.wait(waiter));
+                if let Either::Right((finished, _)) = select(wait, exchange.future.clone()).await {
+                    self.finish(&exchange, finished);
+                }
+            }
+            None => self.transport.wait(waiter).await,
         }
     }
 
@@ -365,6 +432,11 @@ impl<T: Transport> Driver<T> {
             Refresher::None => Box::pin(std::future::ready(RefreshReply::Rejected)),
             Refresher::Endpoint(endpoint) => {
                 self.token_call(endpoint.refresh_request(refresh_token), timeout, |answer| {
+                    grant::classify(answer.status, &answer.headers, answer.body).0
+                })
+            }
+            Refresher::ClientCredentials(endpoint) => {
+                self.token_call(endpoint.client_credentials_request(), timeout, |answer| {
                     grant::classify(answer.status, &answer.headers, answer.body).0
                 })
             }

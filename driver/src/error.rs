@@ -63,8 +63,10 @@ pub enum Error<R, E> {
     /// The request could not be built (an invalid URL or header).
     #[error("invalid request: {0}")]
     InvalidRequest(#[source] http::Error),
-    /// A request failure without a response or transport error to attach.
-    /// A correct session does not produce it; kept so that no path panics.
+    /// A failure without a response or transport error to attach: from
+    /// [`Driver::access_token_after_refusal`](crate::Driver::access_token_after_refusal)
+    /// (`Unauthorized`: the fresh token was refused too; a refresh would not
+    /// help). A request through the client does not produce it.
     #[error("request failed: {0}")]
     Failed(Failure),
 }

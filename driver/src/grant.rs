@@ -136,6 +136,14 @@ impl TokenEndpoint {
         self.post(body)
     }
 
+    /// `POST grant_type=client_credentials` (RFC 6749 §4.4).
+    pub fn client_credentials_request(&self) -> Result<Request<Vec<u8>>, EndpointError> {
+        let mut buf = self.body_buf(0);
+        let body =
+            grant::client_credentials_grant_body(&mut buf, &self.auth(), self.scope.as_deref())?;
+        self.post(body)
+    }
+
     /// `POST grant_type=password` (RFC 6749 §4.3): first login in tests and demos.
     pub fn password_request(
         &self,

@@ -215,7 +215,17 @@ pub struct Session {
     /// the hook runs: hook calls never overlap, and a change older than one
     /// already stored is skipped.
     persisted: Mutex<u64>,
+    /// Renewed by repeating a grant that needs no refresh token (client
+    /// credentials): the machine holds [`GRANT_STAND_IN`] in its place.
+    renew_by_grant: bool,
 }
+
+/// What the machine holds as the refresh token of a session renewed by
+/// repeating a grant (client credentials), and as its access token before
+/// the first grant: never sent anywhere (the grant ignores it, and an access
+/// token that arrives expired is never sent), never shown (stripped from
+/// [`Session::tokens`] and the persist hook).
+const GRANT_STAND_IN: &str = "client-credentials-grant";
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -377,7 +387,35 @@ impl Session {
             hooks,
             changes: std::sync::atomic::AtomicU64::new(0),
             persisted: Mutex::new(0),
+            renew_by_grant: false,
         }
+    }
+
+    /// A session renewed by repeating a grant that needs no refresh token
+    /// (client credentials), started with no token: the first request (or
+    /// every request of a first burst) waits for one grant. The same
+    /// single-flight, backoff and stale-401 rules as a refresh apply.
+    pub(crate) fn renewed_by_grant(mut self) -> Session {
+        self.renew_by_grant = true;
+        let none_yet = TokenPair::new(GRANT_STAND_IN).with_expires_at(SystemTime::UNIX_EPOCH);
+        // A stand-in of a few header-safe bytes: always accepted.
+        let _ = self.login(&none_yet);
+        self
+    }
+
+    /// The pair as the application sees it: no stand-in for a grant.
+    fn shown(&self, pair: TokenPair) -> Option<TokenPair> {
+        if !self.renew_by_grant {
+            return Some(pair);
+        }
+        if pair.access_token.expose() == GRANT_STAND_IN {
+            return None;
+        }
+        let refresh_token = pair.refresh_token.filter(|r| r.expose() != GRANT_STAND_IN);
+        Some(TokenPair {
+            refresh_token,
+            ..pair
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Machine> {
@@ -417,6 +455,10 @@ impl Session {
 
     /// Install tokens (first login, or after `LoginRequired`).
     pub fn login(&self, tokens: &TokenPair) -> Result<(), Error> {
+        if self.renew_by_grant && tokens.refresh_token.is_none() {
+            let renewable = tokens.clone().with_refresh_token(GRANT_STAND_IN);
+            return self.apply(|m, now| m.login(now, renewable.as_token_set()));
+        }
         self.apply(|m, now| m.login(now, tokens.as_token_set()))
     }
 
@@ -429,7 +471,9 @@ impl Session {
     pub fn tokens(&self) -> Option<TokenPair> {
         let m = self.lock();
         let now = self.clock.now();
-        m.tokens().map(|t| TokenPair::from_stored(t, now))
+        let pair = m.tokens().map(|t| TokenPair::from_stored(t, now));
+        drop(m);
+        pair.and_then(|p| self.shown(p))
     }
 
     /// The limits the session runs with.
@@ -515,10 +559,8 @@ impl Session {
                     let n = 1 + self
                         .changes
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    notices.push(Notice::Persist(
-                        n,
-                        tokens.map(|t| TokenPair::from_stored(t, now)),
-                    ));
+                    let pair = tokens.map(|t| TokenPair::from_stored(t, now));
+                    notices.push(Notice::Persist(n, pair.and_then(|p| self.shown(p))));
                 }
                 Some(Action::LoginRequired) => notices.push(Notice::LoginRequired),
                 _ => break,

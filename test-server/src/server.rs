@@ -143,6 +143,8 @@ pub struct Counters {
     pub logins: u64,
     /// Refresh-token grant requests (every one, whatever its outcome).
     pub refresh_calls: u64,
+    /// Client-credentials grants answered with a token.
+    pub client_credentials_grants: u64,
     /// Refresh grants answered with new tokens.
     pub refresh_ok: u64,
     /// Spent refresh tokens presented again (each one revoked a family).
@@ -749,6 +751,17 @@ fn grant(shared: &Shared, headers: &hyper::HeaderMap, params: &HashMap<String, S
             }
             st.counters.refresh_ok += 1;
             issue(options, &mut st, Some(family))
+        }
+        Some("client_credentials") if options.client_secret.is_some() => {
+            st.counters.client_credentials_grants += 1;
+            let issued = issue(options, &mut st, None);
+            // No refresh token: the client repeats the grant.
+            let body = serde_json::json!({
+                "access_token": issued.access_token,
+                "token_type": "Bearer",
+                "expires_in": options.access_ttl.as_millis().div_ceil(1000).max(1) as u64,
+            });
+            return json(StatusCode::OK, body.to_string());
         }
         _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
     };

@@ -13,7 +13,7 @@ use reqwest_middleware::Next;
 
 pub use refresh_machine_driver::grant::EndpointError;
 pub use refresh_machine_driver::refresh_machine::grant::OAuthError;
-pub use refresh_machine_driver::refresh_machine::Config;
+pub use refresh_machine_driver::refresh_machine::{Config, Failure};
 pub use refresh_machine_driver::{
     BoxFuture, ConfigError, Hooks, JsonEndpoint, Origins, RefreshReply, Secret, Session,
     TokenCapacity, TokenError, TokenFile, TokenPair, WithoutToken, REFUSAL_BODY_LIMIT,

@@ -11,7 +11,7 @@ use refresh_machine_driver::{
 
 pub use refresh_machine_driver::grant::EndpointError;
 pub use refresh_machine_driver::refresh_machine::grant::OAuthError;
-pub use refresh_machine_driver::refresh_machine::Config;
+pub use refresh_machine_driver::refresh_machine::{Config, Failure};
 pub use refresh_machine_driver::{
     ConfigError, Hooks, JsonEndpoint, Origins, RefreshReply, Secret, Session, TokenCapacity,
     TokenError, TokenFile, TokenPair, WithoutToken,
@@ -151,6 +151,19 @@ impl Client {
     /// [`Driver::login_with_json`](refresh_machine_driver::Driver::login_with_json).
     pub fn login_with_json(&self, url: &str, credentials: impl Into<Vec<u8>>) -> Result<(), Error> {
         block_on(self.driver.login_with_json(url, credentials))
+    }
+
+    /// A currently valid access token, refreshed first if needed, for use
+    /// outside this client (a websocket, gRPC metadata). Blocking; see
+    /// [`Driver::access_token`](refresh_machine_driver::Driver::access_token).
+    pub fn access_token(&self) -> Result<Secret, Error> {
+        block_on(self.driver.access_token())
+    }
+
+    /// A new access token after `refused` was refused outside this client.
+    /// Blocking; see [`Driver::access_token_after_refusal`](refresh_machine_driver::Driver::access_token_after_refusal).
+    pub fn access_token_after_refusal(&self, refused: &Secret) -> Result<Secret, Error> {
+        block_on(self.driver.access_token_after_refusal(refused))
     }
 
     /// `GET url`.
