@@ -145,6 +145,9 @@ pub struct Counters {
     pub refresh_calls: u64,
     /// Client-credentials grants answered with a token.
     pub client_credentials_grants: u64,
+    /// Revocation requests (RFC 7009 `/revoke`, or an app backend's
+    /// `/auth/logout`) that revoked a token's family.
+    pub revocations: u64,
     /// Refresh grants answered with new tokens.
     pub refresh_ok: u64,
     /// Spent refresh tokens presented again (each one revoked a family).
@@ -239,7 +242,8 @@ impl std::fmt::Debug for IssuedTokens {
 /// A strict OAuth2 authorization + resource server on 127.0.0.1, in-process.
 ///
 /// Routes: `POST /token` (password and refresh_token grants, rotation, reuse
-/// detection), `GET /api/public` (no token needed), `GET /api/me`, `POST /api/orders` (counts `Idempotency-Key`
+/// detection; client credentials), `POST /revoke` (RFC 7009),
+/// `GET /api/public` (no token needed), `GET /api/me`, `POST /api/orders` (counts `Idempotency-Key`
 /// duplicates), `GET /api/admin` (403 `insufficient_scope`), `GET /api/slow`
 /// (parked until [`AuthServer::release`]), `GET /counters`.
 /// Stopped (and its thread joined) on drop.
@@ -585,6 +589,21 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Clo
             let params = form_urlencoded::parse(&body).into_owned().collect();
             token(&shared, &parts.headers, params).await
         }
+        (Method::POST, "/revoke") if shared.options.backend == Backend::OAuth2 => {
+            let params: HashMap<String, String> =
+                form_urlencoded::parse(&body).into_owned().collect();
+            if !client_ok(&shared.options, &parts.headers, &params) {
+                return Ok(oauth_error(StatusCode::UNAUTHORIZED, "invalid_client"));
+            }
+            revoke(&shared, params.get("token").map(String::as_str));
+            // RFC 7009 §2.2: 200 whether or not the token was valid.
+            Ok(json(StatusCode::OK, String::new()))
+        }
+        (Method::POST, "/auth/logout") if shared.options.backend == Backend::AppJwt => {
+            let json_body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            revoke(&shared, json_body.get("refreshToken").and_then(|v| v.as_str()));
+            Ok(json(StatusCode::OK, r#"{"message":"Logged out"}"#.into()))
+        }
         (Method::POST, route @ ("/auth/login" | "/auth/refresh-token"))
             if shared.options.backend == Backend::AppJwt =>
         {
@@ -611,6 +630,21 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Clo
             StatusCode::NOT_FOUND,
             r#"{"error":"not_found"}"#.into(),
         )),
+    }
+}
+
+/// Revoke the family of `token` (a refresh or an access token), if known.
+fn revoke(shared: &Shared, token: Option<&str>) {
+    let mut st = shared.lock();
+    let Some(token) = token else { return };
+    let family = st
+        .refresh
+        .get(token)
+        .map(|r| r.family)
+        .or_else(|| st.access.get(token).map(|a| a.family));
+    if let Some(family) = family {
+        st.families_revoked[family] = true;
+        st.counters.revocations += 1;
     }
 }
 
