@@ -23,6 +23,20 @@ pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Expiries are wall-clock instants, so a pair read back after a restart does
 /// not overstate its validity (a lifetime relative to when it was stored
 /// would).
+///
+/// With the `serde` feature, a pair is `Serialize` and `Deserialize` as
+/// stored tokens: `access_token`, `refresh_token`, and the expiries
+/// `expires_at` and `refresh_expires_at` as absolute Unix times in whole
+/// seconds (integers; an expiry is truncated to the second, never moved
+/// later). A field that is `None` is left out when writing; when reading,
+/// a missing (or `null`) optional field is `None`, unknown fields are
+/// ignored, and an expiry too far out for `SystemTime` is `None` (no known
+/// expiry). This is the one way a token is written out on purpose: `Debug`
+/// stays redacted.
+///
+/// ```json
+/// {"access_token":"…","refresh_token":"…","expires_at":1764153600}
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenPair {
     /// The access token.
@@ -108,6 +122,83 @@ impl TokenPair {
             set = set.with_refresh_expires_in(left(at));
         }
         set
+    }
+}
+
+/// [`TokenPair`] as stored tokens (the `serde` feature).
+#[cfg(feature = "serde")]
+mod stored {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use super::TokenPair;
+    use crate::secret::Secret;
+
+    /// A pair as written: borrowed tokens, Unix seconds.
+    #[derive(serde::Serialize)]
+    struct Written<'a> {
+        access_token: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        refresh_token: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires_at: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        refresh_expires_at: Option<u64>,
+    }
+
+    /// A pair as read. Unknown fields are ignored; missing options are `None`.
+    #[derive(serde::Deserialize)]
+    struct Read {
+        access_token: ReadSecret,
+        #[serde(default)]
+        refresh_token: Option<ReadSecret>,
+        #[serde(default)]
+        expires_at: Option<u64>,
+        #[serde(default)]
+        refresh_expires_at: Option<u64>,
+    }
+
+    /// A token read into a [`Secret`] at once: if a later field fails to
+    /// parse, the tokens already read are wiped on drop.
+    struct ReadSecret(Secret);
+
+    impl<'de> serde::Deserialize<'de> for ReadSecret {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            String::deserialize(d).map(|s| ReadSecret(Secret::from(s)))
+        }
+    }
+
+    /// Whole seconds since the Unix epoch, truncated (0 before it).
+    fn unix_seconds(at: SystemTime) -> u64 {
+        at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
+
+    /// `None` past what `SystemTime` holds: no known expiry.
+    fn from_unix_seconds(seconds: u64) -> Option<SystemTime> {
+        UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
+    }
+
+    impl serde::Serialize for TokenPair {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            Written {
+                access_token: self.access_token.expose(),
+                refresh_token: self.refresh_token.as_ref().map(Secret::expose),
+                expires_at: self.expires_at.map(unix_seconds),
+                refresh_expires_at: self.refresh_expires_at.map(unix_seconds),
+            }
+            .serialize(s)
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for TokenPair {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let read = Read::deserialize(d)?;
+            Ok(TokenPair {
+                access_token: read.access_token.0,
+                refresh_token: read.refresh_token.map(|r| r.0),
+                expires_at: read.expires_at.and_then(from_unix_seconds),
+                refresh_expires_at: read.refresh_expires_at.and_then(from_unix_seconds),
+            })
+        }
     }
 }
 
