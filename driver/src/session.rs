@@ -23,6 +23,20 @@ pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Expiries are wall-clock instants, so a pair read back after a restart does
 /// not overstate its validity (a lifetime relative to when it was stored
 /// would).
+///
+/// A pair is `Serialize` and `Deserialize` as
+/// stored tokens: `access_token`, `refresh_token`, and the expiries
+/// `expires_at` and `refresh_expires_at` as absolute Unix times in whole
+/// seconds (integers; an expiry is truncated to the second, never moved
+/// later). A field that is `None` is left out when writing; when reading,
+/// a missing (or `null`) optional field is `None`, unknown fields are
+/// ignored, and an expiry too far out for `SystemTime` is `None` (no known
+/// expiry). This is the one way a token is written out on purpose: `Debug`
+/// stays redacted.
+///
+/// ```json
+/// {"access_token":"…","refresh_token":"…","expires_at":1764153600}
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenPair {
     /// The access token.
@@ -140,6 +154,82 @@ fn jwt_expiry(access_token: &str) -> Option<SystemTime> {
     SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(exp))
 }
 
+/// [`TokenPair`] as stored tokens.
+mod stored {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use super::TokenPair;
+    use crate::secret::Secret;
+
+    /// A pair as written: borrowed tokens, Unix seconds.
+    #[derive(serde::Serialize)]
+    struct Written<'a> {
+        access_token: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        refresh_token: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires_at: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        refresh_expires_at: Option<u64>,
+    }
+
+    /// A pair as read. Unknown fields are ignored; missing options are `None`.
+    #[derive(serde::Deserialize)]
+    struct Read {
+        access_token: ReadSecret,
+        #[serde(default)]
+        refresh_token: Option<ReadSecret>,
+        #[serde(default)]
+        expires_at: Option<u64>,
+        #[serde(default)]
+        refresh_expires_at: Option<u64>,
+    }
+
+    /// A token read into a [`Secret`] at once: if a later field fails to
+    /// parse, the tokens already read are wiped on drop.
+    struct ReadSecret(Secret);
+
+    impl<'de> serde::Deserialize<'de> for ReadSecret {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            String::deserialize(d).map(|s| ReadSecret(Secret::from(s)))
+        }
+    }
+
+    /// Whole seconds since the Unix epoch, truncated (0 before it).
+    fn unix_seconds(at: SystemTime) -> u64 {
+        at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
+
+    /// `None` past what `SystemTime` holds: no known expiry.
+    fn from_unix_seconds(seconds: u64) -> Option<SystemTime> {
+        UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
+    }
+
+    impl serde::Serialize for TokenPair {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            Written {
+                access_token: self.access_token.expose(),
+                refresh_token: self.refresh_token.as_ref().map(Secret::expose),
+                expires_at: self.expires_at.map(unix_seconds),
+                refresh_expires_at: self.refresh_expires_at.map(unix_seconds),
+            }
+            .serialize(s)
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for TokenPair {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let read = Read::deserialize(d)?;
+            Ok(TokenPair {
+                access_token: read.access_token.0,
+                refresh_token: read.refresh_token.map(|r| r.0),
+                expires_at: read.expires_at.and_then(from_unix_seconds),
+                refresh_expires_at: read.refresh_expires_at.and_then(from_unix_seconds),
+            })
+        }
+    }
+}
+
 /// What a token endpoint answered, owned (see [`crate::grant::classify`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RefreshReply {
@@ -192,7 +282,8 @@ enum Notice {
     /// The tokens as of change number `.0` (numbered under the machine's lock,
     /// so in the order the tokens changed).
     Persist(u64, Option<TokenPair>),
-    LoginRequired,
+    /// The session is lost (why, for the `tracing` feature's event).
+    LoginRequired(trace::LostReason),
 }
 
 /// A session shared by every request of a client: `Send + Sync`, put it in an `Arc`.
@@ -218,6 +309,9 @@ pub struct Session {
     /// Renewed by repeating a grant that needs no refresh token (client
     /// credentials): the machine holds [`GRANT_STAND_IN`] in its place.
     renew_by_grant: bool,
+    /// Refresh attempts under way, for the `tracing` feature's spans (an
+    /// empty type without it).
+    refreshes: trace::Refreshes,
 }
 
 /// What the machine holds as the refresh token of a session renewed by
@@ -388,6 +482,7 @@ impl Session {
             changes: std::sync::atomic::AtomicU64::new(0),
             persisted: Mutex::new(0),
             renew_by_grant: false,
+            refreshes: trace::Refreshes::default(),
         }
     }
 
@@ -437,12 +532,24 @@ impl Session {
         now: Option<Instant>,
         input: impl FnOnce(&mut Machine, Instant) -> R,
     ) -> R {
+        self.apply_then(now, input, |_| {})
+    }
+
+    /// [`apply_at`](Self::apply_at), calling `then` with the input's result
+    /// once the lock is released, before the notices are delivered.
+    fn apply_then<R>(
+        &self,
+        now: Option<Instant>,
+        input: impl FnOnce(&mut Machine, Instant) -> R,
+        then: impl FnOnce(&R),
+    ) -> R {
         let (result, notices) = {
             let mut m = self.lock();
             let now = now.unwrap_or_else(|| self.clock.now());
             let result = input(&mut m, now);
             (result, self.collect_notices(&mut m))
         };
+        then(&result);
         self.deliver(notices);
         self.changed.notify(usize::MAX);
         result
@@ -455,16 +562,21 @@ impl Session {
 
     /// Install tokens (first login, or after `LoginRequired`).
     pub fn login(&self, tokens: &TokenPair) -> Result<(), Error> {
-        if self.renew_by_grant && tokens.refresh_token.is_none() {
+        let result = if self.renew_by_grant && tokens.refresh_token.is_none() {
             let renewable = tokens.clone().with_refresh_token(GRANT_STAND_IN);
-            return self.apply(|m, now| m.login(now, renewable.as_token_set()));
-        }
-        self.apply(|m, now| m.login(now, tokens.as_token_set()))
+            self.apply(|m, now| m.login(now, renewable.as_token_set()))
+        } else {
+            self.apply(|m, now| m.login(now, tokens.as_token_set()))
+        };
+        // A login ends any refresh round.
+        self.refreshes.round_over();
+        result
     }
 
     /// End the session: every pending request fails `LoggedOut`.
     pub fn logout(&self) {
         self.apply(|m, now| m.logout(now));
+        self.refreshes.round_over();
     }
 
     /// The current tokens, if logged in.
@@ -562,7 +674,9 @@ impl Session {
                     let pair = tokens.map(|t| TokenPair::from_stored(t, now));
                     notices.push(Notice::Persist(n, pair.and_then(|p| self.shown(p))));
                 }
-                Some(Action::LoginRequired) => notices.push(Notice::LoginRequired),
+                Some(Action::LoginRequired) => {
+                    notices.push(Notice::LoginRequired(trace::lost_reason(m)));
+                }
                 _ => break,
             }
         }
@@ -577,7 +691,8 @@ impl Session {
                         self.persist_in_order(n, || hook(tokens.as_ref()));
                     }
                 }
-                Notice::LoginRequired => {
+                Notice::LoginRequired(reason) => {
+                    trace::login_required(reason);
                     if let Some(hook) = &self.hooks.login_required {
                         hook();
                     }
@@ -626,7 +741,14 @@ impl Session {
         };
         // An outcome the machine no longer expects (it timed out and moved on)
         // is refused; that is its decision to make, nothing to report.
-        let _ = self.apply(|m, now| m.handle_refresh_outcome(now, id, outcome));
+        let _ = self.apply_then(
+            None,
+            |m, now| {
+                let applied = m.handle_refresh_outcome(now, id, outcome).is_ok();
+                (applied, trace::RoundAfter::read(m, now))
+            },
+            |&(applied, after)| self.refreshes.finished(id, reply, applied, after),
+        );
     }
 }
 
@@ -662,6 +784,9 @@ impl<'s> RequestHandle<'s> {
                 deadline: session.clock.to_std(deadline),
                 done: false,
             };
+            let max_attempts = m.config().max_refresh_attempts;
+            drop(m);
+            session.refreshes.started(id, max_attempts);
             return Step::Refresh(ticket);
         }
         let outcome = loop {
@@ -672,10 +797,10 @@ impl<'s> RequestHandle<'s> {
             };
             match action {
                 Some(Action::Send { token, retry, .. }) => {
-                    return Step::Send {
-                        token: Secret::from(token.expose_secret()),
-                        retry,
-                    }
+                    let token = Secret::from(token.expose_secret());
+                    drop(m);
+                    trace::sent(retry);
+                    return Step::Send { token, retry };
                 }
                 Some(Action::Deliver { .. }) => break Ok(()),
                 Some(Action::Fail { failure, .. }) => break Err(failure),
@@ -698,7 +823,13 @@ impl<'s> RequestHandle<'s> {
 
     /// The response to the last send arrived.
     pub fn response(&mut self, response: Response) {
-        self.report(None, |m, now, id| m.handle_response(now, id, response));
+        let cause = trace::Cause::Status(response.status);
+        let backoff = self.report(None, |m, now, id| {
+            // Refused only if a logout already ended the request; `next_step` reports that.
+            let _ = m.handle_response(now, id, response);
+            trace::backoff_of(m, id, now)
+        });
+        trace::request_backoff(backoff, cause);
     }
 
     /// The response to the last send arrived, as `http` status and headers.
@@ -717,9 +848,11 @@ impl<'s> RequestHandle<'s> {
             // is fed at the time of the send instead of reading the clock.
             let response = Response::status(status.as_u16());
             let sent_at = self.sent_at;
-            return self.report(Some(sent_at), |m, now, id| {
+            // Refused only if a logout already ended the request; `next_step` reports that.
+            let _ = self.report(Some(sent_at), |m, now, id| {
                 m.handle_response(now, id, response)
             });
+            return;
         }
         self.response(
             Response::from_http(status, headers, StdClock::unix_now()).with_token_sent(token_sent),
@@ -728,18 +861,22 @@ impl<'s> RequestHandle<'s> {
 
     /// The last send failed before a response.
     pub fn send_error(&mut self, kind: SendErrorKind) {
-        self.report(None, |m, now, id| m.handle_send_error(now, id, kind));
+        let backoff = self.report(None, |m, now, id| {
+            // Refused only if a logout already ended the request; `next_step` reports that.
+            let _ = m.handle_send_error(now, id, kind);
+            trace::backoff_of(m, id, now)
+        });
+        trace::request_backoff(backoff, trace::Cause::SendError(kind));
     }
 
     /// Feed one report about this request, at `now` or the clock's time.
-    fn report(
+    fn report<R>(
         &mut self,
         now: Option<Instant>,
-        f: impl FnOnce(&mut Machine, Instant, RequestId) -> Result<(), Error>,
-    ) {
+        f: impl FnOnce(&mut Machine, Instant, RequestId) -> R,
+    ) -> R {
         let id = self.id;
-        // Refused only if a logout already ended the request; `next_step` reports that.
-        let _ = self.session.apply_at(now, |m, now| f(m, now, id));
+        self.session.apply_at(now, |m, now| f(m, now, id))
     }
 }
 
@@ -751,4 +888,325 @@ impl Drop for RequestHandle<'_> {
             self.session.slot_freed();
         }
     }
+}
+
+/// The `tracing` feature: a span per refresh attempt and events for what
+/// the session sees (see the driver's README for the names and fields).
+/// Never a token, never a client secret: no field is taken from one.
+#[cfg(feature = "tracing")]
+mod trace {
+    use std::sync::{Mutex, MutexGuard};
+    use std::time::Duration;
+
+    use refresh_machine::{
+        Instant, LoginRequiredReason, RefreshId, RequestId, RequestState, RetryReason,
+        SendErrorKind,
+    };
+    use tracing::field::Empty;
+
+    use super::RefreshReply;
+    use crate::capacity::Machine;
+
+    /// At most this many attempts are tracked unanswered (a custom
+    /// refresher may never answer an abandoned one): the oldest span is
+    /// closed without an outcome.
+    const MAX_OPEN: usize = 8;
+
+    /// Refresh attempts handed out and not answered yet, each with its span,
+    /// and the attempt count of the current round.
+    #[derive(Debug, Default)]
+    pub(super) struct Refreshes(Mutex<State>);
+
+    #[derive(Debug, Default)]
+    struct State {
+        /// Attempts handed out in the current round.
+        attempt: u32,
+        open: Vec<Open>,
+    }
+
+    #[derive(Debug)]
+    struct Open {
+        id: RefreshId,
+        attempt: u32,
+        started: std::time::Instant,
+        span: tracing::Span,
+    }
+
+    impl Refreshes {
+        fn lock(&self) -> MutexGuard<'_, State> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        /// Refresh `id` was handed to a request to perform.
+        pub(super) fn started(&self, id: RefreshId, max_attempts: u8) {
+            let mut st = self.lock();
+            // Past the round's last attempt, a new round began (one that
+            // ended at a deadline had no outcome to reset the count).
+            st.attempt = if st.attempt >= u32::from(max_attempts.max(1)) {
+                1
+            } else {
+                st.attempt + 1
+            };
+            let attempt = st.attempt;
+            let span = tracing::info_span!(
+                target: "refresh_machine",
+                "refresh",
+                attempt,
+                outcome = Empty,
+                duration_ms = Empty,
+            );
+            if st.open.len() >= MAX_OPEN {
+                st.open.remove(0);
+            }
+            st.open.push(Open {
+                id,
+                attempt,
+                started: std::time::Instant::now(),
+                span: span.clone(),
+            });
+            drop(st);
+            tracing::debug!(target: "refresh_machine", parent: &span, attempt, "refresh started");
+        }
+
+        /// A login or logout ended any round.
+        pub(super) fn round_over(&self) {
+            self.lock().attempt = 0;
+        }
+
+        /// Refresh `id` was answered with `reply`; `applied` is false when
+        /// the session no longer expected it.
+        pub(super) fn finished(
+            &self,
+            id: RefreshId,
+            reply: &RefreshReply,
+            applied: bool,
+            after: RoundAfter,
+        ) {
+            let open = {
+                let mut st = self.lock();
+                if !after.pending {
+                    st.attempt = 0;
+                }
+                let i = st.open.iter().position(|o| o.id == id);
+                i.map(|i| st.open.remove(i))
+            };
+            let outcome = outcome_class(reply);
+            let (span, attempt, duration_ms) = match open {
+                Some(o) => (o.span, Some(o.attempt), Some(millis(o.started.elapsed()))),
+                None => (tracing::Span::none(), None, None),
+            };
+            span.record("outcome", outcome);
+            span.record("duration_ms", duration_ms);
+            let _in_span = span.enter();
+            if !applied {
+                tracing::debug!(
+                    target: "refresh_machine",
+                    attempt,
+                    outcome,
+                    duration_ms,
+                    "refresh outcome ignored"
+                );
+                return;
+            }
+            if matches!(reply, RefreshReply::Tokens(_)) {
+                tracing::info!(target: "refresh_machine", attempt, outcome, duration_ms, "refresh finished");
+            } else {
+                tracing::warn!(target: "refresh_machine", attempt, outcome, duration_ms, "refresh finished");
+            }
+            if let (RefreshReply::Transient { .. }, Some(delay_ms)) = (reply, after.backoff_ms) {
+                tracing::debug!(target: "refresh_machine", attempt, delay_ms, "refresh backoff");
+            }
+        }
+    }
+
+    /// The refresh round after an outcome was applied.
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct RoundAfter {
+        /// A round is still under way (queued, in flight or backing off).
+        pending: bool,
+        /// Until its next attempt, if it is waiting for one.
+        backoff_ms: Option<u64>,
+    }
+
+    impl RoundAfter {
+        /// Read once per refresh outcome (the snapshot scans the slots).
+        pub(super) fn read(m: &Machine, now: Instant) -> RoundAfter {
+            let s = m.snapshot();
+            let waiting = s.refresh_pending && !s.refresh_in_flight;
+            RoundAfter {
+                pending: s.refresh_pending,
+                backoff_ms: s
+                    .refresh_timer
+                    .filter(|_| waiting)
+                    .map(|t| millis(t.saturating_duration_since(now))),
+            }
+        }
+    }
+
+    /// The outcome classes of the `refresh` span and its events.
+    fn outcome_class(reply: &RefreshReply) -> &'static str {
+        match reply {
+            RefreshReply::Tokens(_) => "tokens",
+            RefreshReply::Unusable { .. } => "unusable",
+            RefreshReply::Rejected => "rejected",
+            RefreshReply::Misconfigured(_) => "misconfigured",
+            RefreshReply::Transient { .. } => "transient",
+        }
+    }
+
+    fn millis(d: Duration) -> u64 {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Why the session was lost, as the machine says.
+    pub(super) type LostReason = Option<LoginRequiredReason>;
+
+    pub(super) fn lost_reason(m: &Machine) -> LostReason {
+        match m {
+            Machine::Standard(m) => m.login_required_reason(),
+            Machine::Large(m) => m.login_required_reason(),
+        }
+    }
+
+    pub(super) fn login_required(reason: LostReason) {
+        let reason = match reason {
+            Some(LoginRequiredReason::Rejected) => "rejected",
+            Some(LoginRequiredReason::UnusableTokenResponse) => "unusable_token_response",
+            Some(LoginRequiredReason::NoRefreshToken) => "no_refresh_token",
+            Some(LoginRequiredReason::RefreshTokenExpired) => "refresh_token_expired",
+            Some(_) | None => "other",
+        };
+        tracing::warn!(target: "refresh_machine", reason, "login required");
+    }
+
+    /// A request is sent (again, when `retry` says why).
+    pub(super) fn sent(retry: Option<RetryReason>) {
+        let reason = match retry {
+            None => return,
+            Some(RetryReason::NewToken) => "new_token",
+            Some(RetryReason::StaleToken) => {
+                tracing::debug!(target: "refresh_machine", "stale 401");
+                "stale_token"
+            }
+            Some(RetryReason::Transient) => "transient",
+        };
+        tracing::debug!(target: "refresh_machine", reason, "request retry");
+    }
+
+    /// What a request's backoff follows.
+    #[derive(Clone, Copy, Debug)]
+    pub(super) enum Cause {
+        Status(u16),
+        SendError(SendErrorKind),
+    }
+
+    /// A request's backoff in milliseconds, if it backs off.
+    pub(super) type Backoff = Option<u64>;
+
+    /// How long request `id` backs off from `now`, if it does.
+    pub(super) fn backoff_of(m: &Machine, id: RequestId, now: Instant) -> Backoff {
+        let state = match m {
+            Machine::Standard(m) => m.request_state(id),
+            Machine::Large(m) => m.request_state(id),
+        };
+        match state {
+            Ok(RequestState::BackingOff { until }) => {
+                Some(millis(until.saturating_duration_since(now)))
+            }
+            _ => None,
+        }
+    }
+
+    pub(super) fn request_backoff(delay_ms: Backoff, cause: Cause) {
+        let Some(delay_ms) = delay_ms else { return };
+        match cause {
+            Cause::Status(status) => {
+                tracing::debug!(target: "refresh_machine", delay_ms, status, "request backoff");
+            }
+            Cause::SendError(kind) => {
+                let send_error = match kind {
+                    SendErrorKind::Connect => "connect",
+                    SendErrorKind::Timeout => "timeout",
+                    SendErrorKind::Io => "io",
+                    _ => "other",
+                };
+                tracing::debug!(target: "refresh_machine", delay_ms, send_error, "request backoff");
+            }
+        }
+    }
+}
+
+/// Without the `tracing` feature: the same calls, doing nothing (each one
+/// inlined away).
+#[cfg(not(feature = "tracing"))]
+mod trace {
+    use refresh_machine::{Instant, RefreshId, RequestId, RetryReason, SendErrorKind};
+
+    use super::RefreshReply;
+    use crate::capacity::Machine;
+
+    /// Nothing tracked.
+    #[derive(Debug)]
+    pub(super) struct Refreshes {}
+
+    impl Default for Refreshes {
+        #[inline(always)]
+        fn default() -> Self {
+            Refreshes {}
+        }
+    }
+
+    impl Refreshes {
+        #[inline(always)]
+        pub(super) fn started(&self, _: RefreshId, _: u8) {}
+        #[inline(always)]
+        pub(super) fn round_over(&self) {}
+        #[inline(always)]
+        pub(super) fn finished(&self, _: RefreshId, _: &RefreshReply, _: bool, _: RoundAfter) {}
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct RoundAfter {}
+
+    impl RoundAfter {
+        #[inline(always)]
+        pub(super) fn read(_: &Machine, _: Instant) -> RoundAfter {
+            RoundAfter {}
+        }
+    }
+
+    /// Nothing read.
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct LostReason {}
+
+    #[inline(always)]
+    pub(super) fn lost_reason(_: &Machine) -> LostReason {
+        LostReason {}
+    }
+
+    #[inline(always)]
+    pub(super) fn login_required(_: LostReason) {}
+
+    #[inline(always)]
+    pub(super) fn sent(_: Option<RetryReason>) {}
+
+    /// Built at the call sites, read only with the feature.
+    #[allow(dead_code)]
+    #[derive(Clone, Copy, Debug)]
+    pub(super) enum Cause {
+        Status(u16),
+        SendError(SendErrorKind),
+    }
+
+    /// Nothing read.
+    #[derive(Clone, Copy, Debug)]
+    pub(super) struct Backoff {}
+
+    #[inline(always)]
+    pub(super) fn backoff_of(_: &Machine, _: RequestId, _: Instant) -> Backoff {
+        Backoff {}
+    }
+
+    #[inline(always)]
+    pub(super) fn request_backoff(_: Backoff, _: Cause) {}
 }

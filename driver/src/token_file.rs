@@ -10,48 +10,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use serde::{Deserialize, Serialize};
 
 use crate::session::TokenPair;
-use crate::Secret;
 
 /// A file that keeps the session's tokens ([`Builder::token_file`](crate::Builder::token_file)).
 #[derive(Debug)]
 pub struct TokenFile {
     path: PathBuf,
     last_error: Mutex<Option<std::io::ErrorKind>>,
-}
-
-/// The file's contents: the pair, expiries in Unix seconds.
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    access_token: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    refresh_token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    expires_at: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    refresh_expires_at: Option<u64>,
-}
-
-impl Drop for Stored {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        self.access_token.zeroize();
-        if let Some(r) = &mut self.refresh_token {
-            r.zeroize();
-        }
-    }
-}
-
-fn unix(at: SystemTime) -> Option<u64> {
-    at.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
-}
-
-fn from_unix(secs: u64) -> Option<SystemTime> {
-    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }
 
 impl TokenFile {
@@ -82,15 +48,10 @@ impl TokenFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let stored = serde_json::from_slice::<Stored>(&bytes);
+        let pair = serde_json::from_slice::<TokenPair>(&bytes);
         zeroize::Zeroize::zeroize(&mut bytes);
-        let stored = stored.map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
-        Ok(Some(TokenPair {
-            access_token: Secret::from(stored.access_token.as_str()),
-            refresh_token: stored.refresh_token.as_deref().map(Secret::from),
-            expires_at: stored.expires_at.and_then(from_unix),
-            refresh_expires_at: stored.refresh_expires_at.and_then(from_unix),
-        }))
+        let pair = pair.map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
+        Ok(Some(pair))
     }
 
     /// Store `tokens` (remove the file for `None`); a failure is kept for
@@ -112,13 +73,7 @@ impl TokenFile {
     }
 
     fn write(&self, tokens: &TokenPair) -> std::io::Result<()> {
-        let stored = Stored {
-            access_token: tokens.access_token.expose().to_owned(),
-            refresh_token: tokens.refresh_token.as_ref().map(|r| r.expose().to_owned()),
-            expires_at: tokens.expires_at.and_then(unix),
-            refresh_expires_at: tokens.refresh_expires_at.and_then(unix),
-        };
-        let mut json = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
+        let mut json = serde_json::to_vec(tokens).map_err(std::io::Error::other)?;
         let dir = match self.path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),

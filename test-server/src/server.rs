@@ -601,7 +601,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Clo
         }
         (Method::POST, "/auth/logout") if shared.options.backend == Backend::AppJwt => {
             let json_body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            revoke(&shared, json_body.get("refreshToken").and_then(|v| v.as_str()));
+            revoke(
+                &shared,
+                json_body.get("refreshToken").and_then(|v| v.as_str()),
+            );
             Ok(json(StatusCode::OK, r#"{"message":"Logged out"}"#.into()))
         }
         (Method::POST, route @ ("/auth/login" | "/auth/refresh-token"))

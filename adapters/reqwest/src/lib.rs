@@ -20,11 +20,11 @@ pub use refresh_machine_driver::{
 };
 
 /// Typed failures, returned inside `reqwest_middleware::Error::Middleware`
-/// (get them back with [`error_of`]): the driver's
-/// [`Error`](refresh_machine_driver::Error) with the last status
-/// (`Unauthorized`, `Forbidden`, `BodyNotReplayable`). A transport failure of
-/// a request is returned as reqwest's own error, unwrapped; `Transport` here
-/// only comes from a password login.
+/// (owned, with [`RequestError::from`] or [`TypedResult::typed`]; borrowed,
+/// with [`error_of`]): the driver's [`Error`](refresh_machine_driver::Error)
+/// with the last status (`Unauthorized`, `Forbidden`, `BodyNotReplayable`).
+/// A transport failure of a request is returned as reqwest's own error,
+/// unwrapped; `Transport` here only comes from a password login.
 pub type Error = refresh_machine_driver::Error<u16, reqwest_middleware::Error>;
 
 /// The typed failure inside a middleware error, if it is one of ours.
@@ -33,6 +33,103 @@ pub fn error_of(e: &reqwest_middleware::Error) -> Option<&Error> {
         reqwest_middleware::Error::Middleware(e) => e.downcast_ref::<Error>(),
         reqwest_middleware::Error::Reqwest(_) => None,
     }
+}
+
+/// A request's failure, owned and sorted by who reported it: this
+/// middleware's typed [`Error`], reqwest's own error, or any other
+/// middleware's. Converts from `reqwest_middleware::Error` (`From`, or
+/// [`TypedResult::typed`] on a result) and goes into your own error type
+/// with thiserror's `#[from]`.
+///
+/// `Display` names the kind; `source()` is the error inside (no token is in
+/// either: the driver's errors carry none).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// A typed failure of this middleware: `LoginRequired`, `LoggedOut`,
+    /// `RefreshUnavailable`, `Unauthorized(status)`... Match on it.
+    #[error("the token middleware failed the request")]
+    Refresh(#[source] Error),
+    /// reqwest's own error: the request's transport failure (connection
+    /// refused, timeout, a broken body), as without the middleware.
+    #[error("the HTTP request failed")]
+    Reqwest(#[source] reqwest::Error),
+    /// Another middleware's error (or an untyped one of this crate's, such
+    /// as too many redirects when it follows them): downcast it yourself.
+    #[error("a middleware failed the request")]
+    Middleware(#[source] anyhow::Error),
+}
+
+impl From<reqwest_middleware::Error> for RequestError {
+    fn from(e: reqwest_middleware::Error) -> Self {
+        match e {
+            reqwest_middleware::Error::Reqwest(e) => RequestError::Reqwest(e),
+            reqwest_middleware::Error::Middleware(e) => match e.downcast::<Error>() {
+                Ok(ours) => RequestError::from(ours),
+                Err(other) => RequestError::Middleware(other),
+            },
+        }
+    }
+}
+
+/// A typed failure, with its transport error (a password login's) sorted
+/// as [`From<reqwest_middleware::Error>`] sorts it: `?` on
+/// `login_with_password` goes into the same type as a request's failure.
+impl From<Error> for RequestError {
+    fn from(e: Error) -> Self {
+        match e {
+            refresh_machine_driver::Error::Transport(e) => RequestError::from(e),
+            typed => RequestError::Refresh(typed),
+        }
+    }
+}
+
+impl RequestError {
+    /// This middleware's typed failure, if it is one.
+    pub fn refresh_error(&self) -> Option<&Error> {
+        match self {
+            RequestError::Refresh(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A request's result with its error as a [`RequestError`], in one call:
+/// `client.get(url).send().await.typed()?` in a function whose error type
+/// has `#[from] RequestError` (`?` converts once, so it cannot go from
+/// `reqwest_middleware::Error` to your type through ours by itself). Also
+/// on a body read's `reqwest::Result` (`response.text().await.typed()?`).
+pub trait TypedResult<T>: sealed::Sealed {
+    /// The same result, its error sorted into a [`RequestError`].
+    fn typed(self) -> Result<T, RequestError>;
+}
+
+impl<T> TypedResult<T> for reqwest_middleware::Result<T> {
+    fn typed(self) -> Result<T, RequestError> {
+        self.map_err(RequestError::from)
+    }
+}
+
+/// Reading a response's body (`text()`, `bytes()`, `json()`): reqwest's
+/// own error, [`RequestError::Reqwest`].
+impl<T> TypedResult<T> for reqwest::Result<T> {
+    fn typed(self) -> Result<T, RequestError> {
+        self.map_err(RequestError::Reqwest)
+    }
+}
+
+impl From<reqwest::Error> for RequestError {
+    fn from(e: reqwest::Error) -> Self {
+        RequestError::Reqwest(e)
+    }
+}
+
+mod sealed {
+    /// Only `reqwest_middleware::Result` and `reqwest::Result` are a
+    /// [`TypedResult`](super::TypedResult).
+    pub trait Sealed {}
+    impl<T> Sealed for reqwest_middleware::Result<T> {}
+    impl<T> Sealed for reqwest::Result<T> {}
 }
 
 /// Builds a [`RefreshMiddleware`]: token endpoint or refresher, allowed

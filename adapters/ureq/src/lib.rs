@@ -33,11 +33,25 @@ pub type ClientBuilder = Builder<UreqTransport>;
 #[derive(Debug)]
 pub struct UreqTransport {
     agent: ureq::Agent,
+    /// The agent is the caller's: every call is configured on its own with
+    /// what correctness needs (see [`Client::builder_with_agent`]).
+    callers: Option<CallersAgent>,
     /// The most of a token-endpoint answer to read.
     token_limit: usize,
 }
 
+/// What every call on a caller's agent overrides.
+#[derive(Debug, Clone, Copy)]
+struct CallersAgent {
+    /// Its own settings would break the client (4xx/5xx as errors, or
+    /// redirects followed by ureq): corrected on every call.
+    amend: bool,
+    /// The builder's `timeout`, replacing the agent's global timeout.
+    timeout: Option<Duration>,
+}
+
 impl UreqTransport {
+    /// The client's own agent, configured once: no per-call overrides.
     fn agent(timeout: Duration) -> ureq::Agent {
         ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -46,6 +60,34 @@ impl UreqTransport {
             .timeout_global(Some(timeout))
             .build()
             .into()
+    }
+
+    /// Send `request` on the agent. On a caller's agent whose settings need
+    /// it, this call alone is configured with statuses as responses (a 401
+    /// must reach the session, not end as an error) and no redirect followed
+    /// by ureq (the client follows them hop by hop, the token endpoint's
+    /// never); `timeout` (a refresh's deadline) replaces any other.
+    fn run<S: ureq::AsSendBody>(
+        &self,
+        request: Request<S>,
+        timeout: Option<Duration>,
+    ) -> Result<Response<ureq::Body>, ureq::Error> {
+        let (amend, timeout) = match self.callers {
+            Some(callers) => (callers.amend, timeout.or(callers.timeout)),
+            None => (false, timeout),
+        };
+        if !amend && timeout.is_none() {
+            return self.agent.run(request);
+        }
+        let mut config = self
+            .agent
+            .configure_request(request)
+            .http_status_as_error(false)
+            .max_redirects(0);
+        if let Some(timeout) = timeout {
+            config = config.timeout_global(Some(timeout));
+        }
+        self.agent.run(config.build())
     }
 }
 
@@ -57,9 +99,12 @@ impl Transport for UreqTransport {
 
     fn configure(&mut self, options: &Options) {
         self.token_limit = options.token_response_limit;
-        // `Client::builder` made the agent with the default timeout.
-        if let Some(timeout) = options.timeout {
-            self.agent = Self::agent(timeout);
+        match (&mut self.callers, options.timeout) {
+            (_, None) => {}
+            // The caller's agent is kept; the timeout is set per call.
+            (Some(callers), Some(timeout)) => callers.timeout = Some(timeout),
+            // `Client::builder` made the agent with the default timeout.
+            (None, Some(timeout)) => self.agent = Self::agent(timeout),
         }
     }
 
@@ -103,11 +148,7 @@ impl Transport for UreqTransport {
         request: Request<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<TokenAnswer, ureq::Error> {
-        let mut config = self.agent.configure_request(request);
-        if let Some(timeout) = timeout {
-            config = config.timeout_global(Some(timeout));
-        }
-        let response = self.agent.run(config.build())?;
+        let response = self.run(request, timeout)?;
         let (head, mut body) = response.into_parts();
         let limit = self.token_limit as u64;
         let (body, body_too_large) = match body.with_config().limit(limit).read_to_vec() {
@@ -132,10 +173,40 @@ refresh_machine_driver::client_handle! {
 }
 
 impl Client {
-    /// Start building a client.
+    /// Start building a client, on an agent of its own (30 s timeout per
+    /// call unless [`timeout`](refresh_machine_driver::Builder::timeout) says otherwise).
     pub fn builder() -> ClientBuilder {
         Builder::new(UreqTransport {
             agent: UreqTransport::agent(DEFAULT_TIMEOUT),
+            callers: None,
+            token_limit: refresh_machine_driver::grant::MAX_TOKEN_RESPONSE,
+        })
+    }
+
+    /// Start building a client on your agent: its TLS backend and roots,
+    /// proxy, user agent, timeouts, connector, resolver, connection pool and
+    /// middleware serve both the API calls and the token-endpoint calls.
+    ///
+    /// Two settings are overridden, per call (a ureq `Agent` cannot be
+    /// amended, and a new one built from its `Config` would lose its
+    /// connector, resolver and pool): 4xx and 5xx are responses, not errors
+    /// (`http_status_as_error(false)`: a 401 must reach the session to be
+    /// refreshed), and ureq follows no redirects (`max_redirects(0)`: the
+    /// client follows them hop by hop, attaching the token only on its own
+    /// allowed origin, and never follows the token endpoint's). An agent
+    /// already configured that way is used as it is. The builder's
+    /// [`timeout`](refresh_machine_driver::Builder::timeout), if set,
+    /// replaces the agent's global timeout on every call; a refresh's token
+    /// call is bounded by the refresh deadline.
+    pub fn builder_with_agent(agent: ureq::Agent) -> ClientBuilder {
+        let config = agent.config();
+        let amend = config.http_status_as_error() || config.max_redirects() != 0;
+        Builder::new(UreqTransport {
+            agent,
+            callers: Some(CallersAgent {
+                amend,
+                timeout: None,
+            }),
             token_limit: refresh_machine_driver::grant::MAX_TOKEN_RESPONSE,
         })
     }
@@ -183,6 +254,20 @@ impl Client {
         self.send(req)
     }
 
+    /// `POST url` with a JSON body you serialised (`Content-Type:
+    /// application/json`); retried as [`post`](Self::post) is.
+    pub fn post_json(
+        &self,
+        url: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> Result<Response<Vec<u8>>, Error> {
+        let req = Request::post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body.into())
+            .map_err(Error::InvalidRequest)?;
+        self.send(req)
+    }
+
     /// Send a request with a buffered (replayable) body.
     pub fn send(&self, req: Request<Vec<u8>>) -> Result<Response<Vec<u8>>, Error> {
         let (parts, body) = req.into_parts();
@@ -206,7 +291,7 @@ impl Client {
             ..RequestSpec::from_http(&parts.method, &parts.headers)
         };
         let mut attempt = UreqAttempt {
-            agent: &self.driver.transport().agent,
+            transport: self.driver.transport(),
             origins: self.driver.origins(),
             parts,
             body,
@@ -235,7 +320,7 @@ enum Body {
 
 /// One request on ureq: sent with redirects followed here, per hop.
 struct UreqAttempt<'a> {
-    agent: &'a ureq::Agent,
+    transport: &'a UreqTransport,
     origins: &'a Origins,
     parts: http::request::Parts,
     body: Body,
@@ -283,19 +368,20 @@ impl UreqAttempt<'_> {
             let resp = match (send_body, &mut self.body) {
                 (true, Body::Bytes(b)) => {
                     let (p, ()) = req.into_parts();
-                    self.agent.run(Request::from_parts(p, b.as_slice()))?
+                    self.transport
+                        .run(Request::from_parts(p, b.as_slice()), None)?
                 }
                 (true, Body::Stream(s)) => match s.take() {
                     Some(reader) => {
                         let (p, ()) = req.into_parts();
                         let send = ureq::SendBody::from_owned_reader(ReadSend(reader));
-                        self.agent.run(Request::from_parts(p, send))?
+                        self.transport.run(Request::from_parts(p, send), None)?
                     }
                     None => return Err(ureq::Error::Other("stream body already consumed".into())),
                 },
                 (false, _) => {
                     let (p, ()) = req.into_parts();
-                    self.agent.run(Request::from_parts(p, ()))?
+                    self.transport.run(Request::from_parts(p, ()), None)?
                 }
             };
             match redirect::next_hop(&uri, &method, resp.status(), resp.headers()) {
