@@ -239,6 +239,21 @@ pub fn client_credentials_grant_body<'b>(
     w.finish()
 }
 
+/// Body of a token revocation request (RFC 7009 §2.1): the token, a hint of
+/// its type (`refresh_token` or `access_token`) and a public client's id.
+pub fn revocation_body<'b>(
+    buf: &'b mut [u8],
+    token: &str,
+    token_type_hint: &str,
+    client: &ClientAuth<'_>,
+) -> Result<&'b str, GrantError> {
+    let mut w = FormWriter::new(buf);
+    w.pair("token", token)?;
+    w.pair("token_type_hint", token_type_hint)?;
+    client.body_params(&mut w)?;
+    w.finish()
+}
+
 /// Writes `application/x-www-form-urlencoded` pairs into a fixed buffer.
 pub struct FormWriter<'b> {
     buf: &'b mut [u8],
@@ -1500,5 +1515,21 @@ mod tests {
         };
         let body = client_credentials_grant_body(&mut buf, &basic, None).unwrap();
         assert_eq!(body, "grant_type=client_credentials");
+    }
+
+    #[test]
+    fn revocation_body_names_the_token_and_its_type() {
+        let mut buf = [0u8; 128];
+        let public = ClientAuth::Public { client_id: "app" };
+        let body = revocation_body(&mut buf, "r/1+", "refresh_token", &public).unwrap();
+        assert_eq!(
+            body,
+            "token=r%2F1%2B&token_type_hint=refresh_token&client_id=app"
+        );
+        let mut short = [0u8; 8];
+        assert_eq!(
+            revocation_body(&mut short, "r", "refresh_token", &public),
+            Err(GrantError::BufferTooSmall)
+        );
     }
 }

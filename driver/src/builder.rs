@@ -155,6 +155,27 @@ impl<T: Transport> Builder<T> {
         Ok(self)
     }
 
+    /// Revoke the tokens at the server when the app logs out
+    /// ([`Driver::logout_and_revoke`](crate::Driver::logout_and_revoke)): at an RFC 7009 revocation endpoint
+    /// with the token endpoint's client authentication (after
+    /// [`token_endpoint`](Self::token_endpoint) or
+    /// [`client_credentials`](Self::client_credentials)), or at an app
+    /// backend's logout route with the refresh token as its refresh route
+    /// takes it (after [`json_endpoint`](Self::json_endpoint)). Without a
+    /// token endpoint or JSON route to go with it, `NoTokenEndpoint`.
+    pub fn revocation_endpoint(mut self, url: &str) -> Result<Self, ConfigError> {
+        let invalid = |_| ConfigError::InvalidTokenEndpoint;
+        self.refresher = match self.refresher {
+            Refresher::Endpoint(e) => Refresher::Endpoint(e.with_revocation(url).map_err(invalid)?),
+            Refresher::ClientCredentials(e) => {
+                Refresher::ClientCredentials(e.with_revocation(url).map_err(invalid)?)
+            }
+            Refresher::Json(e) => Refresher::Json(e.with_logout_route(url).map_err(invalid)?),
+            Refresher::Custom(_) | Refresher::None => return Err(ConfigError::NoTokenEndpoint),
+        };
+        Ok(self)
+    }
+
     /// Ask the token endpoint for this scope (the refresh-token and the
     /// client-credentials grants).
     pub fn scope(mut self, scope: &str) -> Self {

@@ -86,6 +86,45 @@ impl<T: Transport> Driver<T> {
         self.session.logout();
     }
 
+    /// End the session here, then revoke its tokens at the server (see
+    /// [`Builder::revocation_endpoint`](crate::Builder::revocation_endpoint);
+    /// without one, only the local logout). Pending requests fail
+    /// `LoggedOut` at once and the tokens are dropped (the persist hook is
+    /// told to delete them) before the revocation goes out, so nothing uses
+    /// them meanwhile. A revocation the server did not confirm (a status
+    /// other than 2xx, a transport failure) is an error; the session is
+    /// logged out either way.
+    pub async fn logout_and_revoke(&self) -> Result<(), DriverError<T>> {
+        let tokens = self.session.tokens();
+        self.session.logout();
+        let Some(tokens) = tokens else {
+            return Ok(());
+        };
+        let request = match &self.refresher {
+            Refresher::Endpoint(e) | Refresher::ClientCredentials(e) => {
+                e.revocation_request(&tokens)?
+            }
+            Refresher::Json(e) => e.logout_request(&tokens)?,
+            Refresher::Custom(_) | Refresher::None => None,
+        };
+        let Some(request) = request else {
+            return Ok(());
+        };
+        let answer = self
+            .transport
+            .token_call(request, None)
+            .await
+            .map_err(Error::Transport)?;
+        if (200..300).contains(&answer.status) {
+            Ok(())
+        } else {
+            Err(grant::EndpointError::Status {
+                status: answer.status,
+            }
+            .into())
+        }
+    }
+
     /// Log in with the resource-owner password grant at the token endpoint
     /// (tests, demos and first-party apps).
     pub async fn login_with_password(

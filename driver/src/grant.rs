@@ -17,6 +17,8 @@ pub struct TokenEndpoint {
     client_id: String,
     client_secret: Option<Secret>,
     scope: Option<String>,
+    /// Where tokens are revoked at logout (RFC 7009), if anywhere.
+    revocation_url: Option<Uri>,
 }
 
 /// Largest token-endpoint body the std drivers read with the standard token
@@ -58,6 +60,7 @@ impl TokenEndpoint {
             client_id: client_id.into(),
             client_secret: None,
             scope: None,
+            revocation_url: None,
         })
     }
 
@@ -134,6 +137,34 @@ impl TokenEndpoint {
             self.scope.as_deref(),
         )?;
         self.post(body)
+    }
+
+    /// Revoke tokens at `url` at logout (RFC 7009), with this client's
+    /// authentication.
+    pub fn with_revocation(mut self, url: &str) -> Result<Self, EndpointError> {
+        self.revocation_url = Some(endpoint_url(url)?);
+        Ok(self)
+    }
+
+    /// The revocation request for `tokens` (the refresh token, or the access
+    /// token when there is none), if a revocation endpoint is configured.
+    pub fn revocation_request(
+        &self,
+        tokens: &TokenPair,
+    ) -> Result<Option<Request<Vec<u8>>>, EndpointError> {
+        let Some(url) = &self.revocation_url else {
+            return Ok(None);
+        };
+        let (token, hint) = match &tokens.refresh_token {
+            Some(r) => (r, "refresh_token"),
+            None => (&tokens.access_token, "access_token"),
+        };
+        let mut buf = self.body_buf(token.expose().len());
+        let body = grant::revocation_body(&mut buf, token.expose(), hint, &self.auth())?;
+        let mut request = self.post(body)?;
+        zeroize::Zeroize::zeroize(&mut buf);
+        *request.uri_mut() = url.clone();
+        Ok(Some(request))
     }
 
     /// `POST grant_type=client_credentials` (RFC 6749 §4.4).

@@ -40,6 +40,8 @@ pub struct JsonEndpoint {
     refresh_token: String,
     expires_in: String,
     refresh_expires_in: String,
+    /// The logout route, told the refresh token at logout.
+    logout_url: Option<Uri>,
 }
 
 impl JsonEndpoint {
@@ -54,6 +56,7 @@ impl JsonEndpoint {
             refresh_token: names.refresh_token.into(),
             expires_in: names.expires_in.into(),
             refresh_expires_in: names.refresh_expires_in.into(),
+            logout_url: None,
         })
     }
 
@@ -91,6 +94,28 @@ impl JsonEndpoint {
     pub fn with_lifetime_field(mut self, expires_in: &str) -> JsonEndpoint {
         expires_in.clone_into(&mut self.expires_in);
         self
+    }
+
+    /// Tell the backend's logout route at `url` at logout: `POST` with the
+    /// refresh token as the refresh route gets it (body field or header),
+    /// so the server forgets it.
+    pub fn with_logout_route(mut self, url: &str) -> Result<JsonEndpoint, EndpointError> {
+        self.logout_url = Some(crate::grant::endpoint_url(url)?);
+        Ok(self)
+    }
+
+    /// The logout request for `tokens`, if a logout route is configured and
+    /// there is a refresh token to forget.
+    pub fn logout_request(
+        &self,
+        tokens: &crate::TokenPair,
+    ) -> Result<Option<Request<Vec<u8>>>, EndpointError> {
+        let (Some(url), Some(refresh_token)) = (&self.logout_url, &tokens.refresh_token) else {
+            return Ok(None);
+        };
+        let mut request = self.refresh_request(refresh_token)?;
+        *request.uri_mut() = url.clone();
+        Ok(Some(request))
     }
 
     /// The route's URL.

@@ -16,7 +16,7 @@ pub struct WithoutToken;
 
 type Predicate = dyn Fn(StatusCode, &HeaderMap, &[u8]) -> bool + Send + Sync;
 
-/// The most of a response's body a [`Refusals`] predicate is shown. A longer
+/// The most of a response's body a [`refresh_when`](crate::Builder::refresh_when) predicate is shown. A longer
 /// body is not a refusal (the response is delivered whole).
 pub const REFUSAL_BODY_LIMIT: usize = 64 * 1024;
 

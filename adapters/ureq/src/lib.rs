@@ -224,6 +224,12 @@ impl Client {
         block_on(self.driver.login_with_json(url, credentials))
     }
 
+    /// Log out, then revoke the tokens at the server. Blocking; see
+    /// [`Driver::logout_and_revoke`](refresh_machine_driver::Driver::logout_and_revoke).
+    pub fn logout_and_revoke(&self) -> Result<(), Error> {
+        block_on(self.driver.logout_and_revoke())
+    }
+
     /// A currently valid access token, refreshed first if needed, for use
     /// outside this client (a websocket, gRPC metadata). Blocking; see
     /// [`Driver::access_token`](refresh_machine_driver::Driver::access_token).
