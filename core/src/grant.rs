@@ -194,14 +194,14 @@ pub fn refresh_grant_body<'b>(
     client: &ClientAuth<'_>,
     scope: Option<&str>,
 ) -> Result<&'b str, GrantError> {
-    let mut w = FormWriter::new(buf);
-    w.pair("grant_type", "refresh_token")?;
-    w.pair("refresh_token", refresh_token.expose_secret())?;
-    if let Some(scope) = scope {
-        w.pair("scope", scope)?;
-    }
-    client.body_params(&mut w)?;
-    w.finish()
+    let token = refresh_token.expose_secret();
+    grant_body(
+        buf,
+        "refresh_token",
+        &[("refresh_token", token)],
+        client,
+        scope,
+    )
 }
 
 /// Body of a resource-owner password grant (RFC 6749 §4.3), for first logins in tests and demos.
@@ -212,15 +212,8 @@ pub fn password_grant_body<'b>(
     client: &ClientAuth<'_>,
     scope: Option<&str>,
 ) -> Result<&'b str, GrantError> {
-    let mut w = FormWriter::new(buf);
-    w.pair("grant_type", "password")?;
-    w.pair("username", username)?;
-    w.pair("password", password)?;
-    if let Some(scope) = scope {
-        w.pair("scope", scope)?;
-    }
-    client.body_params(&mut w)?;
-    w.finish()
+    let params = [("username", username), ("password", password)];
+    grant_body(buf, "password", &params, client, scope)
 }
 
 /// Body of a client-credentials grant (RFC 6749 §4.4): machine-to-machine,
@@ -230,8 +223,23 @@ pub fn client_credentials_grant_body<'b>(
     client: &ClientAuth<'_>,
     scope: Option<&str>,
 ) -> Result<&'b str, GrantError> {
+    grant_body(buf, "client_credentials", &[], client, scope)
+}
+
+/// `grant_type`, the grant's own parameters, the scope and a public
+/// client's id, form-encoded into `buf`.
+fn grant_body<'b>(
+    buf: &'b mut [u8],
+    grant_type: &str,
+    params: &[(&str, &str)],
+    client: &ClientAuth<'_>,
+    scope: Option<&str>,
+) -> Result<&'b str, GrantError> {
     let mut w = FormWriter::new(buf);
-    w.pair("grant_type", "client_credentials")?;
+    w.pair("grant_type", grant_type)?;
+    for (name, value) in params {
+        w.pair(name, value)?;
+    }
     if let Some(scope) = scope {
         w.pair("scope", scope)?;
     }

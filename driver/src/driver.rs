@@ -136,6 +136,16 @@ impl<T: Transport> Driver<T> {
             return Err(ConfigError::NoTokenEndpoint.into());
         };
         let request = endpoint.password_request(username, password)?;
+        let answer = self.login_call(request).await?;
+        let tokens = grant::parse_login(answer.status, answer.body)?;
+        self.set_tokens(&tokens)
+    }
+
+    /// A login request's answer, read whole (a longer one is `ResponseTooLarge`).
+    async fn login_call(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<TokenAnswer, DriverError<T>> {
         let answer = self
             .transport
             .token_call(request, None)
@@ -147,8 +157,7 @@ impl<T: Transport> Driver<T> {
             }
             .into());
         }
-        let tokens = grant::parse_login(answer.status, answer.body)?;
-        self.set_tokens(&tokens)
+        Ok(answer)
     }
 
     /// Install the tokens of a login answer as your backend wrote it: the
@@ -177,17 +186,7 @@ impl<T: Transport> Driver<T> {
             .header(http::header::ACCEPT, "application/json")
             .body(credentials.into())
             .map_err(Error::InvalidRequest)?;
-        let answer = self
-            .transport
-            .token_call(request, None)
-            .await
-            .map_err(Error::Transport)?;
-        if answer.body_too_large {
-            return Err(grant::EndpointError::ResponseTooLarge {
-                status: answer.status,
-            }
-            .into());
-        }
+        let answer = self.login_call(request).await?;
         let format = self.answer_format();
         let format = refresh_machine::grant::TokenFormat {
             refusals: refresh_machine::grant::Refusals::Statuses,

@@ -10,7 +10,8 @@ pub mod server;
 
 pub use endless::EndlessTokenEndpoint;
 pub use server::{
-    AuthServer, Backend, Counters, IssuedTokens, ResourceFault, ServerOptions, TokenFault,
+    redirect_to, AuthServer, Backend, Counters, IssuedTokens, ResourceFault, ServerOptions,
+    TokenFault,
 };
 pub mod scenarios;
 

@@ -491,6 +491,13 @@ fn issue(options: &ServerOptions, st: &mut State, family: Option<usize>) -> Issu
     }
 }
 
+/// `url?to=<to>` (`to` percent-encoded): a URL on the server's open
+/// redirect (`/api/redirect`) that sends the client to `to`.
+pub fn redirect_to(url: &str, to: &str) -> String {
+    let encoded: String = form_urlencoded::byte_serialize(to.as_bytes()).collect();
+    format!("{url}?to={encoded}")
+}
+
 /// A JWT as such backends sign them (`HS256`; the signature here is a
 /// hash, never checked by clients), its `exp` claim the access token's
 /// expiry in whole Unix seconds, rounded down: a client that trusts it

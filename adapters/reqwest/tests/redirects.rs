@@ -11,14 +11,7 @@ use std::sync::Arc;
 
 use common::{build, runtime, AsyncClient, Tokio};
 use refresh_machine_reqwest::{Config, RefreshMiddleware, ReqwestTransport};
-use refresh_machine_test_server::{AuthServer, ServerOptions, TestClient};
-
-/// `url` with `to` as its form-encoded `to` parameter.
-fn redirect_to(url: &str, to: &str) -> String {
-    reqwest::Url::parse_with_params(url, &[("to", to)])
-        .unwrap()
-        .to_string()
-}
+use refresh_machine_test_server::{redirect_to, AuthServer, ServerOptions, TestClient};
 
 fn server(options: ServerOptions) -> AuthServer {
     AuthServer::start_with(ServerOptions {

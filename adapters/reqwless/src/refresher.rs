@@ -52,6 +52,15 @@ pub struct Refreshed<'rx> {
 }
 
 impl<'rx> Refreshed<'rx> {
+    /// The request did not fit the scratch buffer: never sent, so it says
+    /// nothing about the grant.
+    fn scratch_too_small() -> Self {
+        Refreshed {
+            outcome: RefreshOutcome::Misconfigured(None),
+            problem: Some(Error::ScratchTooSmall),
+        }
+    }
+
     /// `outcome`, with no more precise error.
     pub fn new(outcome: RefreshOutcome<'rx>) -> Self {
         Refreshed {
@@ -104,10 +113,7 @@ impl<'a, T: TcpConnect + 'a, D: Dns + 'a> Refresher<'a, T, D> for TokenEndpoint 
         )
         .map(str::len) else {
             // Never sent: it says nothing about the grant.
-            return Refreshed {
-                outcome: RefreshOutcome::Misconfigured(None),
-                problem: Some(Error::ScratchTooSmall),
-            };
+            return Refreshed::scratch_too_small();
         };
         let answer = token_call(
             http,
@@ -165,10 +171,7 @@ impl<'a, T: TcpConnect + 'a, D: Dns + 'a> Refresher<'a, T, D> for JsonEndpoint<'
         } = call;
         let token = refresh_machine::RefreshToken::new(refresh_token);
         let Ok(len) = json_refresh_body(scratch, self.request_field, token).map(str::len) else {
-            return Refreshed {
-                outcome: RefreshOutcome::Misconfigured(None),
-                problem: Some(Error::ScratchTooSmall),
-            };
+            return Refreshed::scratch_too_small();
         };
         let no_client_auth = ClientAuth::Public { client_id: "" };
         let answer = token_call(
@@ -214,12 +217,7 @@ fn judge<'rx>(
             }
         }
         // The Basic header did not fit: never sent, as above.
-        Err(TokenCallError::Scratch) => {
-            return Refreshed {
-                outcome: RefreshOutcome::Misconfigured(None),
-                problem: Some(Error::ScratchTooSmall),
-            }
-        }
+        Err(TokenCallError::Scratch) => return Refreshed::scratch_too_small(),
         Err(TokenCallError::Transport) => {
             return Refreshed::new(RefreshOutcome::Transient { retry_after: None })
         }

@@ -7,7 +7,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use refresh_machine_test_server::{AuthServer, ServerOptions, TokenFault};
+use refresh_machine_test_server::{redirect_to, AuthServer, ServerOptions, TokenFault};
 use refresh_machine_ureq::{Client, Secret, TokenPair};
 
 fn opaque() -> AuthServer {
@@ -193,20 +193,6 @@ fn a_callers_agent_carries_its_user_agent_on_api_and_token_calls() {
         .find(|r| r.body.starts_with(b"grant_type=refresh_token"))
         .expect("the refresh grant went through the relay");
     assert_eq!(refresh.header("user-agent"), Some("sdk-test/1.0"));
-}
-
-/// `url?to=<to>`, for the test server's open redirect.
-fn redirect_to(url: &str, to: &str) -> String {
-    let encoded: String = to
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    format!("{url}?to={encoded}")
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use refresh_machine_test_server::{AuthServer, ServerOptions};
+use refresh_machine_test_server::{redirect_to, AuthServer, ServerOptions};
 use refresh_machine_ureq::{Client, Error, Hooks, RefreshReply, Secret, TokenPair};
 
 fn opaque() -> AuthServer {
@@ -393,18 +393,6 @@ fn a_panicking_refresher_fails_its_caller_and_leaves_the_session_usable() {
 /// hops only (never to B) and the chain ends with it: 200, no refresh.
 #[test]
 fn a_redirect_that_leaves_and_returns_carries_the_token_only_on_its_origin() {
-    fn redirect_to(url: &str, to: &str) -> String {
-        let encoded: String = to
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {
-                    char::from(b).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        format!("{url}?to={encoded}")
-    }
     let a = opaque();
     let b = opaque();
     let c = client_for(&a).build();
