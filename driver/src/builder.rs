@@ -9,7 +9,7 @@ use std::time::Duration;
 use refresh_machine::Config;
 
 use crate::capacity::TokenCapacity;
-use crate::driver::Driver;
+use crate::driver::{Driver, SharedSession};
 use crate::error::ConfigError;
 use crate::exchange::InFlight;
 use crate::grant::TokenEndpoint;
@@ -70,6 +70,7 @@ pub struct Builder<T> {
     token_capacity: TokenCapacity,
     token_file: Option<(TokenFile, Option<TokenPair>)>,
     refusals: Refusals,
+    shared: Option<Arc<SharedSession>>,
     transport: T,
 }
 
@@ -96,6 +97,7 @@ impl<T: Transport> Builder<T> {
             token_capacity: TokenCapacity::Standard,
             token_file: None,
             refusals: Refusals::default(),
+            shared: None,
             transport,
         }
     }
@@ -282,18 +284,30 @@ impl<T: Transport> Builder<T> {
         Ok(self)
     }
 
+    /// Share the session of `other`, a client of any kind (a ureq client
+    /// and a reqwest middleware in one process, say): one machine, one
+    /// refresh at a time for both, a refresh started by either driven and
+    /// picked up by both, one login and one logout. The session's
+    /// configuration, hooks, token capacity and token file are `other`'s:
+    /// those set on this builder are not used. Each client keeps its own
+    /// allowed origins, refusal rules and refresher; give both the same
+    /// refresher (whichever client meets the expiry first performs it).
+    pub fn share_session<U>(mut self, other: &Driver<U>) -> Self {
+        self.shared = Some(Arc::clone(other.shared_session()));
+        self
+    }
+
     /// Fix the jitter seed (tests). By default it comes from the OS's hasher keys.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
     }
 
-    /// The client.
-    pub fn build(mut self) -> T::Client {
-        self.options.token_response_limit = self.token_capacity.token_response_limit();
-        self.transport.configure(&self.options);
+    /// A session of its own, from this builder's configuration, hooks and
+    /// token file.
+    fn new_session(&mut self) -> Arc<SharedSession> {
         let seed = self.seed.unwrap_or_else(crate::random_seed);
-        let (token_file, stored) = match self.token_file {
+        let (token_file, stored) = match self.token_file.take() {
             Some((file, stored)) => (Some(Arc::new(file)), stored),
             None => (None, None),
         };
@@ -306,8 +320,12 @@ impl<T: Transport> Builder<T> {
                 }
             }));
         }
-        let mut session =
-            Session::with_token_capacity(self.config, seed, self.hooks, self.token_capacity);
+        let mut session = Session::with_token_capacity(
+            self.config,
+            seed,
+            std::mem::take(&mut self.hooks),
+            self.token_capacity,
+        );
         if matches!(self.refresher, Refresher::ClientCredentials(_)) {
             session = session.renewed_by_grant();
         }
@@ -316,14 +334,31 @@ impl<T: Transport> Builder<T> {
                 file.set_error(std::io::ErrorKind::InvalidData);
             }
         }
-        T::Client::from(Arc::new(Driver {
+        Arc::new(SharedSession {
             session,
+            exchange: InFlight::default(),
             token_file,
+        })
+    }
+
+    /// The client.
+    pub fn build(mut self) -> T::Client {
+        if let Some(shared) = &self.shared {
+            // Token answers are read up to the shared session's capacity.
+            self.token_capacity = shared.session.token_capacity();
+        }
+        self.options.token_response_limit = self.token_capacity.token_response_limit();
+        self.transport.configure(&self.options);
+        let shared = match self.shared.take() {
+            Some(shared) => shared,
+            None => self.new_session(),
+        };
+        T::Client::from(Arc::new(Driver {
+            shared,
             refusals: self.refusals,
             origins: self.origins,
             refresher: self.refresher,
             transport: Arc::new(self.transport),
-            exchange: InFlight::default(),
         }))
     }
 }

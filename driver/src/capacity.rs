@@ -109,6 +109,14 @@ forward! {
 }
 
 impl Machine {
+    /// The capacity it was made with.
+    pub(crate) fn capacity(&self) -> TokenCapacity {
+        match self {
+            Machine::Standard(_) => TokenCapacity::Standard,
+            Machine::Large(_) => TokenCapacity::Large,
+        }
+    }
+
     pub(crate) fn new(capacity: TokenCapacity, config: Config, seed: u64) -> Machine {
         match capacity {
             TokenCapacity::Standard => {

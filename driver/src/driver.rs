@@ -26,37 +26,54 @@ pub type DriverError<T> = Error<<T as Transport>::Detail, <T as Transport>::Erro
 /// A session, its policy (allowed origins, refresher) and a transport: all a
 /// client crate wraps. Shared by every clone of the client (`Arc`).
 pub struct Driver<T> {
-    pub(crate) session: Session,
+    /// The session and its refresh in flight: this client's own, or shared
+    /// with clients of other kinds ([`Builder::share_session`](crate::Builder::share_session)).
+    pub(crate) shared: Arc<SharedSession>,
     pub(crate) origins: Origins,
     pub(crate) refresher: Refresher,
     /// Shared with the refresh exchange in flight, which outlives the
     /// request that started it.
     pub(crate) transport: Arc<T>,
+    pub(crate) refusals: Refusals,
+}
+
+/// What clients sharing a session share: the machine, the refresh exchange
+/// in flight (any client's request drives or picks up any client's refresh),
+/// and the token file.
+pub(crate) struct SharedSession {
+    pub(crate) session: Session,
     pub(crate) exchange: InFlight,
     pub(crate) token_file: Option<Arc<crate::TokenFile>>,
-    pub(crate) refusals: Refusals,
 }
 
 impl<T> std::fmt::Debug for Driver<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
             .field("origins", &self.origins)
-            .field("session", &self.session)
-            .field("exchange", &self.exchange)
+            .field("session", &self.shared.session)
+            .field("exchange", &self.shared.exchange)
             .finish_non_exhaustive()
     }
 }
 
-impl<T: Transport> Driver<T> {
-    /// This driver's identity for the re-entry check (its address: stable,
-    /// since a driver lives behind the client's `Arc`).
-    fn identity(&self) -> usize {
-        std::ptr::from_ref(self) as usize
-    }
-
+impl<T> Driver<T> {
     /// The shared session (state, tokens, snapshot).
     pub fn session(&self) -> &Session {
-        &self.session
+        &self.shared.session
+    }
+
+    /// What this driver shares with the clients that share its session.
+    pub(crate) fn shared_session(&self) -> &Arc<SharedSession> {
+        &self.shared
+    }
+}
+
+impl<T: Transport> Driver<T> {
+    /// The session's identity for the re-entry check (its address, stable
+    /// behind its `Arc`): a refresher calling through any client that
+    /// shares the session would wait for its own refresh.
+    fn identity(&self) -> usize {
+        Arc::as_ptr(&self.shared) as usize
     }
 
     /// The origins that get the token.
@@ -67,7 +84,7 @@ impl<T: Transport> Driver<T> {
     /// The file the tokens are kept in, if one was configured
     /// ([`Builder::token_file`](crate::Builder::token_file)).
     pub fn token_file(&self) -> Option<&crate::TokenFile> {
-        self.token_file.as_deref()
+        self.shared.token_file.as_deref()
     }
 
     /// The transport.
@@ -78,12 +95,12 @@ impl<T: Transport> Driver<T> {
     /// Install tokens obtained elsewhere (storage, an authorization-code flow),
     /// or after `LoginRequired`.
     pub fn set_tokens(&self, tokens: &TokenPair) -> Result<(), DriverError<T>> {
-        Ok(self.session.login(tokens)?)
+        Ok(self.shared.session.login(tokens)?)
     }
 
     /// End the session; pending requests fail `LoggedOut`.
     pub fn logout(&self) {
-        self.session.logout();
+        self.shared.session.logout();
     }
 
     /// End the session here, then revoke its tokens at the server (see
@@ -95,8 +112,8 @@ impl<T: Transport> Driver<T> {
     /// other than 2xx, a transport failure) is an error; the session is
     /// logged out either way.
     pub async fn logout_and_revoke(&self) -> Result<(), DriverError<T>> {
-        let tokens = self.session.tokens();
-        self.session.logout();
+        let tokens = self.shared.session.tokens();
+        self.shared.session.logout();
         let Some(tokens) = tokens else {
             return Ok(());
         };
@@ -326,7 +343,7 @@ impl<T: Transport> Driver<T> {
     async fn start(&self, spec: RequestSpec) -> Result<RequestHandle<'_>, DriverError<T>> {
         let mut queue_deadline = None;
         loop {
-            match self.session.start_or_wait(spec, queue_deadline)? {
+            match self.shared.session.start_or_wait(spec, queue_deadline)? {
                 Start::Started(handle) => return Ok(handle),
                 Start::Full(waiter) => {
                     queue_deadline = waiter.deadline();
@@ -348,10 +365,10 @@ impl<T: Transport> Driver<T> {
         // Polled here first: a blocking refresher runs in this request,
         // never in another one's non-blocking poll.
         if !self.poll_once(&exchange).await {
-            self.exchange.install(exchange);
+            self.shared.exchange.install(exchange);
             // Requests told to wait before it was installed look again, to
             // drive it while they wait.
-            self.session.wake_all();
+            self.shared.session.wake_all();
         }
         // The request then waits for it like any other (and hears of a
         // logout meanwhile).
@@ -359,7 +376,7 @@ impl<T: Transport> Driver<T> {
 
     /// Wait for the session to change; while a refresh is in flight, drive it.
     async fn wait(&self, waiter: Waiter) {
-        match self.exchange.get() {
+        match self.shared.exchange.get() {
             Some(exchange) => {
                 let wait = std::pin::pin!(self.transport.wait(waiter));
                 if let Either::Right((finished, _)) = select(wait, exchange.future.clone()).await {
@@ -402,7 +419,7 @@ impl<T: Transport> Driver<T> {
     /// request left (their futures were dropped) is otherwise only picked up
     /// by the next request, and the tokens it brings are persisted then.
     pub async fn settle(&self) {
-        if let Some(exchange) = self.exchange.get() {
+        if let Some(exchange) = self.shared.exchange.get() {
             let finished = exchange.future.clone().await;
             self.finish(&exchange, finished);
         }
@@ -411,7 +428,7 @@ impl<T: Transport> Driver<T> {
     /// Poll the refresh exchange in flight once, without waiting; apply its
     /// outcome if it has one.
     async fn poll_exchange(&self) {
-        if let Some(exchange) = self.exchange.get() {
+        if let Some(exchange) = self.shared.exchange.get() {
             self.poll_once(&exchange).await;
         }
     }
@@ -434,11 +451,12 @@ impl<T: Transport> Driver<T> {
         if !exchange.claim_outcome() {
             return;
         }
-        self.exchange.end(exchange.id);
+        self.shared.exchange.end(exchange.id);
         match finished {
-            Finished::Reply(reply) => self.session.complete_refresh(exchange.id, &reply),
+            Finished::Reply(reply) => self.shared.session.complete_refresh(exchange.id, &reply),
             Finished::Panicked(payload) => {
-                self.session
+                self.shared
+                    .session
                     .complete_refresh(exchange.id, &RefreshReply::Transient { retry_after: None });
                 let payload = payload.lock().unwrap_or_else(|e| e.into_inner()).take();
                 if let Some(payload) = payload {

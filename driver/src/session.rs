@@ -588,6 +588,11 @@ impl Session {
         pair.and_then(|p| self.shown(p))
     }
 
+    /// The longest token the session holds.
+    pub fn token_capacity(&self) -> TokenCapacity {
+        self.lock().capacity()
+    }
+
     /// The limits the session runs with.
     pub fn config(&self) -> Config {
         *self.lock().config()
