@@ -150,3 +150,26 @@ fn persisted_tokens_carry_no_stand_in_and_start_the_next_process() {
     assert_eq!(next.get(&server.url("/api/me")).unwrap().status(), 200);
     assert_eq!(server.counters().client_credentials_grants, 1);
 }
+
+/// A 200 that holds no token (a proxy's page, a truncated answer) is lost
+/// as a refresh's would be (the refresh token may have rotated), but a
+/// machine has no refresh token to lose and no login to go back to: the
+/// grant is repeated later, the client is not dead until a restart.
+#[test]
+fn a_token_answer_without_a_token_does_not_end_a_machine_session() {
+    let server = server();
+    let client = service(&server, SECRET);
+    server.set_token_fault(TokenFault::Malformed, 100);
+    let first = client.get(&server.url("/api/me"));
+    assert!(matches!(first, Err(Error::RefreshUnavailable)), "{first:?}");
+    let k = server.counters();
+    assert_eq!(
+        (k.ok, k.unauthorized),
+        (0, 0),
+        "nothing went to the API: {k:?}"
+    );
+    server.clear_faults();
+    let next = client.get(&server.url("/api/me"));
+    assert_eq!(next.map(|r| r.status().as_u16()).ok(), Some(200));
+    assert_eq!(server.counters().client_credentials_grants, 1);
+}
