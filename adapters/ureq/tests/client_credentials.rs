@@ -173,3 +173,26 @@ fn a_token_answer_without_a_token_does_not_end_a_machine_session() {
     assert_eq!(next.map(|r| r.status().as_u16()).ok(), Some(200));
     assert_eq!(server.counters().client_credentials_grants, 1);
 }
+
+/// Building a service client tells the persist hook nothing: the stand-in
+/// installed before the first grant is not a logout, so the tokens an app
+/// stored (and is about to load) are not deleted.
+#[test]
+fn building_a_service_client_deletes_no_stored_tokens() {
+    let server = server();
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Option<TokenPair>>::new()));
+    let store = calls.clone();
+    let _client = Client::builder()
+        .client_credentials(&server.token_url(), "demo-client", SECRET)
+        .unwrap()
+        .hooks(Hooks {
+            persist: Some(Box::new(move |t| store.lock().unwrap().push(t.cloned()))),
+            ..Hooks::default()
+        })
+        .build();
+    assert_eq!(
+        *calls.lock().unwrap(),
+        vec![],
+        "the hook was told to delete"
+    );
+}
