@@ -713,7 +713,7 @@ fn scan_object(b: &mut [u8], names: &TokenFormat<'_>) -> Result<Fields, GrantErr
                     *slot = Some(span);
                 } else if let Some(seconds) = seconds {
                     // Some servers send `"expires_in": "3600"`.
-                    *seconds = whole_seconds(text);
+                    *seconds = seconds_in_text(text);
                 }
             }
             Member::Number(n) => {
@@ -808,6 +808,17 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+/// Whole seconds in a string that is a JSON number, optionally followed by
+/// `s` (`"3600"`, `"60s"`); `None` for any other text, so that a lifetime in
+/// other units (`"15m"`, `"7d"`) is no lifetime rather than that many seconds.
+fn seconds_in_text(text: &[u8]) -> Option<u64> {
+    let n = text.strip_suffix(b"s").unwrap_or(text);
+    if number(n, 0).ok()? != n.len() {
+        return None;
+    }
+    whole_seconds(n)
 }
 
 /// Whole seconds in a non-negative JSON number (`3600`, `3600.5`, `3.6e3`,
@@ -1403,6 +1414,33 @@ mod tests {
             br#"{"access_token":"x","scope":"\"\\\/\b\f\n\r\t\u00e9\uD83D\uDE00!"}"#.to_vec();
         let t = parse_token_response(&mut body).unwrap();
         assert_eq!(t.scope, Some("\"\\/\u{8}\u{c}\n\r\t\u{e9}\u{1F600}!"));
+    }
+
+    /// `"expiresIn": "15m"` (the `expiresIn` option of jsonwebtoken,
+    /// echoed by app backends) is not 15 seconds, nor `"7d"` seven: a
+    /// lifetime in a string is read only when the string is a number
+    /// (seconds, `"60s"` included); anything else is no lifetime.
+    #[test]
+    fn lifetimes_in_strings_with_other_units_are_not_seconds() {
+        let mut body = br#"{"accessToken":"a","expiresIn":"15m","refreshExpiresIn":"7d"}"#.to_vec();
+        let t = parse_token_response_as(&mut body, &TokenFormat::CAMEL_CASE).unwrap();
+        assert_eq!((t.expires_in, t.refresh_expires_in), (None, None));
+        for (text, want) in [
+            ("3600", Some(3600)),
+            ("60s", Some(60)),
+            ("1h", None),
+            ("2 days", None),
+            ("900 ", None),
+            ("3600x", None),
+        ] {
+            let json = std::format!(r#"{{"access_token":"a","expires_in":"{text}"}}"#);
+            let mut body = json.into_bytes();
+            assert_eq!(
+                parse_token_response(&mut body).unwrap().expires_in,
+                want,
+                "{text}"
+            );
+        }
     }
 
     #[test]

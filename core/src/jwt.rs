@@ -52,8 +52,8 @@ fn whole_seconds(n: &[u8]) -> Option<u64> {
 }
 
 /// Decode base64url (RFC 4648 §5, padding optional) into `out`; the decoded
-/// length, or `None` for a byte outside the alphabet, an impossible length
-/// or a short `out`.
+/// length, or `None` (nothing left in `out`) for a byte outside the
+/// alphabet, an impossible length or a short `out`.
 fn base64url_decode(input: &[u8], out: &mut [u8]) -> Option<usize> {
     let input = input
         .strip_suffix(b"==")
@@ -80,7 +80,12 @@ fn base64url_decode(input: &[u8], out: &mut [u8]) -> Option<usize> {
     for chunk in input.chunks(4) {
         let mut n = 0u32;
         for (k, &c) in chunk.iter().enumerate() {
-            n |= value(c)? << (18 - 6 * k);
+            let Some(v) = value(c) else {
+                // What was decoded before the bad byte is part of the claims.
+                out[..w].fill(0);
+                return None;
+            };
+            n |= v << (18 - 6 * k);
         }
         for k in 0..chunk.len() - 1 {
             out[w] = (n >> (16 - 8 * k)) as u8;
@@ -151,6 +156,21 @@ mod tests {
         for t in &none {
             assert_eq!(exp_of(t), None, "{t}");
         }
+    }
+
+    #[test]
+    fn claims_decoded_before_a_bad_byte_are_wiped() {
+        let t = jwt(r#"{"exp":1700000000,"secret":"s3cr3t"}"#);
+        let mut parts = t.split('.');
+        let (header, payload) = (parts.next().unwrap(), parts.next().unwrap());
+        // A byte outside the alphabet at the end: all but the last chunk decode.
+        let bad = std::format!("{header}.{}*.sig", &payload[..payload.len() - 1]);
+        let mut scratch = [0u8; 512];
+        assert_eq!(expiry(&bad, &mut scratch), None);
+        assert!(
+            scratch.iter().all(|&b| b == 0),
+            "decoded claims left behind"
+        );
     }
 
     #[test]

@@ -493,7 +493,19 @@ impl<T: Transport> Driver<T> {
             }
             Refresher::ClientCredentials(endpoint) => {
                 self.token_call(endpoint.client_credentials_request(), timeout, |answer| {
-                    grant::classify(answer.status, &answer.headers, answer.body).0
+                    // Nothing to lose by asking again: no refresh token is
+                    // spent, and a machine has no login to go back to. A
+                    // 200 without a token is an outage; a refused grant,
+                    // the client's configuration (both retried later).
+                    match grant::classify(answer.status, &answer.headers, answer.body).0 {
+                        RefreshReply::Unusable { .. } => {
+                            RefreshReply::Transient { retry_after: None }
+                        }
+                        RefreshReply::Rejected => RefreshReply::Misconfigured(Some(
+                            refresh_machine::grant::OAuthError::InvalidGrant,
+                        )),
+                        reply => reply,
+                    }
                 })
             }
             Refresher::Json(endpoint) => {

@@ -492,9 +492,18 @@ impl Session {
     /// single-flight, backoff and stale-401 rules as a refresh apply.
     pub(crate) fn renewed_by_grant(mut self) -> Session {
         self.renew_by_grant = true;
-        let none_yet = TokenPair::new(GRANT_STAND_IN).with_expires_at(SystemTime::UNIX_EPOCH);
-        // A stand-in of a few header-safe bytes: always accepted.
-        let _ = self.login(&none_yet);
+        let none_yet = TokenPair::new(GRANT_STAND_IN)
+            .with_refresh_token(GRANT_STAND_IN)
+            .with_expires_at(SystemTime::UNIX_EPOCH);
+        {
+            let mut m = self.lock();
+            let now = self.clock.now();
+            // A stand-in of a few header-safe bytes: always accepted.
+            let _ = m.login(now, none_yet.as_token_set());
+            // Nothing the application has to store or delete: its persist
+            // hook is not told (a `None` would delete the tokens it stored).
+            drop(self.collect_notices(&mut m));
+        }
         self
     }
 

@@ -496,6 +496,27 @@ impl http_body::Body for ReadFirst {
             None => std::task::Poll::Ready(None),
         }
     }
+
+    /// What was read plus what the rest says of itself: the exact length
+    /// when it was known (`Response::content_length` reads it).
+    fn size_hint(&self) -> http_body::SizeHint {
+        let read = self.read.as_ref().map_or(0, |r| r.len() as u64);
+        let rest = match &self.rest {
+            Some(rest) => rest.size_hint(),
+            None => http_body::SizeHint::with_exact(0),
+        };
+        let mut hint = http_body::SizeHint::new();
+        hint.set_lower(rest.lower().saturating_add(read));
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(read));
+        }
+        hint
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.read.as_ref().is_none_or(|r| r.is_empty())
+            && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
+    }
 }
 
 /// One request sent through the rest of the middleware stack.

@@ -150,3 +150,49 @@ fn persisted_tokens_carry_no_stand_in_and_start_the_next_process() {
     assert_eq!(next.get(&server.url("/api/me")).unwrap().status(), 200);
     assert_eq!(server.counters().client_credentials_grants, 1);
 }
+
+/// A 200 that holds no token (a proxy's page, a truncated answer) is lost
+/// as a refresh's would be (the refresh token may have rotated), but a
+/// machine has no refresh token to lose and no login to go back to: the
+/// grant is repeated later, the client is not dead until a restart.
+#[test]
+fn a_token_answer_without_a_token_does_not_end_a_machine_session() {
+    let server = server();
+    let client = service(&server, SECRET);
+    server.set_token_fault(TokenFault::Malformed, 100);
+    let first = client.get(&server.url("/api/me"));
+    assert!(matches!(first, Err(Error::RefreshUnavailable)), "{first:?}");
+    let k = server.counters();
+    assert_eq!(
+        (k.ok, k.unauthorized),
+        (0, 0),
+        "nothing went to the API: {k:?}"
+    );
+    server.clear_faults();
+    let next = client.get(&server.url("/api/me"));
+    assert_eq!(next.map(|r| r.status().as_u16()).ok(), Some(200));
+    assert_eq!(server.counters().client_credentials_grants, 1);
+}
+
+/// Building a service client tells the persist hook nothing: the stand-in
+/// installed before the first grant is not a logout, so the tokens an app
+/// stored (and is about to load) are not deleted.
+#[test]
+fn building_a_service_client_deletes_no_stored_tokens() {
+    let server = server();
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Option<TokenPair>>::new()));
+    let store = calls.clone();
+    let _client = Client::builder()
+        .client_credentials(&server.token_url(), "demo-client", SECRET)
+        .unwrap()
+        .hooks(Hooks {
+            persist: Some(Box::new(move |t| store.lock().unwrap().push(t.cloned()))),
+            ..Hooks::default()
+        })
+        .build();
+    assert_eq!(
+        *calls.lock().unwrap(),
+        vec![],
+        "the hook was told to delete"
+    );
+}
