@@ -15,6 +15,7 @@ mod request;
 mod time;
 mod token;
 
+pub mod coordination;
 pub mod grant;
 #[cfg(feature = "http")]
 pub mod http_compat;

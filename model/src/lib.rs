@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
+pub mod cluster;
 pub mod world;
 
 use refresh_machine::{
