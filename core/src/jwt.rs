@@ -20,6 +20,29 @@ pub const fn scratch_len(token: &str) -> usize {
 /// no numeric `exp`, or `scratch` is shorter than [`scratch_len`] of the
 /// payload. The signature is not checked.
 pub fn expiry(token: &str, scratch: &mut [u8]) -> Option<u64> {
+    claims(token, scratch).map(|c| c.exp)
+}
+
+/// The lifetime left of a JWT that was just issued (a token answer), as a
+/// hint: `exp - iat` when the token says when it was issued, so a client
+/// whose wall clock is off (a device that never set its clock) still counts
+/// the lifetime right; else `exp` against `unix_now`; `None` without a
+/// readable `exp`, or without `iat` and a wall clock.
+pub fn lifetime(token: &str, scratch: &mut [u8], unix_now: Option<u64>) -> Option<u64> {
+    let c = claims(token, scratch)?;
+    match c.iat {
+        Some(iat) if iat <= c.exp => Some(c.exp - iat),
+        _ => unix_now.map(|now| c.exp.saturating_sub(now)),
+    }
+}
+
+/// The time claims of a JWT.
+struct TimeClaims {
+    exp: u64,
+    iat: Option<u64>,
+}
+
+fn claims(token: &str, scratch: &mut [u8]) -> Option<TimeClaims> {
     let mut parts = token.split('.');
     let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
@@ -28,19 +51,22 @@ pub fn expiry(token: &str, scratch: &mut [u8]) -> Option<u64> {
     }
     let len = base64url_decode(payload.as_bytes(), scratch)?;
     let claims = &mut scratch[..len];
-    let mut exp = None;
+    let (mut exp, mut iat) = (None, None);
     let scanned = scan_members(claims, |key, value| {
-        if key == b"exp" {
-            exp = match value {
-                Member::Number(n) => whole_seconds(n),
-                _ => None,
-            };
-        }
+        let slot = match key {
+            b"exp" => &mut exp,
+            b"iat" => &mut iat,
+            _ => return,
+        };
+        *slot = match value {
+            Member::Number(n) => whole_seconds(n),
+            _ => None,
+        };
     });
     // The claims were decoded from the token: wipe them either way.
     claims.fill(0);
     scanned.ok()?;
-    exp
+    Some(TimeClaims { exp: exp?, iat })
 }
 
 /// Whole seconds of a non-negative JSON number, `None` if negative.
@@ -182,5 +208,24 @@ mod tests {
         let mut exact = std::vec![0u8; scratch_len(payload)];
         assert_eq!(expiry(&t, &mut exact), Some(1_700_000_000));
         assert!(exact.iter().all(|&b| b == 0), "decoded claims left behind");
+    }
+
+    #[test]
+    fn the_lifetime_counts_from_iat_when_the_token_says() {
+        let mut scratch = [0u8; 512];
+        let issued = jwt(r#"{"iat":1000,"exp":1900}"#);
+        // A wall clock a year ahead (or none) does not make it expired.
+        assert_eq!(
+            lifetime(&issued, &mut scratch, Some(1000 + 31_536_000)),
+            Some(900)
+        );
+        assert_eq!(lifetime(&issued, &mut scratch, None), Some(900));
+        let no_iat = jwt(r#"{"exp":1900}"#);
+        assert_eq!(lifetime(&no_iat, &mut scratch, Some(1500)), Some(400));
+        assert_eq!(lifetime(&no_iat, &mut scratch, Some(2500)), Some(0));
+        assert_eq!(lifetime(&no_iat, &mut scratch, None), None);
+        // An `iat` after `exp` is nonsense: the wall clock decides.
+        let odd = jwt(r#"{"iat":2000,"exp":1900}"#);
+        assert_eq!(lifetime(&odd, &mut scratch, Some(1800)), Some(100));
     }
 }

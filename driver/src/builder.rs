@@ -116,6 +116,10 @@ impl<T: Transport> Builder<T> {
     /// the Express, NestJS and Spring JWT backends of web tutorials. Other
     /// names, or the token in a header: [`json_endpoint_with`](Self::json_endpoint_with).
     /// The route's origin does not receive the access token unless allowed.
+    ///
+    /// A 401 or 403 from the refresh route ends the session (that is how
+    /// such backends refuse a refresh token); so would a firewall's or a
+    /// CDN's 403 page in front of it. 5xx and 429 are outages.
     pub fn json_endpoint(self, url: &str) -> Result<Self, ConfigError> {
         let endpoint = JsonEndpoint::new(url).map_err(|_| ConfigError::InvalidTokenEndpoint)?;
         Ok(self.json_endpoint_with(endpoint))
@@ -144,7 +148,9 @@ impl<T: Transport> Builder<T> {
     /// repeating the grant, with the rules of a refresh (one at a time,
     /// backoff, stale 401s, an outage that fails requests
     /// `RefreshUnavailable` and keeps trying). A rejected client
-    /// (`invalid_client`) fails requests `RefreshMisconfigured`.
+    /// (`invalid_client`) fails requests `RefreshMisconfigured`. After an
+    /// explicit `logout()` the client stays logged out (requests fail
+    /// `LoggedOut`): build a new one to start again.
     pub fn client_credentials(
         mut self,
         url: &str,

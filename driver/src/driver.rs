@@ -108,10 +108,14 @@ impl<T: Transport> Driver<T> {
     /// without one, only the local logout). Pending requests fail
     /// `LoggedOut` at once and the tokens are dropped (the persist hook is
     /// told to delete them) before the revocation goes out, so nothing uses
-    /// them meanwhile. A revocation the server did not confirm (a status
+    /// them meanwhile; a refresh in flight is awaited first (bounded by its
+    /// deadline), so that the pair it brings is the one revoked. A revocation the server did not confirm (a status
     /// other than 2xx, a transport failure) is an error; the session is
     /// logged out either way.
     pub async fn logout_and_revoke(&self) -> Result<(), DriverError<T>> {
+        // A refresh in flight may have rotated the pair at the server:
+        // revoke what it brings, not the token it spent.
+        self.settle().await;
         let tokens = self.shared.session.tokens();
         self.shared.session.logout();
         let Some(tokens) = tokens else {

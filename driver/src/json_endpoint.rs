@@ -150,8 +150,11 @@ impl JsonEndpoint {
                 (body, None)
             }
             Carrier::Header(name, prefix) => {
-                let mut value = HeaderValue::from_str(&format!("{prefix}{token}"))
-                    .map_err(|_| GrantError::BufferTooSmall)?;
+                let mut text = format!("{prefix}{token}");
+                let value = HeaderValue::from_str(&text);
+                zeroize::Zeroize::zeroize(&mut text);
+                // Not header-safe: the request cannot be built.
+                let mut value = value.map_err(|_| EndpointError::InvalidUrl)?;
                 value.set_sensitive(true);
                 (b"{}".to_vec(), Some((name.clone(), value)))
             }

@@ -147,11 +147,14 @@ impl TokenPair {
     }
 }
 
-/// The `exp` claim of a JWT access token as a wall-clock instant (a hint, not verified).
+/// The expiry of a JWT access token just issued, as a wall-clock instant (a
+/// hint, not verified): its lifetime (`exp - iat`, see
+/// [`refresh_machine::jwt::lifetime`]) from now.
 fn jwt_expiry(access_token: &str) -> Option<SystemTime> {
     let mut scratch = vec![0u8; refresh_machine::jwt::scratch_len(access_token)];
-    let exp = refresh_machine::jwt::expiry(access_token, &mut scratch)?;
-    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(exp))
+    let lifetime =
+        refresh_machine::jwt::lifetime(access_token, &mut scratch, StdClock::unix_now())?;
+    SystemTime::now().checked_add(Duration::from_secs(lifetime))
 }
 
 /// [`TokenPair`] as stored tokens.

@@ -190,8 +190,8 @@ pub fn proactive_refresh<H: Harness>(h: &H) {
     let c = h.client(&s, refresh_machine::Config::DEFAULT);
     assert_eq!(c.get(&s.url("/api/me")), Outcome::Status(200));
     // Past half the lifetime (the margin for a short token), before expiry.
-    // A JWT's `exp` is whole seconds, rounded down: the client sees between
-    // 1 and 2 s of a 2 s token, and refreshes after half of it, by 1 s.
+    // (A JWT's `exp` and `iat` are whole seconds: the client reads a 2 s
+    // lifetime, or 1 to 2 s from `exp` alone, and refreshes by 1 s.)
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(c.get(&s.url("/api/me")), Outcome::Status(200));
     let k = s.counters();

@@ -243,15 +243,16 @@ fn judge<'rx>(
 #[cfg(not(feature = "jwt"))]
 pub(crate) fn with_jwt_expiry(_: &mut TokenSet<'_>, _: &mut [u8], _: Option<u64>) {}
 
-/// Without a lifetime, the `exp` claim of a JWT access token (a hint, not
-/// verified), against the wall clock; nothing without one.
+/// Without a lifetime, a JWT access token's own (`exp - iat`, or `exp`
+/// against the wall clock: [`refresh_machine::jwt::lifetime`]), as a hint;
+/// nothing for an opaque token.
 #[cfg(feature = "jwt")]
 pub(crate) fn with_jwt_expiry(set: &mut TokenSet<'_>, scratch: &mut [u8], unix_now: Option<u64>) {
     if set.expires_in.is_some() {
         return;
     }
-    let Some(now) = unix_now else { return };
-    if let Some(exp) = refresh_machine::jwt::expiry(set.access_token.expose_secret(), scratch) {
-        set.expires_in = Some(Duration::from_secs(exp.saturating_sub(now)));
+    let token = set.access_token.expose_secret();
+    if let Some(lifetime) = refresh_machine::jwt::lifetime(token, scratch, unix_now) {
+        set.expires_in = Some(Duration::from_secs(lifetime));
     }
 }
