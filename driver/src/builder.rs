@@ -9,6 +9,7 @@ use std::time::Duration;
 use refresh_machine::Config;
 
 use crate::capacity::TokenCapacity;
+use crate::coordinator::Coordinator;
 use crate::driver::{Driver, SharedSession};
 use crate::error::ConfigError;
 use crate::exchange::InFlight;
@@ -19,6 +20,7 @@ use crate::session::{Hooks, RefreshReply, Session, TokenPair};
 use crate::token_file::TokenFile;
 use crate::transport::Transport;
 use crate::{Origins, Secret};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -71,6 +73,7 @@ pub struct Builder<T> {
     token_file: Option<(TokenFile, Option<TokenPair>)>,
     refusals: Refusals,
     shared: Option<Arc<SharedSession>>,
+    coordinator: Option<Arc<dyn Coordinator>>,
     transport: T,
 }
 
@@ -98,6 +101,7 @@ impl<T: Transport> Builder<T> {
             token_file: None,
             refusals: Refusals::default(),
             shared: None,
+            coordinator: None,
             transport,
         }
     }
@@ -303,6 +307,20 @@ impl<T: Transport> Builder<T> {
         self
     }
 
+    /// Share the credential with other processes through `store` (a
+    /// [`FileCoordinator`](crate::FileCoordinator) for the processes of one
+    /// machine): one refresh per expiry across all of them. The session
+    /// starts from the store's pair; a login or logout here is published to
+    /// the store; a refresh first adopts a newer pair another process
+    /// published, else refreshes under the store's lease and publishes its
+    /// own (the core's [`coordination`](refresh_machine::coordination)
+    /// protocol). A request with a valid token never touches the store. Use
+    /// it instead of [`token_file`](Self::token_file), not with it.
+    pub fn coordinated_by(mut self, store: impl Coordinator) -> Self {
+        self.coordinator = Some(Arc::new(store));
+        self
+    }
+
     /// Fix the jitter seed (tests). By default it comes from the OS's hasher keys.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -340,10 +358,24 @@ impl<T: Transport> Builder<T> {
                 file.set_error(std::io::ErrorKind::InvalidData);
             }
         }
+        let generation = Arc::new(AtomicU64::new(0));
+        if let Some(store) = &self.coordinator {
+            // The store's pair starts the session (a store that cannot be
+            // read: logged out until a login or the next refresh's read).
+            if let Ok(stored) = crate::block_on(store.read()) {
+                if let Some(tokens) = &stored.tokens {
+                    if session.login(tokens).is_ok() {
+                        generation.store(stored.generation, Ordering::Release);
+                    }
+                }
+            }
+        }
         Arc::new(SharedSession {
             session,
             exchange: InFlight::default(),
             token_file,
+            coordinator: self.coordinator.take(),
+            generation,
         })
     }
 

@@ -1,6 +1,7 @@
 //! The drive loop, written once for every std client.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use futures_util::future::{select, Either, FutureExt};
 use refresh_machine::RequestSpec;
 
 use crate::builder::{BoxFuture, Refresher};
+use crate::coordinator::Coordinator;
 use crate::error::{ConfigError, Error, Last};
 use crate::exchange::{Exchange, Finished, InFlight};
 use crate::grant;
@@ -44,6 +46,10 @@ pub(crate) struct SharedSession {
     pub(crate) session: Session,
     pub(crate) exchange: InFlight,
     pub(crate) token_file: Option<Arc<crate::TokenFile>>,
+    /// The store shared with other processes, if the refresh is coordinated.
+    pub(crate) coordinator: Option<Arc<dyn Coordinator>>,
+    /// The store generation of the pair the session holds.
+    pub(crate) generation: Arc<AtomicU64>,
 }
 
 impl<T> std::fmt::Debug for Driver<T> {
@@ -95,12 +101,30 @@ impl<T: Transport> Driver<T> {
     /// Install tokens obtained elsewhere (storage, an authorization-code flow),
     /// or after `LoginRequired`.
     pub fn set_tokens(&self, tokens: &TokenPair) -> Result<(), DriverError<T>> {
-        Ok(self.shared.session.login(tokens)?)
+        self.shared.session.login(tokens)?;
+        // Coordinated: the other processes adopt this login at their next refresh.
+        self.replace_in_store(Some(tokens));
+        Ok(())
     }
 
-    /// End the session; pending requests fail `LoggedOut`.
+    /// End the session; pending requests fail `LoggedOut`. Coordinated,
+    /// the store is cleared too: the other processes lose the session at
+    /// their next refresh.
     pub fn logout(&self) {
         self.shared.session.logout();
+        self.replace_in_store(None);
+    }
+
+    /// A login or logout, published to the store shared with other
+    /// processes (if any) as its next generation. A store that cannot be
+    /// written leaves this process's session as it is; the others keep the
+    /// store's pair.
+    fn replace_in_store(&self, tokens: Option<&TokenPair>) {
+        if let Some(store) = &self.shared.coordinator {
+            if let Ok(generation) = block_on(store.replace(tokens)) {
+                self.shared.generation.store(generation, Ordering::Release);
+            }
+        }
     }
 
     /// End the session here, then revoke its tokens at the server (see
@@ -477,6 +501,27 @@ impl<T: Transport> Driver<T> {
         refresh_token: &Secret,
         timeout: Duration,
     ) -> BoxFuture<'static, RefreshReply> {
+        let call = self.token_call_of(refresh_token, timeout);
+        let Some(store) = &self.shared.coordinator else {
+            return call;
+        };
+        let run = CoordinatedRun {
+            store: Arc::clone(store),
+            generation: Arc::clone(&self.shared.generation),
+            refresh_token: refresh_token.clone(),
+            timeout,
+            config: self.shared.session.config(),
+        };
+        let transport = Arc::clone(&self.transport);
+        Box::pin(async move { run.run(call, transport).await })
+    }
+
+    /// The refresher's call, uncoordinated.
+    fn token_call_of(
+        &self,
+        refresh_token: &Secret,
+        timeout: Duration,
+    ) -> BoxFuture<'static, RefreshReply> {
         match &self.refresher {
             Refresher::Custom(f) => {
                 // Marked as this driver's refresher while it runs (a blocking
@@ -541,6 +586,105 @@ impl<T: Transport> Driver<T> {
                 Err(_) => grant::transport_failure(),
             }
         })
+    }
+}
+
+/// One refresh run through the protocol with the other processes
+/// ([`refresh_machine::coordination`]).
+struct CoordinatedRun {
+    store: Arc<dyn Coordinator>,
+    generation: Arc<AtomicU64>,
+    /// The token presented if this process refreshes (kept in the published
+    /// pair when the server does not rotate it).
+    refresh_token: Secret,
+    timeout: Duration,
+    config: refresh_machine::Config,
+}
+
+impl CoordinatedRun {
+    async fn run<T: Transport>(
+        self,
+        call: BoxFuture<'static, RefreshReply>,
+        transport: Arc<T>,
+    ) -> RefreshReply {
+        use refresh_machine::coordination::{
+            Conclusion, CoordinatedRefresh, CoordinationConfig, StoreAction, StoreUnavailable,
+        };
+        let clock = refresh_machine::StdClock::new();
+        let known = self.generation.load(Ordering::Acquire);
+        let deadline = clock.now().saturating_add(self.timeout);
+        let mut config = CoordinationConfig::for_deadline(self.config.refresh_timeout);
+        config.recheck = self.store.recheck();
+        let owner = crate::random_seed() | 1;
+        let mut round = CoordinatedRefresh::new(known, owner, deadline, config);
+        let (mut call, mut reply, mut read) = (Some(call), None, None);
+        while let Some(action) = round.poll_action() {
+            match action {
+                StoreAction::Read => {
+                    let result = self.store.read().await;
+                    let generation = result.as_ref().map(|s| s.generation).map_err(|e| *e);
+                    read = result.ok();
+                    round.handle_read(clock.now(), generation);
+                }
+                StoreAction::TakeLease { owner, ttl } => {
+                    let lease = self.store.take_lease(owner, ttl).await;
+                    round.handle_lease(clock.now(), lease);
+                }
+                StoreAction::CallTokenEndpoint => {
+                    let answer = match call.take() {
+                        Some(call) => call.await,
+                        None => RefreshReply::Transient { retry_after: None },
+                    };
+                    let got = matches!(answer, RefreshReply::Tokens(_));
+                    reply = Some(answer);
+                    round.handle_token_call(clock.now(), got);
+                }
+                StoreAction::Publish { owner, expected } => {
+                    let written = match &reply {
+                        Some(RefreshReply::Tokens(pair)) => {
+                            let mut pair = pair.clone();
+                            if pair.refresh_token.is_none() {
+                                // Not rotated: the one presented stays valid.
+                                pair.refresh_token = Some(self.refresh_token.clone());
+                            }
+                            self.store.publish(owner, expected, &pair).await
+                        }
+                        _ => Err(StoreUnavailable),
+                    };
+                    round.handle_publish(clock.now(), written);
+                }
+                StoreAction::ReleaseLease { owner } => {
+                    self.store.release(owner).await;
+                    round.handle_release(clock.now());
+                }
+                StoreAction::Wait { until } => {
+                    let left = until.saturating_duration_since(clock.now());
+                    transport.sleep(left.min(self.store.recheck())).await;
+                    round.handle_wake(clock.now());
+                }
+                // An operation this driver does not know: as an unreachable store.
+                _ => return RefreshReply::Transient { retry_after: None },
+            }
+        }
+        match round.conclusion() {
+            Some(Conclusion::Adopt { generation }) => {
+                match read.and_then(|stored| stored.tokens) {
+                    Some(pair) => {
+                        self.generation.store(generation, Ordering::Release);
+                        RefreshReply::Tokens(pair)
+                    }
+                    // Logged out elsewhere.
+                    None => RefreshReply::Rejected,
+                }
+            }
+            Some(Conclusion::Refreshed { published }) => {
+                if let Some(generation) = published {
+                    self.generation.store(generation, Ordering::Release);
+                }
+                reply.unwrap_or(RefreshReply::Transient { retry_after: None })
+            }
+            _ => RefreshReply::Transient { retry_after: None },
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 mod builder;
 mod capacity;
+mod coordinator;
 mod driver;
 mod error;
 mod exchange;
@@ -17,6 +18,7 @@ mod transport;
 
 pub use builder::{BoxFuture, Builder, Options};
 pub use capacity::{TokenCapacity, LARGE_TOKEN_CAP, TOKEN_CAP};
+pub use coordinator::{Coordinator, FileCoordinator, StoreCounters, Stored};
 pub use driver::{block_on, Driver, DriverError};
 pub use error::{ConfigError, Error, TokenError};
 pub use json_endpoint::JsonEndpoint;

@@ -53,6 +53,10 @@ pub trait Transport: Sized + Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<ReadAhead<Self::Response>, Self::Error>>;
 
+    /// Sleep for `duration` (a blocking client blocks the thread): the
+    /// bounded re-check of a coordinated refresh waiting for another process.
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
+
     /// Park until the session changes or the waiter's deadline passes
     /// (a blocking client blocks the thread here).
     fn wait(&self, waiter: Waiter) -> impl Future<Output = ()>;

@@ -68,6 +68,8 @@ impl Transport for Fake {
         })
     }
 
+    async fn sleep(&self, _duration: std::time::Duration) {}
+
     async fn wait(&self, waiter: Waiter) {
         waiter.into_parts().0.await;
     }

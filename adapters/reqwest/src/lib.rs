@@ -15,8 +15,9 @@ pub use refresh_machine_driver::grant::EndpointError;
 pub use refresh_machine_driver::refresh_machine::grant::OAuthError;
 pub use refresh_machine_driver::refresh_machine::{Config, Failure};
 pub use refresh_machine_driver::{
-    BoxFuture, ConfigError, Hooks, JsonEndpoint, Origins, RefreshReply, Secret, Session,
-    TokenCapacity, TokenError, TokenFile, TokenPair, WithoutToken, REFUSAL_BODY_LIMIT,
+    BoxFuture, ConfigError, Coordinator, FileCoordinator, Hooks, JsonEndpoint, Origins,
+    RefreshReply, Secret, Session, Stored, TokenCapacity, TokenError, TokenFile, TokenPair,
+    WithoutToken, REFUSAL_BODY_LIMIT,
 };
 
 /// Typed failures, returned inside `reqwest_middleware::Error::Middleware`
@@ -295,6 +296,10 @@ impl Transport for ReqwestTransport {
             response: Response::from(http::Response::from_parts(parts, body)),
             body: shown,
         })
+    }
+
+    fn sleep(&self, duration: Duration) -> impl std::future::Future<Output = ()> + Send {
+        self.timer.sleep(duration)
     }
 
     /// Until the session changes or the waiter's deadline passes.

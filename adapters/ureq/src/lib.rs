@@ -13,8 +13,8 @@ pub use refresh_machine_driver::grant::EndpointError;
 pub use refresh_machine_driver::refresh_machine::grant::OAuthError;
 pub use refresh_machine_driver::refresh_machine::{Config, Failure};
 pub use refresh_machine_driver::{
-    ConfigError, Hooks, JsonEndpoint, Origins, RefreshReply, Secret, Session, TokenCapacity,
-    TokenError, TokenFile, TokenPair, WithoutToken,
+    ConfigError, Coordinator, FileCoordinator, Hooks, JsonEndpoint, Origins, RefreshReply, Secret,
+    Session, Stored, TokenCapacity, TokenError, TokenFile, TokenPair, WithoutToken,
 };
 
 /// Timeout of each attempt when the builder sets none.
@@ -141,6 +141,10 @@ impl Transport for UreqTransport {
 
     async fn wait(&self, waiter: Waiter) {
         waiter.wait_blocking();
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
     }
 
     async fn token_call(

@@ -1,0 +1,265 @@
+//! One refresh per expiry across processes: the store processes share
+//! ([`Coordinator`]), the file one ([`FileCoordinator`]), and the run of the
+//! core's protocol ([`refresh_machine::coordination`]) around a refresh.
+//!
+//! With a coordinator, the session's tokens live in the store: a client
+//! built with one starts from the store's pair, a login publishes its pair
+//! as a new generation (every process adopts it at its next refresh), a
+//! logout clears the store, and a refresh runs the protocol: adopt what
+//! another process published, or refresh under the store's lease and
+//! publish. A request with a valid token never touches the store.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use refresh_machine::coordination::{Lease, StoreUnavailable};
+use serde::{Deserialize, Serialize};
+
+use crate::builder::BoxFuture;
+use crate::session::TokenPair;
+
+/// What a store holds: a generation and the pair of that generation
+/// (`None`: nobody is logged in).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored {
+    /// Incremented by every publish and every login or logout.
+    pub generation: u64,
+    /// The pair.
+    pub tokens: Option<TokenPair>,
+}
+
+/// A store shared by the processes that share one credential: the seam
+/// between the core's protocol and a real store. Every operation is atomic
+/// at the store; a failed one (`StoreUnavailable`) may or may not have
+/// taken effect.
+pub trait Coordinator: Send + Sync + 'static {
+    /// Read the generation and its pair.
+    fn read(&self) -> BoxFuture<'_, Result<Stored, StoreUnavailable>>;
+
+    /// Take the lease as `owner` for `ttl`, unless another owner holds it.
+    fn take_lease(
+        &self,
+        owner: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<Lease, StoreUnavailable>>;
+
+    /// Store `tokens` as generation `expected + 1`, only if the store is at
+    /// `expected` and `owner` holds the lease; whether it was written.
+    fn publish<'a>(
+        &'a self,
+        owner: u64,
+        expected: u64,
+        tokens: &'a TokenPair,
+    ) -> BoxFuture<'a, Result<bool, StoreUnavailable>>;
+
+    /// Store `tokens` (a login; `None`: a logout) as the next generation,
+    /// whatever is there: the returned generation.
+    fn replace<'a>(
+        &'a self,
+        tokens: Option<&'a TokenPair>,
+    ) -> BoxFuture<'a, Result<u64, StoreUnavailable>>;
+
+    /// Release the lease if `owner` holds it.
+    fn release(&self, owner: u64) -> BoxFuture<'_, ()>;
+
+    /// How often a waiting process reads the store again (a store without
+    /// change notifications).
+    fn recheck(&self) -> Duration {
+        Duration::from_millis(50)
+    }
+}
+
+/// Store operations performed so far, for the bench and the tests.
+#[derive(Debug, Default)]
+pub struct StoreCounters {
+    /// Reads.
+    pub reads: AtomicU64,
+    /// Lease attempts.
+    pub leases: AtomicU64,
+    /// Publishes and replacements.
+    pub writes: AtomicU64,
+}
+
+/// The processes of one machine sharing a token file: the pair and its
+/// generation in `path` (replaced atomically: a temporary file, fsync,
+/// rename; owner-only on Unix), the lease an exclusive lock on
+/// `path.lock` (fs4, `flock` on Unix), released by the OS when its holder
+/// dies. A holder that hangs keeps the lease: the others give up by their
+/// refresh deadline (`RefreshUnavailable`) and present nothing.
+#[derive(Debug)]
+pub struct FileCoordinator {
+    path: PathBuf,
+    lock_path: PathBuf,
+    /// The locked lock file and its owner, while this process holds the lease.
+    held: Mutex<Option<(u64, File)>>,
+    recheck: Duration,
+    counters: StoreCounters,
+}
+
+impl FileCoordinator {
+    /// The token file at `path` and its lock file beside it
+    /// (`<path>.lock`). Neither needs to exist.
+    pub fn new(path: impl Into<PathBuf>) -> FileCoordinator {
+        let path = path.into();
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".lock");
+        FileCoordinator {
+            path,
+            lock_path: lock_path.into(),
+            held: Mutex::new(None),
+            recheck: Duration::from_millis(20),
+            counters: StoreCounters::default(),
+        }
+    }
+
+    /// How often a waiting process reads the file again (default 20 ms).
+    pub fn with_recheck(mut self, every: Duration) -> FileCoordinator {
+        self.recheck = every;
+        self
+    }
+
+    /// Where the tokens are.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Store operations so far.
+    pub fn counters(&self) -> &StoreCounters {
+        &self.counters
+    }
+
+    fn load(&self) -> std::io::Result<Stored> {
+        self.counters.reads.fetch_add(1, Ordering::Relaxed);
+        let mut bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Stored::default()),
+            Err(e) => return Err(e),
+        };
+        let stored = serde_json::from_slice::<Stored>(&bytes);
+        zeroize::Zeroize::zeroize(&mut bytes);
+        stored.map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))
+    }
+
+    fn store(&self, stored: &Stored) -> std::io::Result<()> {
+        self.counters.writes.fetch_add(1, Ordering::Relaxed);
+        let mut json = serde_json::to_vec(stored).map_err(std::io::Error::other)?;
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let written = tempfile::NamedTempFile::new_in(dir).and_then(|mut file| {
+            file.write_all(&json)?;
+            file.as_file().sync_all()?;
+            file.persist(&self.path).map_err(|e| e.error)?;
+            Ok(())
+        });
+        zeroize::Zeroize::zeroize(&mut json);
+        written?;
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    fn lease(&self, owner: u64) -> std::io::Result<Lease> {
+        self.counters.leases.fetch_add(1, Ordering::Relaxed);
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((o, _)) = &*held {
+            // This process holds it (for another round, or this one).
+            return Ok(if *o == owner {
+                Lease::Taken
+            } else {
+                Lease::Held { expires_in: None }
+            });
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_path)?;
+        match fs4::FileExt::try_lock(&file) {
+            Ok(()) => {
+                *held = Some((owner, file));
+                Ok(Lease::Taken)
+            }
+            Err(fs4::TryLockError::WouldBlock) => Ok(Lease::Held { expires_in: None }),
+            Err(fs4::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    fn holds(&self, owner: u64) -> bool {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.as_ref().is_some_and(|(o, _)| *o == owner)
+    }
+}
+
+fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(value))
+}
+
+impl Coordinator for FileCoordinator {
+    fn read(&self) -> BoxFuture<'_, Result<Stored, StoreUnavailable>> {
+        ready(self.load().map_err(|_| StoreUnavailable))
+    }
+
+    fn take_lease(
+        &self,
+        owner: u64,
+        _ttl: Duration,
+    ) -> BoxFuture<'_, Result<Lease, StoreUnavailable>> {
+        // No time-to-live: the OS releases the lock of a process that dies.
+        ready(self.lease(owner).map_err(|_| StoreUnavailable))
+    }
+
+    fn publish<'a>(
+        &'a self,
+        owner: u64,
+        expected: u64,
+        tokens: &'a TokenPair,
+    ) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
+        let publish = || -> std::io::Result<bool> {
+            if !self.holds(owner) || self.load()?.generation != expected {
+                return Ok(false);
+            }
+            self.store(&Stored {
+                generation: expected + 1,
+                tokens: Some(tokens.clone()),
+            })?;
+            Ok(true)
+        };
+        ready(publish().map_err(|_| StoreUnavailable))
+    }
+
+    fn replace<'a>(
+        &'a self,
+        tokens: Option<&'a TokenPair>,
+    ) -> BoxFuture<'a, Result<u64, StoreUnavailable>> {
+        let replace = || -> std::io::Result<u64> {
+            let generation = self.load()?.generation + 1;
+            self.store(&Stored {
+                generation,
+                tokens: tokens.cloned(),
+            })?;
+            Ok(generation)
+        };
+        ready(replace().map_err(|_| StoreUnavailable))
+    }
+
+    fn release(&self, owner: u64) -> BoxFuture<'_, ()> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.as_ref().is_some_and(|(o, _)| *o == owner) {
+            if let Some((_, file)) = held.take() {
+                let _ = fs4::FileExt::unlock(&file);
+            }
+        }
+        ready(())
+    }
+
+    fn recheck(&self) -> Duration {
+        self.recheck
+    }
+}
