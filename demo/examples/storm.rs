@@ -4,6 +4,11 @@
 //! with reuse detection, like production servers).
 //!
 //! Run: `cargo run --release --example storm [-- --requests N --rounds K]`
+//!
+//! With `--processes K` (and `--store file`, the default), the same storm
+//! hits K OS processes that share one credential: each process's own
+//! single-flight against one refresh per expiry for all of them
+//! (`FileCoordinator`), side by side, each against its own server.
 
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -15,6 +20,7 @@ struct Args {
     requests: usize,
     rounds: usize,
     ttl: Duration,
+    processes: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -22,6 +28,7 @@ fn parse_args() -> Result<Args, String> {
         requests: 50,
         rounds: 3,
         ttl: Duration::from_millis(1500),
+        processes: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -41,9 +48,15 @@ fn parse_args() -> Result<Args, String> {
             "--requests" => args.requests = value("--requests", 1..=1000)? as usize,
             "--rounds" => args.rounds = value("--rounds", 1..=100)? as usize,
             "--ttl-ms" => args.ttl = Duration::from_millis(value("--ttl-ms", 200..=60_000)?),
+            "--processes" => args.processes = value("--processes", 1..=16)? as usize,
+            "--store" => match it.next().as_deref() {
+                Some("file") => {}
+                Some(other) => return Err(format!("--store {other}: only `file` here")),
+                None => return Err("--store needs `file`".into()),
+            },
             "-h" | "--help" => {
                 println!(
-                    "storm [--requests N (50, 1..=1000)] [--rounds K (3, 1..=100)] [--ttl-ms MS (1500, 200..=60000)]"
+                    "storm [--requests N (50, 1..=1000)] [--rounds K (3, 1..=100)] [--ttl-ms MS (1500, 200..=60000)] [--processes K (1, 1..=16) [--store file]]"
                 );
                 std::process::exit(0);
             }
@@ -177,6 +190,9 @@ fn row(name: &str, requests: usize, t: &Tally, c: &Counters) {
 }
 
 fn main() {
+    if let Some(config) = std::env::args().skip_while(|a| a != "--worker").nth(1) {
+        return processes::worker(&config);
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -184,6 +200,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if args.processes > 1 {
+        return processes::demo(&args);
+    }
     let options = ServerOptions {
         access_ttl: args.ttl,
         // Expiry is discovered by 401, as with servers that omit `expires_in`:
@@ -299,5 +318,222 @@ fn main() {
     if !healthy {
         eprintln!("storm: refresh-machine did not meet its promise; see the table above");
         std::process::exit(1);
+    }
+}
+
+/// `--processes K`: the storm across OS processes sharing one credential.
+mod processes {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Child, ChildStdin, Command, Stdio};
+    use std::sync::mpsc::{channel, Receiver};
+    use std::time::{Duration, Instant};
+
+    use refresh_machine_test_server::{AuthServer, ServerOptions};
+    use refresh_machine_ureq::{Client, FileCoordinator, Stored};
+
+    use super::{burst, Args};
+
+    /// A worker: `mode|token_url|origin|file|requests`; for every `go` on
+    /// stdin, a burst; prints `STORM <ok> <failed> <lost>`.
+    pub(super) fn worker(config: &str) {
+        let parts: Vec<&str> = config.split('|').collect();
+        let [mode, token_url, origin, file, requests] = parts[..] else {
+            eprintln!("storm: bad worker configuration");
+            std::process::exit(2);
+        };
+        let requests: usize = requests.parse().unwrap_or(1);
+        let builder = Client::builder()
+            .token_endpoint(token_url, "demo-client")
+            .and_then(|b| b.allow_origin(origin))
+            .expect("valid URLs")
+            .timeout(Duration::from_secs(10));
+        let coordinated = mode == "file";
+        let client = if coordinated {
+            builder.coordinated_by(FileCoordinator::new(file)).build()
+        } else {
+            // Its own copy of the shared pair: single-flight in this process only.
+            let client = builder.build();
+            let stored: Stored = std::fs::read(file)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            if let Some(tokens) = stored.tokens {
+                let _ = client.set_tokens(&tokens);
+            }
+            client
+        };
+        let url = format!("{origin}/api/me");
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            if line != "go" {
+                break;
+            }
+            let (c, u) = (client.clone(), url.clone());
+            let (ok, failed) = burst(requests, move || c.get(&u).is_ok_and(|r| r.status() == 200));
+            let lost = client.session().tokens().is_none();
+            if lost {
+                // Log in again to go on (the user would have to).
+                let _ = client.login_with_password("alice", "wonderland");
+            }
+            println!("STORM {ok} {failed} {}", u8::from(lost));
+            let _ = std::io::stdout().flush();
+        }
+    }
+
+    struct Worker {
+        child: Child,
+        stdin: ChildStdin,
+        lines: Receiver<String>,
+    }
+
+    impl Worker {
+        fn start(config: &str) -> Worker {
+            let mut child = Command::new(std::env::current_exe().expect("this program"))
+                .args(["--worker", config])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start a worker process");
+            let stdin = child.stdin.take().expect("piped");
+            let stdout = child.stdout.take().expect("piped");
+            let (tx, lines) = channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.strip_prefix("STORM ") {
+                        let _ = tx.send(rest.to_owned());
+                    }
+                }
+            });
+            Worker {
+                child,
+                stdin,
+                lines,
+            }
+        }
+    }
+
+    impl Drop for Worker {
+        fn drop(&mut self) {
+            let _ = writeln!(self.stdin, "quit");
+            // Stopped by its PID.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Totals of one setup.
+    #[derive(Default)]
+    struct Totals {
+        ok: usize,
+        failed: usize,
+        lost: usize,
+        wall: Duration,
+    }
+
+    fn run(mode: &str, args: &Args) -> (Totals, refresh_machine_test_server::Counters) {
+        let server = AuthServer::start_with(ServerOptions {
+            access_ttl: args.ttl,
+            advertise_expiry: false,
+            ..ServerOptions::default()
+        })
+        .expect("start test server");
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let file = dir.path().join("tokens.json");
+        let first = Client::builder()
+            .token_endpoint(&server.token_url(), "demo-client")
+            .expect("valid URL")
+            .coordinated_by(FileCoordinator::new(&file))
+            .build();
+        first
+            .login_with_password("alice", "wonderland")
+            .expect("login to the test server");
+        let config = format!(
+            "{mode}|{}|{}|{}|{}",
+            server.token_url(),
+            server.origin(),
+            file.display(),
+            args.requests
+        );
+        let mut workers: Vec<Worker> = (0..args.processes)
+            .map(|_| Worker::start(&config))
+            .collect();
+        let mut totals = Totals::default();
+        for _ in 0..args.rounds {
+            std::thread::sleep(args.ttl + Duration::from_millis(100));
+            let t0 = Instant::now();
+            for w in &mut workers {
+                let _ = writeln!(w.stdin, "go");
+                let _ = w.stdin.flush();
+            }
+            for w in &workers {
+                let line = w
+                    .lines
+                    .recv_timeout(Duration::from_secs(120))
+                    .expect("a worker answered");
+                let n: Vec<usize> = line.split(' ').filter_map(|x| x.parse().ok()).collect();
+                totals.ok += n.first().copied().unwrap_or(0);
+                totals.failed += n.get(1).copied().unwrap_or(0);
+                totals.lost += n.get(2).copied().unwrap_or(0);
+            }
+            totals.wall += t0.elapsed();
+        }
+        (totals, server.counters())
+    }
+
+    pub(super) fn demo(args: &Args) {
+        println!(
+            "refresh-machine storm demo, {} processes sharing one credential",
+            args.processes
+        );
+        println!(
+            "{} rounds x {} processes x {} concurrent GET /api/me; access tokens live {} ms;",
+            args.rounds,
+            args.processes,
+            args.requests,
+            args.ttl.as_millis()
+        );
+        println!("the server rotates refresh tokens and revokes the session on a reuse.");
+        println!();
+        let own = run("own", args);
+        let shared = run("file", args);
+        println!(
+            "{:<28} {:>9} {:>7} {:>7} {:>9} {:>10} {:>10} {:>10}",
+            "processes",
+            "requests",
+            "ok",
+            "failed",
+            "refreshes",
+            "reuse det.",
+            "sess. lost",
+            "wall time"
+        );
+        let total = args.rounds * args.processes * args.requests;
+        for (name, (t, c)) in [
+            ("single-flight per process", &own),
+            ("coordinated (--store file)", &shared),
+        ] {
+            println!(
+                "{name:<28} {total:>9} {:>7} {:>7} {:>9} {:>10} {:>10} {:>9.2}s",
+                t.ok,
+                t.failed,
+                c.refresh_calls,
+                c.reuse_detections,
+                t.lost,
+                t.wall.as_secs_f64()
+            );
+        }
+        let (t, c) = &shared;
+        let healthy = c.refresh_calls == args.rounds as u64
+            && c.reuse_detections == 0
+            && t.lost == 0
+            && t.failed == 0;
+        println!();
+        if !healthy {
+            eprintln!("storm: the coordinated processes did not meet the promise; see the table");
+            std::process::exit(1);
+        }
+        println!(
+            "coordinated: one refresh per expiry for all {} processes ({} for {} rounds), no session lost.",
+            args.processes, c.refresh_calls, args.rounds
+        );
     }
 }
