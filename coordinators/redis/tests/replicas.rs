@@ -1,0 +1,253 @@
+//! Replicas sharing one credential through a real Redis: each test starts
+//! its own `redis-server` on a free port of 127.0.0.1 and stops it by PID.
+//! They need `redis-server` on the PATH: `.ci/run` installs it and runs
+//! them with `--include-ignored`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use refresh_machine_redis::{redis, RedisCoordinator};
+use refresh_machine_test_server::{together, AuthServer, ServerOptions};
+use refresh_machine_ureq::{Client, Error};
+
+/// A `redis-server` of this test, stopped by its PID on drop.
+struct RedisServer {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        Self::start_on(port, tempfile::tempdir().unwrap())
+    }
+
+    /// On `port`, its data (append-only, fsync'ed on every write) in `dir`.
+    fn start_on(port: u16, dir: tempfile::TempDir) -> RedisServer {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server on the PATH (apt-get install redis-server)");
+        let server = RedisServer { child, port, dir };
+        // Ready when it answers PING: bounded in count and time.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            let ping = server
+                .client()
+                .get_connection_with_timeout(Duration::from_millis(200))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if ping.is_ok() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    fn client(&self) -> redis::Client {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).unwrap()
+    }
+
+    /// Stop it (SIGKILL by PID); its data stays in its directory.
+    fn stop(mut self) -> (u16, tempfile::TempDir) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.port;
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (port, dir)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn opaque() -> AuthServer {
+    AuthServer::start_with(ServerOptions {
+        advertise_expiry: false,
+        ..ServerOptions::default()
+    })
+    .unwrap()
+}
+
+/// A replica: its own client and its own Redis connection.
+fn replica(server: &AuthServer, redis: &RedisServer) -> Client {
+    Client::builder()
+        .token_endpoint(&server.token_url(), "demo-client")
+        .unwrap()
+        .allow_origin(&server.origin())
+        .unwrap()
+        .coordinated_by(RedisCoordinator::new(redis.client(), "test-connection"))
+        .build()
+}
+
+/// Four replicas, bursts of 50 concurrent requests each, 10 expiries: one
+/// refresh per expiry between them, no reuse, no failure.
+#[test]
+#[ignore = "needs redis-server: run by .ci/run with --include-ignored"]
+fn replicas_sharing_redis_make_one_refresh_per_expiry() {
+    let redis = RedisServer::start();
+    let server = opaque();
+    let first = replica(&server, &redis);
+    first.login_with_password("alice", "wonderland").unwrap();
+    let replicas: Vec<Client> = (0..4).map(|_| replica(&server, &redis)).collect();
+    for _ in 0..10 {
+        server.revoke_access_tokens();
+        let url = server.url("/api/me");
+        let handles: Vec<_> = replicas
+            .iter()
+            .map(|r| {
+                let (r, url) = (r.clone(), url.clone());
+                std::thread::spawn(move || {
+                    together(50, move || r.get(&url).map(|x| x.status().as_u16()))
+                        .into_iter()
+                        .filter(|o| matches!(o, Ok(Ok(200))))
+                        .count()
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), 50);
+        }
+    }
+    let k = server.counters();
+    assert_eq!((k.refresh_calls, k.reuse_detections), (10, 0), "{k:?}");
+}
+
+/// A holder that died holding the lease: the lease lapses after its
+/// time-to-live, a replica takes it over and refreshes once.
+#[test]
+#[ignore = "needs redis-server: run by .ci/run with --include-ignored"]
+fn a_lease_whose_holder_died_is_taken_over_after_its_ttl() {
+    let redis = RedisServer::start();
+    let server = opaque();
+    let c = replica(&server, &redis);
+    c.login_with_password("alice", "wonderland").unwrap();
+    // A dead replica's lease, 300 ms left.
+    let mut conn = redis.client().get_connection().unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("test-connection:lease")
+        .arg("4242")
+        .arg("PX")
+        .arg(300)
+        .query(&mut conn)
+        .unwrap();
+    server.revoke_access_tokens();
+    let started = Instant::now();
+    assert_eq!(c.get(&server.url("/api/me")).unwrap().status(), 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "waited for the lease"
+    );
+    let k = server.counters();
+    assert_eq!((k.refresh_calls, k.reuse_detections), (1, 0), "{k:?}");
+}
+
+/// Redis stopped: a refresh is a typed transient failure and nothing is
+/// presented; started again (its data kept), the session recovers with one
+/// refresh and no reuse.
+#[test]
+#[ignore = "needs redis-server: run by .ci/run with --include-ignored"]
+fn a_redis_outage_is_transient_and_the_session_recovers() {
+    let redis = RedisServer::start();
+    let server = opaque();
+    let mut config = refresh_machine_ureq::Config::DEFAULT;
+    config.max_refresh_attempts = 1;
+    let c = Client::builder()
+        .token_endpoint(&server.token_url(), "demo-client")
+        .unwrap()
+        .allow_origin(&server.origin())
+        .unwrap()
+        .config(config)
+        .coordinated_by(
+            RedisCoordinator::new(redis.client(), "test-connection")
+                .with_timeout(Duration::from_millis(500)),
+        )
+        .build();
+    c.login_with_password("alice", "wonderland").unwrap();
+    let (port, dir) = redis.stop();
+    server.revoke_access_tokens();
+    let down = c.get(&server.url("/api/me"));
+    assert!(matches!(down, Err(Error::RefreshUnavailable)), "{down:?}");
+    assert_eq!(
+        server.counters().refresh_calls,
+        0,
+        "nothing presented without the lease"
+    );
+    assert!(c.session().tokens().is_some(), "tokens kept");
+    let _redis = RedisServer::start_on(port, dir);
+    assert_eq!(c.get(&server.url("/api/me")).unwrap().status(), 200);
+    let k = server.counters();
+    assert_eq!((k.refresh_calls, k.reuse_detections), (1, 0), "{k:?}");
+}
+
+/// The store's own rules, operation by operation: the lease goes to one
+/// owner at a time and only its owner releases it; a publish needs the
+/// lease and the generation it replaces; a login replaces whatever is
+/// there; nothing is readable as a secret in a key name.
+#[test]
+#[ignore = "needs redis-server: run by .ci/run with --include-ignored"]
+fn the_store_fences_publishes_and_releases() {
+    use refresh_machine_driver::{block_on, Coordinator, TokenPair};
+    use refresh_machine_redis::redis::Commands;
+    use refresh_machine_redis::Lease;
+
+    let redis = RedisServer::start();
+    let store = RedisCoordinator::new(redis.client(), "fenced");
+    let other = RedisCoordinator::new(redis.client(), "fenced");
+    let pair = |n: &str| TokenPair::new(format!("at-{n}")).with_refresh_token(format!("rt-{n}"));
+    let ttl = Duration::from_secs(5);
+    assert_eq!(block_on(store.read()).unwrap().generation, 0);
+    assert_eq!(block_on(store.replace(Some(&pair("1")))).unwrap(), 1);
+
+    assert_eq!(block_on(store.take_lease(7, ttl)), Ok(Lease::Taken));
+    assert!(matches!(
+        block_on(other.take_lease(8, ttl)),
+        Ok(Lease::Held {
+            expires_in: Some(_)
+        })
+    ));
+    // Not the holder, or not the generation read: refused.
+    assert_eq!(block_on(other.publish(8, 1, &pair("x"))), Ok(false));
+    assert_eq!(block_on(store.publish(7, 0, &pair("x"))), Ok(false));
+    assert_eq!(block_on(store.publish(7, 1, &pair("2"))), Ok(true));
+    let read = block_on(other.read()).unwrap();
+    assert_eq!(read.generation, 2);
+    assert_eq!(read.tokens, Some(pair("2")));
+    // Only the owner releases.
+    block_on(other.release(8));
+    assert!(matches!(
+        block_on(other.take_lease(8, ttl)),
+        Ok(Lease::Held { .. })
+    ));
+    block_on(store.release(7));
+    assert_eq!(block_on(other.take_lease(8, ttl)), Ok(Lease::Taken));
+    // A logout clears the pair and moves the generation on.
+    assert_eq!(block_on(store.replace(None)).unwrap(), 3);
+    assert_eq!(block_on(store.read()).unwrap().tokens, None);
+    let mut conn = redis.client().get_connection().unwrap();
+    let keys: Vec<String> = conn.keys("*").unwrap();
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("fenced:") && !k.contains("rt-")),
+        "{keys:?}"
+    );
+}
