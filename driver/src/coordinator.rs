@@ -66,10 +66,17 @@ pub trait Coordinator: Send + Sync + 'static {
     /// Release the lease if `owner` holds it.
     fn release(&self, owner: u64) -> BoxFuture<'_, ()>;
 
-    /// How often a waiting process reads the store again (a store without
-    /// change notifications).
+    /// How often a waiting process reads the store again: without change
+    /// notifications, the only way it learns of a new pair; with them, a
+    /// fallback for a notification lost.
     fn recheck(&self) -> Duration {
         Duration::from_millis(50)
+    }
+
+    /// A listener woken at the store's next change (a push: Redis pub/sub),
+    /// taken before the process waits; `None` for a store without them.
+    fn changed(&self) -> Option<event_listener::EventListener> {
+        None
     }
 }
 

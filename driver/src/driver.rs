@@ -369,6 +369,7 @@ impl<T: Transport> Driver<T> {
 
     /// A slot in the session for `spec`, queueing while every slot is taken.
     async fn start(&self, spec: RequestSpec) -> Result<RequestHandle<'_>, DriverError<T>> {
+        self.adopt_login_elsewhere().await;
         let mut queue_deadline = None;
         loop {
             match self.shared.session.start_or_wait(spec, queue_deadline)? {
@@ -377,6 +378,29 @@ impl<T: Transport> Driver<T> {
                     queue_deadline = waiter.deadline();
                     self.transport.wait(waiter).await;
                 }
+            }
+        }
+    }
+
+    /// Coordinated and logged out: a login made by another process (or one
+    /// made since this one was lost) is in the store; adopt it. Only a
+    /// coordinated session that is not active reads the store here.
+    async fn adopt_login_elsewhere(&self) {
+        let Some(store) = &self.shared.coordinator else {
+            return;
+        };
+        if self.shared.session.state() == refresh_machine::SessionState::Active {
+            return;
+        }
+        let Ok(stored) = store.read().await else {
+            return;
+        };
+        let known = self.shared.generation.load(Ordering::Acquire);
+        if let (Some(tokens), true) = (&stored.tokens, stored.generation > known) {
+            if self.shared.session.login(tokens).is_ok() {
+                self.shared
+                    .generation
+                    .store(stored.generation, Ordering::Release);
             }
         }
     }
@@ -659,7 +683,15 @@ impl CoordinatedRun {
                 }
                 StoreAction::Wait { until } => {
                     let left = until.saturating_duration_since(clock.now());
-                    transport.sleep(left.min(self.store.recheck())).await;
+                    let wait = left.min(self.store.recheck());
+                    match self.store.changed() {
+                        // Woken by the store's next change, or at the re-check.
+                        Some(listener) => {
+                            let deadline = std::time::Instant::now() + wait;
+                            transport.wait(Waiter::new(listener, Some(deadline))).await;
+                        }
+                        None => transport.sleep(wait).await,
+                    }
                     round.handle_wake(clock.now());
                 }
                 // An operation this driver does not know: as an unreachable store.

@@ -21,6 +21,7 @@ pub use capacity::{TokenCapacity, LARGE_TOKEN_CAP, TOKEN_CAP};
 pub use coordinator::{Coordinator, FileCoordinator, StoreCounters, Stored};
 pub use driver::{block_on, Driver, DriverError};
 pub use error::{ConfigError, Error, TokenError};
+pub use event_listener;
 pub use json_endpoint::JsonEndpoint;
 pub use origin::{AllowedOrigin, InvalidOrigin, Origins};
 pub use refresh_machine;

@@ -359,6 +359,11 @@ pub struct Waiter {
 }
 
 impl Waiter {
+    /// A waiter on `listener` until `deadline`.
+    pub fn new(listener: EventListener, deadline: Option<std::time::Instant>) -> Waiter {
+        Waiter { listener, deadline }
+    }
+
     /// Block the thread until woken or the deadline passes.
     pub fn wait_blocking(self) {
         match self.deadline {

@@ -59,7 +59,7 @@ pub trait Transport: Sized + Send + Sync + 'static {
 
     /// Park until the session changes or the waiter's deadline passes
     /// (a blocking client blocks the thread here).
-    fn wait(&self, waiter: Waiter) -> impl Future<Output = ()>;
+    fn wait(&self, waiter: Waiter) -> impl Future<Output = ()> + Send;
 
     /// One call to the token endpoint: send `request` (a form POST built by
     /// [`TokenEndpoint`](crate::grant::TokenEndpoint)), give up after `timeout`,

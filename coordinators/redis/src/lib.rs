@@ -1,7 +1,10 @@
 #![doc = include_str!("../README.md")]
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use refresh_machine_driver::event_listener::{Event, EventListener};
 
 use redis::{Client, Connection, Script};
 use refresh_machine_driver::refresh_machine::coordination::StoreUnavailable;
@@ -26,8 +29,21 @@ pub struct RedisCoordinator {
     connection: Mutex<Option<Connection>>,
     tokens_key: String,
     lease_key: String,
+    /// Every publish, login and logout is announced here (pub/sub).
+    channel: String,
+    changes: Arc<Changes>,
     timeout: Duration,
     recheck: Duration,
+}
+
+/// The store's changes, as the subscriber thread hears them.
+#[derive(Default)]
+struct Changes {
+    event: Event,
+    /// The subscriber thread was started.
+    started: AtomicBool,
+    /// The coordinator is gone: the thread ends.
+    stop: AtomicBool,
 }
 
 impl std::fmt::Debug for RedisCoordinator {
@@ -40,21 +56,24 @@ impl std::fmt::Debug for RedisCoordinator {
 }
 
 /// Write `ARGV[3]` (the pair, JSON) as generation `ARGV[2] + 1` if the
-/// lease is `ARGV[1]`'s and the generation is `ARGV[2]`.
+/// lease (`KEYS[2]`) is `ARGV[1]`'s and the generation is `ARGV[2]`;
+/// announce it on `KEYS[3]`.
 const PUBLISH: &str = r"
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 local g = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0')
 if g ~= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], 'generation', g + 1, 'tokens', ARGV[3])
+redis.call('PUBLISH', KEYS[3], g + 1)
 return 1
 ";
 
 /// Write `ARGV[1]` (the pair, JSON, or empty: logged out) as the next
-/// generation; the generation.
+/// generation, announce it on `KEYS[2]`; the generation.
 const REPLACE: &str = r"
 local g = redis.call('HINCRBY', KEYS[1], 'generation', 1)
 if ARGV[1] == '' then redis.call('HDEL', KEYS[1], 'tokens')
 else redis.call('HSET', KEYS[1], 'tokens', ARGV[1]) end
+redis.call('PUBLISH', KEYS[2], g)
 return g
 ";
 
@@ -73,8 +92,10 @@ impl RedisCoordinator {
             connection: Mutex::new(None),
             tokens_key: format!("{prefix}:tokens"),
             lease_key: format!("{prefix}:lease"),
+            channel: format!("{prefix}:changed"),
+            changes: Arc::default(),
             timeout: Duration::from_secs(2),
-            recheck: Duration::from_millis(20),
+            recheck: Duration::from_millis(250),
         }
     }
 
@@ -84,7 +105,9 @@ impl RedisCoordinator {
         self
     }
 
-    /// How often a waiting replica reads the store again (default 20 ms).
+    /// How often a waiting replica reads the store again besides the push
+    /// of every change (default 250 ms: a fallback for a notification lost,
+    /// or a subscription not yet made).
     pub fn with_recheck(mut self, every: Duration) -> RedisCoordinator {
         self.recheck = every;
         self
@@ -197,6 +220,7 @@ impl Coordinator for RedisCoordinator {
                 Script::new(PUBLISH)
                     .key(&self.tokens_key)
                     .key(&self.lease_key)
+                    .key(&self.channel)
                     .arg(owner.to_string())
                     .arg(expected)
                     .arg(&pair)
@@ -220,6 +244,7 @@ impl Coordinator for RedisCoordinator {
             let generation: Result<u64, _> = self.with(|c| {
                 Script::new(REPLACE)
                     .key(&self.tokens_key)
+                    .key(&self.channel)
                     .arg(&pair)
                     .invoke(c)
             });
@@ -241,5 +266,70 @@ impl Coordinator for RedisCoordinator {
 
     fn recheck(&self) -> Duration {
         self.recheck
+    }
+
+    fn changed(&self) -> Option<EventListener> {
+        // Listening first: a change announced from now on wakes it.
+        let listener = self.changes.event.listen();
+        self.subscribe();
+        Some(listener)
+    }
+}
+
+impl RedisCoordinator {
+    /// Start the thread that subscribes to the store's changes, once.
+    fn subscribe(&self) {
+        if self.changes.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (client, channel, changes) = (
+            self.client.clone(),
+            self.channel.clone(),
+            Arc::clone(&self.changes),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("refresh-machine-redis-changes".into())
+            .spawn(move || listen(&client, &channel, &changes));
+        if spawned.is_err() {
+            // No thread: waiters fall back to the re-check.
+            self.changes.started.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Hear the store's changes on `channel` until the coordinator is dropped,
+/// connecting again after a failure.
+fn listen(client: &Client, channel: &str, changes: &Changes) {
+    let tick = Duration::from_millis(500);
+    while !changes.stop.load(Ordering::Acquire) {
+        let Ok(mut connection) = client.get_connection_with_timeout(tick) else {
+            std::thread::sleep(tick);
+            continue;
+        };
+        if connection.set_read_timeout(Some(tick)).is_err() {
+            continue;
+        }
+        let mut pubsub = connection.as_pubsub();
+        if pubsub.subscribe(channel).is_err() {
+            std::thread::sleep(tick);
+            continue;
+        }
+        // Subscribed: anything may have changed while it was not.
+        changes.event.notify(usize::MAX);
+        while !changes.stop.load(Ordering::Acquire) {
+            match pubsub.get_message() {
+                Ok(_) => {
+                    changes.event.notify(usize::MAX);
+                }
+                Err(e) if e.is_timeout() => {}
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+impl Drop for RedisCoordinator {
+    fn drop(&mut self) {
+        self.changes.stop.store(true, Ordering::Release);
     }
 }

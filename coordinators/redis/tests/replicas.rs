@@ -251,3 +251,74 @@ fn the_store_fences_publishes_and_releases() {
         "{keys:?}"
     );
 }
+
+/// A replica waiting for another's refresh is woken by the store's push
+/// (pub/sub) when the new pair lands: with a 60 s re-check and a 60 s
+/// refresh deadline, it has the pair long before either (bounded at 20 s;
+/// without the push it would sleep a minute).
+#[test]
+#[ignore = "needs redis-server: run by .ci/run with --include-ignored"]
+fn a_waiting_replica_is_woken_by_the_new_pair() {
+    use refresh_machine_test_server::TokenFault;
+    let redis = RedisServer::start();
+    let server = opaque();
+    let mut config = refresh_machine_ureq::Config::DEFAULT;
+    config.refresh_timeout = Duration::from_secs(60);
+    config.max_refresh_attempts = 1;
+    let replica = |server: &AuthServer| {
+        Client::builder()
+            .token_endpoint(&server.token_url(), "demo-client")
+            .unwrap()
+            .allow_origin(&server.origin())
+            .unwrap()
+            .config(config)
+            .coordinated_by(
+                RedisCoordinator::new(redis.client(), "test-connection")
+                    .with_recheck(Duration::from_secs(60)),
+            )
+            .build()
+    };
+    let (holder, waiter) = (replica(&server), replica(&server));
+    holder.login_with_password("alice", "wonderland").unwrap();
+    server.revoke_access_tokens();
+    // The holder's grant is processed at once and answered a second later.
+    server.set_token_fault(TokenFault::Late(Duration::from_secs(1)), 1);
+    let url = server.url("/api/me");
+    let held = {
+        let (holder, url) = (holder.clone(), url.clone());
+        std::thread::spawn(move || holder.get(&url).map(|r| r.status().as_u16()))
+    };
+    let started = Instant::now();
+    while server.counters().refresh_calls == 0 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::yield_now();
+    }
+    assert_eq!(
+        server.counters().refresh_calls,
+        1,
+        "the holder is refreshing"
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(waiter.get(&url).map(|r| r.status().as_u16())));
+    let woken = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the waiter was woken by the new pair");
+    assert_eq!(woken.unwrap(), 200);
+    assert_eq!(held.join().unwrap().unwrap(), 200);
+    let k = server.counters();
+    assert_eq!((k.refresh_calls, k.reuse_detections), (1, 0), "{k:?}");
+}
+
+/// A replica started before anyone logged in adopts the login another
+/// replica publishes (and a logout there ends it here at its next look).
+#[test]
+#[ignore = "needs redis-server: run by .ci/run with --include-ignored"]
+fn a_replica_started_before_the_login_adopts_it() {
+    let redis = RedisServer::start();
+    let server = opaque();
+    let early = replica(&server, &redis);
+    assert!(early.session().tokens().is_none());
+    let other = replica(&server, &redis);
+    other.login_with_password("alice", "wonderland").unwrap();
+    assert_eq!(early.get(&server.url("/api/me")).unwrap().status(), 200);
+    assert_eq!(server.counters().logins, 1);
+}
