@@ -1,0 +1,179 @@
+//! A coordinated refresh (`Builder::coordinated_by`) on the shared drive
+//! loop: a fake transport, a `FileCoordinator` on a temporary file, and
+//! another `FileCoordinator` on the same file standing in for another
+//! process (an `flock` is per open file, so two instances exclude each
+//! other even in one process).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+use refresh_machine_driver::refresh_machine::coordination::Lease;
+use refresh_machine_driver::refresh_machine::{Config, RequestSpec, SendErrorKind};
+use refresh_machine_driver::{
+    block_on, Attempt, Builder, Coordinator, Driver, FileCoordinator, ReadAhead, RefreshReply,
+    Secret, Sent, TokenAnswer, TokenPair, Transport, Waiter,
+};
+
+#[derive(Default)]
+struct Fake {
+    token_calls: AtomicU32,
+    /// The access tokens the API accepts.
+    valid: Mutex<Vec<&'static str>>,
+}
+
+struct FakeClient(Arc<Driver<Fake>>);
+
+impl From<Arc<Driver<Fake>>> for FakeClient {
+    fn from(d: Arc<Driver<Fake>>) -> Self {
+        FakeClient(d)
+    }
+}
+
+impl Transport for Fake {
+    type Response = StatusCode;
+    type Error = ();
+    type Detail = u16;
+    type Client = FakeClient;
+
+    fn head(response: &StatusCode) -> (StatusCode, &HeaderMap) {
+        static EMPTY: std::sync::OnceLock<HeaderMap> = std::sync::OnceLock::new();
+        (*response, EMPTY.get_or_init(HeaderMap::new))
+    }
+
+    fn detail(response: StatusCode) -> u16 {
+        response.as_u16()
+    }
+
+    fn error_kind(_: &()) -> SendErrorKind {
+        SendErrorKind::Io
+    }
+
+    async fn read_body(
+        response: StatusCode,
+        _limit: usize,
+    ) -> Result<ReadAhead<StatusCode>, Self::Error> {
+        Ok(ReadAhead {
+            response,
+            body: Some(Vec::new()),
+        })
+    }
+
+    async fn sleep(&self, _duration: Duration) {}
+
+    async fn wait(&self, waiter: Waiter) {
+        waiter.into_parts().0.await;
+    }
+
+    async fn token_call(
+        &self,
+        _request: http::Request<Vec<u8>>,
+        _timeout: Option<Duration>,
+    ) -> Result<TokenAnswer, ()> {
+        self.token_calls.fetch_add(1, Ordering::SeqCst);
+        Ok(TokenAnswer {
+            status: 200,
+            headers: HeaderMap::new(),
+            body: br#"{"access_token":"a2","token_type":"Bearer","refresh_token":"r2"}"#.to_vec(),
+            body_too_large: false,
+        })
+    }
+}
+
+/// A GET that the API answers 200 with a valid token, else 401.
+struct Get<'f>(&'f Fake);
+
+impl Attempt<Fake> for Get<'_> {
+    async fn send(&mut self, token: &Secret) -> Result<Sent<StatusCode>, ()> {
+        let ok = self.0.valid.lock().unwrap().contains(&token.expose());
+        Ok(Sent {
+            response: if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::UNAUTHORIZED
+            },
+            token_sent: true,
+        })
+    }
+}
+
+/// A request's future, polled by hand.
+type Pending<'c> = Pin<Box<dyn Future<Output = Option<u16>> + 'c>>;
+
+fn request(c: &FakeClient) -> Pending<'_> {
+    let driver = &c.0;
+    Box::pin(async move {
+        let allowed = driver
+            .origins()
+            .allows(&"http://api.test/me".parse().unwrap())
+            .unwrap();
+        let mut get = Get(driver.transport());
+        driver
+            .drive(allowed, RequestSpec::IDEMPOTENT, &mut get)
+            .await
+            .ok()
+            .map(|s| s.as_u16())
+    })
+}
+
+fn poll<T>(f: &mut Pin<Box<dyn Future<Output = T> + '_>>) -> Poll<T> {
+    f.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// A client on the token file `file`, logged in as `a1`/`r1` (published
+/// to the file); the API accepts only `a2`.
+fn client(
+    file: &std::path::Path,
+    refresh_timeout: Duration,
+    with: impl FnOnce(Builder<Fake>) -> Builder<Fake>,
+) -> FakeClient {
+    let mut config = Config::DEFAULT;
+    config.refresh_timeout = refresh_timeout;
+    let builder = Builder::new(Fake::default())
+        .allow_origin("http://api.test")
+        .unwrap()
+        .config(config)
+        .seed(1)
+        .coordinated_by(FileCoordinator::new(file).with_recheck(Duration::from_millis(200)));
+    let client: FakeClient = with(builder).build();
+    client
+        .0
+        .set_tokens(&TokenPair::new("a1").with_refresh_token("r1"))
+        .unwrap();
+    *client.0.transport().valid.lock().unwrap() = vec!["a2"];
+    client
+}
+
+/// Another process refreshed already (generation 2 in the file): this one
+/// adopts its pair, and its refresher, a blocking one, is never called (it
+/// would present `r1`, spent by the other process: a reuse).
+#[test]
+fn a_blocking_refresher_is_not_called_when_another_process_refreshed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = calls.clone();
+    let c = client(&file, Duration::from_secs(3600), move |b| {
+        b.refresh_with(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            RefreshReply::Tokens(TokenPair::new("a3").with_refresh_token("r3"))
+        })
+    });
+    // The other process: lease, publish generation 2, release.
+    let other = FileCoordinator::new(&file);
+    assert_eq!(
+        block_on(other.take_lease(7, Duration::from_secs(60))),
+        Ok(Lease::Taken)
+    );
+    let newer = TokenPair::new("a2").with_refresh_token("r2");
+    assert_eq!(block_on(other.publish(7, 1, &newer)), Ok(true));
+    block_on(other.release(7));
+
+    let mut r = request(&c);
+    assert_eq!(poll(&mut r), Poll::Ready(Some(200)), "adopted a2");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "r1 was presented again");
+}
