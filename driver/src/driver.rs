@@ -653,8 +653,11 @@ impl CoordinatedRun {
                     round.handle_lease(clock.now(), lease);
                 }
                 StoreAction::CallTokenEndpoint => {
+                    // What is left of the deadline: the wait for another
+                    // process's lease came out of it.
+                    let left = deadline.saturating_duration_since(clock.now());
                     let answer = match call.take() {
-                        Some(call) => call(self.timeout).await,
+                        Some(call) => call(left).await,
                         None => RefreshReply::Transient { retry_after: None },
                     };
                     let got = matches!(answer, RefreshReply::Tokens(_));

@@ -19,9 +19,24 @@ use refresh_machine_driver::{
     Secret, Sent, TokenAnswer, TokenPair, Transport, Waiter,
 };
 
+/// What a sleep of the coordinated run does.
+#[derive(Clone, Copy, Default, PartialEq)]
+enum Sleep {
+    /// Return at once.
+    #[default]
+    Ready,
+    /// Sleep for real (as the blocking client does).
+    Real,
+}
+
 #[derive(Default)]
 struct Fake {
     token_calls: AtomicU32,
+    /// The timeout of each token call.
+    timeouts: Mutex<Vec<Duration>>,
+    sleep: Mutex<Sleep>,
+    /// Run at the first sleep (another process releasing its lease, say).
+    at_first_sleep: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// The access tokens the API accepts.
     valid: Mutex<Vec<&'static str>>,
 }
@@ -63,7 +78,19 @@ impl Transport for Fake {
         })
     }
 
-    async fn sleep(&self, _duration: Duration) {}
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send {
+        if let Some(hook) = self.at_first_sleep.lock().unwrap().take() {
+            hook();
+        }
+        let mode = *self.sleep.lock().unwrap();
+        std::future::poll_fn(move |_| match mode {
+            Sleep::Ready => Poll::Ready(()),
+            Sleep::Real => {
+                std::thread::sleep(duration);
+                Poll::Ready(())
+            }
+        })
+    }
 
     async fn wait(&self, waiter: Waiter) {
         waiter.into_parts().0.await;
@@ -72,9 +99,10 @@ impl Transport for Fake {
     async fn token_call(
         &self,
         _request: http::Request<Vec<u8>>,
-        _timeout: Option<Duration>,
+        timeout: Option<Duration>,
     ) -> Result<TokenAnswer, ()> {
         self.token_calls.fetch_add(1, Ordering::SeqCst);
+        self.timeouts.lock().unwrap().extend(timeout);
         Ok(TokenAnswer {
             status: 200,
             headers: HeaderMap::new(),
@@ -148,6 +176,10 @@ fn client(
     client
 }
 
+fn endpoint(b: Builder<Fake>) -> Builder<Fake> {
+    b.token_endpoint("http://auth.test/token", "id").unwrap()
+}
+
 /// Another process refreshed already (generation 2 in the file): this one
 /// adopts its pair, and its refresher, a blocking one, is never called (it
 /// would present `r1`, spent by the other process: a reuse).
@@ -176,4 +208,36 @@ fn a_blocking_refresher_is_not_called_when_another_process_refreshed() {
     let mut r = request(&c);
     assert_eq!(poll(&mut r), Poll::Ready(Some(200)), "adopted a2");
     assert_eq!(calls.load(Ordering::SeqCst), 0, "r1 was presented again");
+}
+
+/// The run waited for another process's lease before calling the token
+/// endpoint: the call gets what is left of the refresh deadline, not the
+/// whole of it (else the process waits past its deadline, and the machine
+/// starts another refresh while this call may still be processed).
+#[test]
+fn the_token_call_after_a_wait_gets_what_is_left_of_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let deadline = Duration::from_secs(5);
+    let c = client(&file, deadline, endpoint);
+    // Another process holds the lease, and releases it without publishing
+    // (its call failed) while this one sleeps its first re-check (200 ms).
+    let other = Arc::new(FileCoordinator::new(&file));
+    assert_eq!(
+        block_on(other.take_lease(7, Duration::from_secs(60))),
+        Ok(Lease::Taken)
+    );
+    let fake = c.0.transport();
+    *fake.sleep.lock().unwrap() = Sleep::Real;
+    *fake.at_first_sleep.lock().unwrap() = Some(Box::new(move || block_on(other.release(7))));
+
+    let mut r = request(&c);
+    assert_eq!(poll(&mut r), Poll::Ready(Some(200)));
+    let timeouts = fake.timeouts.lock().unwrap().clone();
+    assert_eq!(timeouts.len(), 1);
+    assert!(
+        timeouts[0] <= deadline - Duration::from_millis(200),
+        "the call may run {:?} after a 200 ms wait in a {deadline:?} deadline",
+        timeouts[0]
+    );
 }
