@@ -630,7 +630,8 @@ struct CoordinatedRun {
 impl CoordinatedRun {
     async fn run<T: Transport>(self, call: DeferredCall, transport: Arc<T>) -> RefreshReply {
         use refresh_machine::coordination::{
-            Conclusion, CoordinatedRefresh, CoordinationConfig, StoreAction, StoreUnavailable,
+            Conclusion, CoordinatedRefresh, CoordinationConfig, Lease, StoreAction,
+            StoreUnavailable,
         };
         let clock = refresh_machine::StdClock::new();
         let known = self.generation.load(Ordering::Acquire);
@@ -639,6 +640,11 @@ impl CoordinatedRun {
         config.recheck = self.store.recheck();
         let owner = crate::random_seed() | 1;
         let mut round = CoordinatedRefresh::new(known, owner, deadline, config);
+        // Released if the run ends holding the lease without releasing it.
+        let mut lease = LeaseGuard {
+            store: Arc::clone(&self.store),
+            owner: None,
+        };
         let (mut call, mut reply, mut read) = (Some(call), None, None);
         while let Some(action) = round.poll_action() {
             match action {
@@ -649,8 +655,12 @@ impl CoordinatedRun {
                     round.handle_read(clock.now(), generation);
                 }
                 StoreAction::TakeLease { owner, ttl } => {
-                    let lease = self.store.take_lease(owner, ttl).await;
-                    round.handle_lease(clock.now(), lease);
+                    lease.owner = Some(owner);
+                    let taken = self.store.take_lease(owner, ttl).await;
+                    if let Ok(Lease::Held { .. }) = taken {
+                        lease.owner = None;
+                    }
+                    round.handle_lease(clock.now(), taken);
                 }
                 StoreAction::CallTokenEndpoint => {
                     // What is left of the deadline: the wait for another
@@ -680,6 +690,7 @@ impl CoordinatedRun {
                 }
                 StoreAction::ReleaseLease { owner } => {
                     self.store.release(owner).await;
+                    lease.owner = None;
                     round.handle_release(clock.now());
                 }
                 StoreAction::Wait { until } => {
@@ -709,6 +720,25 @@ impl CoordinatedRun {
                 reply.unwrap_or(RefreshReply::Transient { retry_after: None })
             }
             _ => RefreshReply::Transient { retry_after: None },
+        }
+    }
+}
+
+/// The lease a coordinated run may hold: released when the run is dropped
+/// before releasing it (its exchange replaced after a logout and login or
+/// after its deadline, its refresher panicked). Else a `FileCoordinator`
+/// keeps the lock for good, and no process sharing the store refreshes
+/// again. A store whose release does not complete at once (a network one)
+/// lets the lease lapse instead.
+struct LeaseGuard {
+    store: Arc<dyn Coordinator>,
+    owner: Option<u64>,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.take() {
+            let _ = self.store.release(owner).now_or_never();
         }
     }
 }

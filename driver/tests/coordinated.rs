@@ -241,3 +241,26 @@ fn the_token_call_after_a_wait_gets_what_is_left_of_the_deadline() {
         timeouts[0]
     );
 }
+/// A coordinated run dropped while it holds the lease (here its refresher
+/// panicked; also a run replaced after a logout and login, or after its
+/// deadline) lets the lease go: else this process's `FileCoordinator`
+/// keeps the lock for good, and no process sharing the file ever
+/// refreshes again.
+#[test]
+fn a_run_that_ends_without_releasing_lets_the_lease_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let c = client(&file, Duration::from_secs(3600), |b| {
+        b.refresh_with_async(|_| async { panic!("the refresher panics") })
+    });
+    let mut r = request(&c);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll(&mut r)));
+    assert!(panicked.is_err(), "the refresher's panic is raised");
+    drop(r);
+    let other = FileCoordinator::new(&file);
+    assert_eq!(
+        block_on(other.take_lease(7, Duration::from_secs(60))),
+        Ok(Lease::Taken),
+        "the lease is still held by a run that is over"
+    );
+}
