@@ -264,3 +264,50 @@ fn a_run_that_ends_without_releasing_lets_the_lease_go() {
         "the lease is still held by a run that is over"
     );
 }
+
+/// A login (`replace`) in one process while another publishes its refresh:
+/// each write reads the generation and then writes the next one, so
+/// without one lock around both, two writes got the same generation and
+/// one pair silently replaced the other (a login lost, or an older pair
+/// over a newer one). Every write that succeeded has its own generation.
+#[test]
+fn concurrent_writes_to_the_token_file_never_share_a_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let pair = TokenPair::new("a").with_refresh_token("r");
+    let (published, replaced) = std::thread::scope(|s| {
+        let publisher = s.spawn(|| {
+            let store = FileCoordinator::new(&file);
+            assert_eq!(
+                block_on(store.take_lease(7, Duration::from_secs(60))),
+                Ok(Lease::Taken)
+            );
+            let mut written = Vec::new();
+            for _ in 0..60 {
+                let expected = block_on(store.read()).unwrap().generation;
+                if block_on(store.publish(7, expected, &pair)) == Ok(true) {
+                    written.push(expected + 1);
+                }
+            }
+            written
+        });
+        let login = s.spawn(|| {
+            let store = FileCoordinator::new(&file);
+            (0..60)
+                .map(|_| block_on(store.replace(Some(&pair))).unwrap())
+                .collect::<Vec<u64>>()
+        });
+        (publisher.join().unwrap(), login.join().unwrap())
+    });
+    let mut all = [published.clone(), replaced.clone()].concat();
+    let writes = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(
+        all.len(),
+        writes,
+        "generations written twice: published {published:?}, replaced {replaced:?}"
+    );
+    let last = block_on(FileCoordinator::new(&file).read()).unwrap();
+    assert_eq!(last.generation, writes as u64);
+}
