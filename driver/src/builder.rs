@@ -395,7 +395,7 @@ impl<T: Transport> Builder<T> {
             shared,
             refusals: self.refusals,
             origins: self.origins,
-            refresher: self.refresher,
+            refresher: Arc::new(self.refresher),
             transport: Arc::new(self.transport),
         }))
     }

@@ -96,11 +96,17 @@ pub struct StoreCounters {
 /// rename; owner-only on Unix), the lease an exclusive lock on
 /// `path.lock` (fs4, `flock` on Unix), released by the OS when its holder
 /// dies. A holder that hangs keeps the lease: the others give up by their
-/// refresh deadline (`RefreshUnavailable`) and present nothing.
+/// refresh deadline (`RefreshUnavailable`) and present nothing. Every write
+/// (a publish, a login or logout) reads, checks and writes under a short
+/// lock on `path.write`.
 #[derive(Debug)]
 pub struct FileCoordinator {
     path: PathBuf,
     lock_path: PathBuf,
+    /// Locked around every write's read-check-write (`<path>.write`), for
+    /// milliseconds: a publish and a login, or two logins, never write the
+    /// same generation.
+    write_lock_path: PathBuf,
     /// The locked lock file and its owner, while this process holds the lease.
     held: Mutex<Option<(u64, File)>>,
     recheck: Duration,
@@ -114,9 +120,12 @@ impl FileCoordinator {
         let path = path.into();
         let mut lock_path = path.clone().into_os_string();
         lock_path.push(".lock");
+        let mut write_lock_path = path.clone().into_os_string();
+        write_lock_path.push(".write");
         FileCoordinator {
             path,
             lock_path: lock_path.into(),
+            write_lock_path: write_lock_path.into(),
             held: Mutex::new(None),
             recheck: Duration::from_millis(20),
             counters: StoreCounters::default(),
@@ -198,6 +207,18 @@ impl FileCoordinator {
         }
     }
 
+    /// The write lock, held until the returned file is dropped (blocks
+    /// while another write is under way).
+    fn write_lock(&self) -> std::io::Result<File> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.write_lock_path)?;
+        fs4::FileExt::lock(&file)?;
+        Ok(file)
+    }
+
     fn holds(&self, owner: u64) -> bool {
         let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         held.as_ref().is_some_and(|(o, _)| *o == owner)
@@ -229,7 +250,11 @@ impl Coordinator for FileCoordinator {
         tokens: &'a TokenPair,
     ) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
         let publish = || -> std::io::Result<bool> {
-            if !self.holds(owner) || self.load()?.generation != expected {
+            if !self.holds(owner) {
+                return Ok(false);
+            }
+            let _write = self.write_lock()?;
+            if self.load()?.generation != expected {
                 return Ok(false);
             }
             self.store(&Stored {
@@ -246,6 +271,7 @@ impl Coordinator for FileCoordinator {
         tokens: Option<&'a TokenPair>,
     ) -> BoxFuture<'a, Result<u64, StoreUnavailable>> {
         let replace = || -> std::io::Result<u64> {
+            let _write = self.write_lock()?;
             let generation = self.load()?.generation + 1;
             self.store(&Stored {
                 generation,

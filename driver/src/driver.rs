@@ -32,7 +32,7 @@ pub struct Driver<T> {
     /// with clients of other kinds ([`Builder::share_session`](crate::Builder::share_session)).
     pub(crate) shared: Arc<SharedSession>,
     pub(crate) origins: Origins,
-    pub(crate) refresher: Refresher,
+    pub(crate) refresher: Arc<Refresher>,
     /// Shared with the refresh exchange in flight, which outlives the
     /// request that started it.
     pub(crate) transport: Arc<T>,
@@ -145,7 +145,7 @@ impl<T: Transport> Driver<T> {
         let Some(tokens) = tokens else {
             return Ok(());
         };
-        let request = match &self.refresher {
+        let request = match &*self.refresher {
             Refresher::Endpoint(e) | Refresher::ClientCredentials(e) => {
                 e.revocation_request(&tokens)?
             }
@@ -177,7 +177,7 @@ impl<T: Transport> Driver<T> {
         username: &str,
         password: &str,
     ) -> Result<(), DriverError<T>> {
-        let Refresher::Endpoint(endpoint) = &self.refresher else {
+        let Refresher::Endpoint(endpoint) = &*self.refresher else {
             return Err(ConfigError::NoTokenEndpoint.into());
         };
         let request = endpoint.password_request(username, password)?;
@@ -243,7 +243,7 @@ impl<T: Transport> Driver<T> {
 
     /// How token answers are read: the JSON endpoint's names, else RFC 6749's.
     fn answer_format(&self) -> refresh_machine::grant::TokenFormat<'_> {
-        match &self.refresher {
+        match &*self.refresher {
             Refresher::Json(endpoint) => endpoint.format(),
             _ => refresh_machine::grant::TokenFormat::OAUTH2,
         }
@@ -525,10 +525,26 @@ impl<T: Transport> Driver<T> {
         refresh_token: &Secret,
         timeout: Duration,
     ) -> BoxFuture<'static, RefreshReply> {
-        let call = self.token_call_of(refresh_token, timeout);
         let Some(store) = &self.shared.coordinator else {
-            return call;
+            return token_call_of(
+                &self.refresher,
+                self.identity(),
+                &self.transport,
+                refresh_token,
+                timeout,
+            );
         };
+        // Coordinated, the refresher is called only when the protocol
+        // decides to present the refresh token (under the lease, after the
+        // re-read): a blocking one would present it here and now.
+        let (refresher, me, transport) = (
+            Arc::clone(&self.refresher),
+            self.identity(),
+            Arc::clone(&self.transport),
+        );
+        let token = refresh_token.clone();
+        let call: DeferredCall =
+            Box::new(move |timeout| token_call_of(&refresher, me, &transport, &token, timeout));
         let run = CoordinatedRun {
             store: Arc::clone(store),
             generation: Arc::clone(&self.shared.generation),
@@ -539,78 +555,88 @@ impl<T: Transport> Driver<T> {
         let transport = Arc::clone(&self.transport);
         Box::pin(async move { run.run(call, transport).await })
     }
+}
 
-    /// The refresher's call, uncoordinated.
-    fn token_call_of(
-        &self,
-        refresh_token: &Secret,
-        timeout: Duration,
-    ) -> BoxFuture<'static, RefreshReply> {
-        match &self.refresher {
-            Refresher::Custom(f) => {
-                // Marked as this driver's refresher while it runs (a blocking
-                // one runs in the call, an async one in its polls): a request
-                // it makes through this same client fails fast instead of
-                // waiting for the refresh it is part of.
-                let me = self.identity();
-                let mut reply = marked(&REFRESHING, me, || f(refresh_token.clone()));
-                Box::pin(std::future::poll_fn(move |cx| {
-                    marked(&REFRESHING, me, || reply.as_mut().poll(cx))
-                }))
-            }
-            Refresher::None => Box::pin(std::future::ready(RefreshReply::Rejected)),
-            Refresher::Endpoint(endpoint) => {
-                self.token_call(endpoint.refresh_request(refresh_token), timeout, |answer| {
-                    grant::classify(answer.status, &answer.headers, answer.body).0
-                })
-            }
-            Refresher::ClientCredentials(endpoint) => {
-                self.token_call(endpoint.client_credentials_request(), timeout, |answer| {
-                    // Nothing to lose by asking again: no refresh token is
-                    // spent, and a machine has no login to go back to. A
-                    // 200 without a token is an outage; a refused grant,
-                    // the client's configuration (both retried later).
-                    match grant::classify(answer.status, &answer.headers, answer.body).0 {
-                        RefreshReply::Unusable { .. } => {
-                            RefreshReply::Transient { retry_after: None }
-                        }
-                        RefreshReply::Rejected => RefreshReply::Misconfigured(Some(
-                            refresh_machine::grant::OAuthError::InvalidGrant,
-                        )),
-                        reply => reply,
-                    }
-                })
-            }
-            Refresher::Json(endpoint) => {
-                let classify = endpoint.clone();
-                self.token_call(endpoint.refresh_request(refresh_token), timeout, move |a| {
-                    classify.classify(a.status, &a.headers, a.body).0
-                })
-            }
+/// A refresher's call, made when the coordinated run decides to present
+/// the refresh token, with the time it has.
+type DeferredCall = Box<dyn FnOnce(Duration) -> BoxFuture<'static, RefreshReply> + Send>;
+
+/// The refresher's call, uncoordinated, by the driver `me`.
+fn token_call_of<T: Transport>(
+    refresher: &Refresher,
+    me: usize,
+    transport: &Arc<T>,
+    refresh_token: &Secret,
+    timeout: Duration,
+) -> BoxFuture<'static, RefreshReply> {
+    match refresher {
+        Refresher::Custom(f) => {
+            // Marked as this driver's refresher while it runs (a blocking
+            // one runs in the call, an async one in its polls): a request
+            // it makes through this same client fails fast instead of
+            // waiting for the refresh it is part of.
+            let mut reply = marked(&REFRESHING, me, || f(refresh_token.clone()));
+            Box::pin(std::future::poll_fn(move |cx| {
+                marked(&REFRESHING, me, || reply.as_mut().poll(cx))
+            }))
+        }
+        Refresher::None => Box::pin(std::future::ready(RefreshReply::Rejected)),
+        Refresher::Endpoint(endpoint) => token_call(
+            transport,
+            endpoint.refresh_request(refresh_token),
+            timeout,
+            |answer| grant::classify(answer.status, &answer.headers, answer.body).0,
+        ),
+        Refresher::ClientCredentials(endpoint) => token_call(
+            transport,
+            endpoint.client_credentials_request(),
+            timeout,
+            |answer| {
+                // Nothing to lose by asking again: no refresh token is
+                // spent, and a machine has no login to go back to. A
+                // 200 without a token is an outage; a refused grant,
+                // the client's configuration (both retried later).
+                match grant::classify(answer.status, &answer.headers, answer.body).0 {
+                    RefreshReply::Unusable { .. } => RefreshReply::Transient { retry_after: None },
+                    RefreshReply::Rejected => RefreshReply::Misconfigured(Some(
+                        refresh_machine::grant::OAuthError::InvalidGrant,
+                    )),
+                    reply => reply,
+                }
+            },
+        ),
+        Refresher::Json(endpoint) => {
+            let classify = endpoint.clone();
+            token_call(
+                transport,
+                endpoint.refresh_request(refresh_token),
+                timeout,
+                move |a| classify.classify(a.status, &a.headers, a.body).0,
+            )
         }
     }
+}
 
-    /// One refresh request to a token endpoint, its answer classified.
-    fn token_call(
-        &self,
-        request: Result<http::Request<Vec<u8>>, grant::EndpointError>,
-        timeout: Duration,
-        classify: impl FnOnce(TokenAnswer) -> RefreshReply + Send + 'static,
-    ) -> BoxFuture<'static, RefreshReply> {
-        // Built locally: a failure here says nothing about the grant, which
-        // was never presented.
-        let Ok(request) = request else {
-            return Box::pin(std::future::ready(RefreshReply::Misconfigured(None)));
-        };
-        let transport = Arc::clone(&self.transport);
-        Box::pin(async move {
-            match transport.token_call(request, Some(timeout)).await {
-                Ok(answer) if answer.body_too_large => grant::too_large(answer.status),
-                Ok(answer) => classify(answer),
-                Err(_) => grant::transport_failure(),
-            }
-        })
-    }
+/// One refresh request to a token endpoint, its answer classified.
+fn token_call<T: Transport>(
+    transport: &Arc<T>,
+    request: Result<http::Request<Vec<u8>>, grant::EndpointError>,
+    timeout: Duration,
+    classify: impl FnOnce(TokenAnswer) -> RefreshReply + Send + 'static,
+) -> BoxFuture<'static, RefreshReply> {
+    // Built locally: a failure here says nothing about the grant, which
+    // was never presented.
+    let Ok(request) = request else {
+        return Box::pin(std::future::ready(RefreshReply::Misconfigured(None)));
+    };
+    let transport = Arc::clone(transport);
+    Box::pin(async move {
+        match transport.token_call(request, Some(timeout)).await {
+            Ok(answer) if answer.body_too_large => grant::too_large(answer.status),
+            Ok(answer) => classify(answer),
+            Err(_) => grant::transport_failure(),
+        }
+    })
 }
 
 /// One refresh run through the protocol with the other processes
@@ -626,13 +652,10 @@ struct CoordinatedRun {
 }
 
 impl CoordinatedRun {
-    async fn run<T: Transport>(
-        self,
-        call: BoxFuture<'static, RefreshReply>,
-        transport: Arc<T>,
-    ) -> RefreshReply {
+    async fn run<T: Transport>(self, call: DeferredCall, transport: Arc<T>) -> RefreshReply {
         use refresh_machine::coordination::{
-            Conclusion, CoordinatedRefresh, CoordinationConfig, StoreAction, StoreUnavailable,
+            Conclusion, CoordinatedRefresh, CoordinationConfig, Lease, StoreAction,
+            StoreUnavailable,
         };
         let clock = refresh_machine::StdClock::new();
         let known = self.generation.load(Ordering::Acquire);
@@ -641,6 +664,11 @@ impl CoordinatedRun {
         config.recheck = self.store.recheck();
         let owner = crate::random_seed() | 1;
         let mut round = CoordinatedRefresh::new(known, owner, deadline, config);
+        // Released if the run ends holding the lease without releasing it.
+        let mut lease = LeaseGuard {
+            store: Arc::clone(&self.store),
+            owner: None,
+        };
         let (mut call, mut reply, mut read) = (Some(call), None, None);
         while let Some(action) = round.poll_action() {
             match action {
@@ -651,12 +679,19 @@ impl CoordinatedRun {
                     round.handle_read(clock.now(), generation);
                 }
                 StoreAction::TakeLease { owner, ttl } => {
-                    let lease = self.store.take_lease(owner, ttl).await;
-                    round.handle_lease(clock.now(), lease);
+                    lease.owner = Some(owner);
+                    let taken = self.store.take_lease(owner, ttl).await;
+                    if let Ok(Lease::Held { .. }) = taken {
+                        lease.owner = None;
+                    }
+                    round.handle_lease(clock.now(), taken);
                 }
                 StoreAction::CallTokenEndpoint => {
+                    // What is left of the deadline: the wait for another
+                    // process's lease came out of it.
+                    let left = deadline.saturating_duration_since(clock.now());
                     let answer = match call.take() {
-                        Some(call) => call.await,
+                        Some(call) => call(left).await,
                         None => RefreshReply::Transient { retry_after: None },
                     };
                     let got = matches!(answer, RefreshReply::Tokens(_));
@@ -679,6 +714,7 @@ impl CoordinatedRun {
                 }
                 StoreAction::ReleaseLease { owner } => {
                     self.store.release(owner).await;
+                    lease.owner = None;
                     round.handle_release(clock.now());
                 }
                 StoreAction::Wait { until } => {
@@ -716,6 +752,25 @@ impl CoordinatedRun {
                 reply.unwrap_or(RefreshReply::Transient { retry_after: None })
             }
             _ => RefreshReply::Transient { retry_after: None },
+        }
+    }
+}
+
+/// The lease a coordinated run may hold: released when the run is dropped
+/// before releasing it (its exchange replaced after a logout and login or
+/// after its deadline, its refresher panicked). Else a `FileCoordinator`
+/// keeps the lock for good, and no process sharing the store refreshes
+/// again. A store whose release does not complete at once (a network one)
+/// lets the lease lapse instead.
+struct LeaseGuard {
+    store: Arc<dyn Coordinator>,
+    owner: Option<u64>,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.take() {
+            let _ = self.store.release(owner).now_or_never();
         }
     }
 }
