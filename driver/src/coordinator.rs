@@ -10,7 +10,6 @@
 //! publish. A request with a valid token never touches the store.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -162,23 +161,7 @@ impl FileCoordinator {
 
     fn store(&self, stored: &Stored) -> std::io::Result<()> {
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
-        let mut json = serde_json::to_vec(stored).map_err(std::io::Error::other)?;
-        let dir = match self.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        let written = tempfile::NamedTempFile::new_in(dir).and_then(|mut file| {
-            file.write_all(&json)?;
-            file.as_file().sync_all()?;
-            file.persist(&self.path).map_err(|e| e.error)?;
-            Ok(())
-        });
-        zeroize::Zeroize::zeroize(&mut json);
-        written?;
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        crate::token_file::write_json(&self.path, stored)
     }
 
     fn lease(&self, owner: u64) -> std::io::Result<Lease> {

@@ -73,24 +73,30 @@ impl TokenFile {
     }
 
     fn write(&self, tokens: &TokenPair) -> std::io::Result<()> {
-        let mut json = serde_json::to_vec(tokens).map_err(std::io::Error::other)?;
-        let dir = match self.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        // Created readable by its owner only (tempfile's default on Unix).
-        let written = tempfile::NamedTempFile::new_in(dir).and_then(|mut file| {
-            file.write_all(&json)?;
-            file.as_file().sync_all()?;
-            file.persist(&self.path).map_err(|e| e.error)?;
-            Ok(())
-        });
-        zeroize::Zeroize::zeroize(&mut json);
-        written?;
-        // The rename itself is durable once the directory is.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        write_json(&self.path, tokens)
     }
+}
+
+/// Write `value` as JSON to `path` atomically: a temporary file in the same
+/// directory (readable by its owner only: tempfile's default on Unix),
+/// flushed to disk and renamed over `path`, then the directory flushed (the
+/// rename is durable once it is). The serialised copy is wiped.
+pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> std::io::Result<()> {
+    let mut json = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let written = tempfile::NamedTempFile::new_in(dir).and_then(|mut file| {
+        file.write_all(&json)?;
+        file.as_file().sync_all()?;
+        file.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    });
+    zeroize::Zeroize::zeroize(&mut json);
+    written?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
