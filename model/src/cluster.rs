@@ -9,7 +9,8 @@
 //! - **no refresh token presented twice**, unless a fault the protocol
 //!   cannot cover happened first (a token answer lost after the server
 //!   processed it, a lease holder that crashed or stalled past its lease
-//!   after presenting): the written limits of the protocol;
+//!   between deciding to present and the store having the new pair): the
+//!   written limits of the protocol;
 //! - **no pair overwritten by an older one**: the store's generation only
 //!   grows, one at a time, and a generation's refresh token is the one the
 //!   server issued after the previous generation's;
@@ -94,6 +95,8 @@ pub struct Process {
     pub obtained: Option<u64>,
     /// It presented its refresh token in this round.
     pub presented: bool,
+    /// The new pair it obtained this round is in the store.
+    pub published: bool,
     /// Rounds it started (lease owner tokens are unique per round).
     pub rounds: u64,
 }
@@ -127,6 +130,7 @@ impl Cluster {
             deadline: Instant::ZERO,
             obtained: None,
             presented: false,
+            published: false,
             rounds: 0,
         };
         Cluster {
@@ -181,12 +185,13 @@ impl Cluster {
                 }
                 p.alive = false;
                 self.faults += 1;
-                // A holder that dies after presenting takes the new pair with it.
+                // A holder that dies after presenting and before the store
+                // has the new pair takes the pair with it.
                 let holder = p
                     .round
                     .as_ref()
                     .is_some_and(CoordinatedRefresh::holds_lease);
-                if holder && p.presented {
+                if holder && p.presented && !p.published {
                     self.uncovered_fault = true;
                 }
             }
@@ -206,6 +211,7 @@ impl Cluster {
         p.deadline = now.saturating_add(DEADLINE);
         p.obtained = None;
         p.presented = false;
+        p.published = false;
         let mut round =
             CoordinatedRefresh::new(p.known, Self::owner(i, p.rounds), p.deadline, CONFIG);
         p.pending = round.poll_action();
@@ -222,6 +228,13 @@ impl Cluster {
         for (i, p) in self.processes.iter().enumerate() {
             let Some(round) = &p.round else { continue };
             if !p.alive || !round.holds_lease() {
+                continue;
+            }
+            // Harmless before it decided to present (it will see its
+            // deadline passed) and once the store has its pair.
+            let exposed = p.pending == Some(StoreAction::CallTokenEndpoint)
+                || (p.presented && !p.published);
+            if !exposed {
                 continue;
             }
             let ours = self
@@ -345,6 +358,7 @@ impl Cluster {
                     );
                     self.store.generation = expected + 1;
                     self.store.refresh_token = token;
+                    p.published = true;
                 }
                 round.handle_publish(
                     now,
