@@ -232,8 +232,8 @@ impl Cluster {
             }
             // Harmless before it decided to present (it will see its
             // deadline passed) and once the store has its pair.
-            let exposed = p.pending == Some(StoreAction::CallTokenEndpoint)
-                || (p.presented && !p.published);
+            let exposed =
+                p.pending == Some(StoreAction::CallTokenEndpoint) || (p.presented && !p.published);
             if !exposed {
                 continue;
             }
