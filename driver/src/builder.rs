@@ -20,7 +20,7 @@ use crate::session::{Hooks, RefreshReply, Session, TokenPair};
 use crate::token_file::TokenFile;
 use crate::transport::Transport;
 use crate::{Origins, Secret};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -358,25 +358,21 @@ impl<T: Transport> Builder<T> {
                 file.set_error(std::io::ErrorKind::InvalidData);
             }
         }
-        let generation = Arc::new(AtomicU64::new(0));
-        if let Some(store) = &self.coordinator {
-            // The store's pair starts the session (a store that cannot be
-            // read: logged out until a login or the next refresh's read).
-            if let Ok(stored) = crate::block_on(store.read()) {
-                if let Some(tokens) = &stored.tokens {
-                    if session.login(tokens).is_ok() {
-                        generation.store(stored.generation, Ordering::Release);
-                    }
-                }
-            }
-        }
-        Arc::new(SharedSession {
+        let shared = Arc::new(SharedSession {
             session,
             exchange: InFlight::default(),
             token_file,
             coordinator: self.coordinator.take(),
-            generation,
-        })
+            generation: Arc::new(AtomicU64::new(0)),
+        });
+        if let Some(store) = &shared.coordinator {
+            // The store's pair starts the session (a store that cannot be
+            // read: logged out until a login or the next refresh's read).
+            if let Ok(stored) = crate::block_on(store.read()) {
+                shared.adopt(&stored);
+            }
+        }
+        shared
     }
 
     /// The client.

@@ -52,6 +52,19 @@ pub(crate) struct SharedSession {
     pub(crate) generation: Arc<AtomicU64>,
 }
 
+impl SharedSession {
+    /// Start the session from the store's pair, if it holds one newer than
+    /// the session's (a login made by another process, or at build).
+    pub(crate) fn adopt(&self, stored: &crate::Stored) {
+        let known = self.generation.load(Ordering::Acquire);
+        if let (Some(tokens), true) = (&stored.tokens, stored.generation > known) {
+            if self.session.login(tokens).is_ok() {
+                self.generation.store(stored.generation, Ordering::Release);
+            }
+        }
+    }
+}
+
 impl<T> std::fmt::Debug for Driver<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Driver")
@@ -392,16 +405,8 @@ impl<T: Transport> Driver<T> {
         if self.shared.session.state() == refresh_machine::SessionState::Active {
             return;
         }
-        let Ok(stored) = store.read().await else {
-            return;
-        };
-        let known = self.shared.generation.load(Ordering::Acquire);
-        if let (Some(tokens), true) = (&stored.tokens, stored.generation > known) {
-            if self.shared.session.login(tokens).is_ok() {
-                self.shared
-                    .generation
-                    .store(stored.generation, Ordering::Release);
-            }
+        if let Ok(stored) = store.read().await {
+            self.shared.adopt(&stored);
         }
     }
 
