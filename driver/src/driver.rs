@@ -154,7 +154,7 @@ impl<T: Transport> Driver<T> {
         // revoke what it brings, not the token it spent.
         self.settle().await;
         let tokens = self.shared.session.tokens();
-        self.shared.session.logout();
+        self.logout();
         let Some(tokens) = tokens else {
             return Ok(());
         };

@@ -110,3 +110,31 @@ fn a_revocation_endpoint_needs_a_token_endpoint() {
         Err(refresh_machine_ureq::ConfigError::NoTokenEndpoint)
     ));
 }
+
+/// Coordinated, the logout that revokes also clears the shared store, as a
+/// plain logout does: the other processes do not adopt the revoked pair.
+#[test]
+fn a_coordinated_logout_that_revokes_clears_the_store() {
+    let server = confidential();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let c = Client::builder()
+        .token_endpoint(&server.token_url(), "demo-client")
+        .unwrap()
+        .client_secret("secret")
+        .revocation_endpoint(&server.url("/revoke"))
+        .unwrap()
+        .allow_origin(&server.origin())
+        .unwrap()
+        .coordinated_by(refresh_machine_ureq::FileCoordinator::new(&file))
+        .build();
+    c.login_with_password("alice", "wonderland").unwrap();
+    c.logout_and_revoke().unwrap();
+    let stored: refresh_machine_ureq::Stored =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(
+        stored.tokens, None,
+        "the revoked pair is still in the store"
+    );
+    assert_eq!(server.counters().revocations, 1);
+}
