@@ -323,12 +323,11 @@ fn main() {
 
 /// `--processes K`: the storm across OS processes sharing one credential.
 mod processes {
-    use std::io::{BufRead, BufReader, Write};
-    use std::process::{Child, ChildStdin, Command, Stdio};
-    use std::sync::mpsc::{channel, Receiver};
+    use std::io::{BufRead, Write};
+    use std::process::Command;
     use std::time::{Duration, Instant};
 
-    use refresh_machine_test_server::{AuthServer, ServerOptions};
+    use refresh_machine_test_server::{AuthServer, ServerOptions, WorkerProcess};
     use refresh_machine_ureq::{Client, FileCoordinator, Stored};
 
     use super::{burst, Args};
@@ -379,45 +378,11 @@ mod processes {
         }
     }
 
-    struct Worker {
-        child: Child,
-        stdin: ChildStdin,
-        lines: Receiver<String>,
-    }
-
-    impl Worker {
-        fn start(config: &str) -> Worker {
-            let mut child = Command::new(std::env::current_exe().expect("this program"))
-                .args(["--worker", config])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("start a worker process");
-            let stdin = child.stdin.take().expect("piped");
-            let stdout = child.stdout.take().expect("piped");
-            let (tx, lines) = channel();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    if let Some(rest) = line.strip_prefix("STORM ") {
-                        let _ = tx.send(rest.to_owned());
-                    }
-                }
-            });
-            Worker {
-                child,
-                stdin,
-                lines,
-            }
-        }
-    }
-
-    impl Drop for Worker {
-        fn drop(&mut self) {
-            let _ = writeln!(self.stdin, "quit");
-            // Stopped by its PID.
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    /// A worker process of this demo (the same binary, `--worker`).
+    fn worker_process(config: &str) -> WorkerProcess {
+        let mut command = Command::new(std::env::current_exe().expect("this program"));
+        command.args(["--worker", config]);
+        WorkerProcess::start(command, "STORM ").expect("start a worker process")
     }
 
     /// Totals of one setup.
@@ -453,21 +418,19 @@ mod processes {
             file.display(),
             args.requests
         );
-        let mut workers: Vec<Worker> = (0..args.processes)
-            .map(|_| Worker::start(&config))
+        let mut workers: Vec<WorkerProcess> = (0..args.processes)
+            .map(|_| worker_process(&config))
             .collect();
         let mut totals = Totals::default();
         for _ in 0..args.rounds {
             std::thread::sleep(args.ttl + Duration::from_millis(100));
             let t0 = Instant::now();
             for w in &mut workers {
-                let _ = writeln!(w.stdin, "go");
-                let _ = w.stdin.flush();
+                let _ = w.send("go");
             }
             for w in &workers {
                 let line = w
-                    .lines
-                    .recv_timeout(Duration::from_secs(120))
+                    .answer(Duration::from_secs(120))
                     .expect("a worker answered");
                 let n: Vec<usize> = line.split(' ').filter_map(|x| x.parse().ok()).collect();
                 totals.ok += n.first().copied().unwrap_or(0);

@@ -7,6 +7,7 @@
 
 pub mod endless;
 pub mod server;
+pub mod worker;
 
 pub use endless::EndlessTokenEndpoint;
 pub use server::{
@@ -16,3 +17,4 @@ pub use server::{
 pub mod scenarios;
 
 pub use scenarios::{together, AppBackend, Harness, Outcome, TestClient};
+pub use worker::WorkerProcess;

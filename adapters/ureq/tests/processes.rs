@@ -3,12 +3,11 @@
 //! worker is this test binary again, running the ignored `worker` test,
 //! driven over its stdin and stdout; every worker is stopped by its PID.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::io::{BufRead, Write};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use refresh_machine_test_server::{together, AuthServer, ServerOptions};
+use refresh_machine_test_server::{together, AuthServer, ServerOptions, WorkerProcess};
 use refresh_machine_ureq::{Client, FileCoordinator};
 
 /// Set for a worker: `coordinated|token_url|origin|token file|burst`.
@@ -75,15 +74,12 @@ fn worker() {
     }
 }
 
-struct Worker {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Receiver<String>,
-}
+struct Worker(WorkerProcess);
 
 impl Worker {
     fn start(config: &str) -> Worker {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
             .args([
                 "worker",
                 "--exact",
@@ -92,53 +88,22 @@ impl Worker {
                 "--test-threads=1",
             ])
             .env(WORKER, config)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                // libtest may have written `test worker ... ` on the same line.
-                if let Some(at) = line.find("WORKER ") {
-                    if tx.send(line[at + "WORKER ".len()..].to_owned()).is_err() {
-                        break;
-                    }
-                }
-            }
-        });
-        Worker {
-            child,
-            stdin,
-            lines,
-        }
+            .stderr(Stdio::inherit());
+        Worker(WorkerProcess::start(command, "WORKER ").unwrap())
     }
 
     fn go(&mut self) {
-        writeln!(self.stdin, "go").unwrap();
-        self.stdin.flush().unwrap();
+        self.0.send("go").unwrap();
     }
 
     /// (ok, failed) of the last burst.
     fn done(&self) -> (usize, usize) {
         let line = self
-            .lines
-            .recv_timeout(Duration::from_secs(120))
+            .0
+            .answer(Duration::from_secs(120))
             .expect("the worker answered in time");
         let mut n = line.split(' ').map(|x| x.parse::<usize>().unwrap());
         (n.next().unwrap(), n.next().unwrap())
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = writeln!(self.stdin, "quit");
-        // Stopped by its PID (the handle), whatever it is doing.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -229,8 +194,8 @@ fn a_lease_holder_killed_before_sending_the_grant_is_taken_over() {
     let mut holder = Worker::start(&worker_config("hang", &server, &file));
     holder.go();
     let said = holder
-        .lines
-        .recv_timeout(Duration::from_secs(60))
+        .0
+        .answer(Duration::from_secs(60))
         .expect("the holder took the lease");
     assert_eq!(said, "LEASED");
     let config = worker_config("1", &server, &file);
@@ -239,8 +204,7 @@ fn a_lease_holder_killed_before_sending_the_grant_is_taken_over() {
         w.go();
     }
     // The others wait on the lease; the holder dies holding it.
-    holder.child.kill().unwrap();
-    holder.child.wait().unwrap();
+    holder.0.kill().unwrap();
     for w in &others {
         assert_eq!(w.done(), (BURST, 0));
     }
