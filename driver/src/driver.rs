@@ -418,7 +418,17 @@ impl<T: Transport> Driver<T> {
         // holds the ticket, whose drop reports the failure.)
         let timeout = ticket.deadline().saturating_duration_since(Instant::now());
         let call = self.refresh(ticket.refresh_token(), timeout);
-        let exchange = InFlight::prepare(ticket.detach(), call);
+        // Its end wakes the waiting requests (a weak handle: an exchange
+        // left in flight does not keep a dropped session alive).
+        let session = Arc::downgrade(&self.shared);
+        let ended = move || {
+            if let Some(shared) = session.upgrade() {
+                shared.session.wake_all();
+            }
+        };
+        let transport = Arc::clone(&self.transport);
+        let exchange =
+            InFlight::prepare(ticket.detach(), call, |task| transport.spawn(task), ended);
         // Polled here first: a blocking refresher runs in this request,
         // never in another one's non-blocking poll.
         if !self.poll_once(&exchange).await {
@@ -435,6 +445,11 @@ impl<T: Transport> Driver<T> {
     async fn wait(&self, waiter: Waiter) {
         match self.shared.exchange.get() {
             Some(exchange) => {
+                // An exchange that ended after this request last looked,
+                // but before its waiter listened, woke nobody: look again.
+                if self.poll_once(&exchange).await {
+                    return;
+                }
                 let wait = std::pin::pin!(self.transport.wait(waiter));
                 if let Either::Right((finished, _)) = select(wait, exchange.future.clone()).await {
                     self.finish(&exchange, finished);

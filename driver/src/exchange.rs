@@ -10,9 +10,13 @@
 //! picks its answer up. Presenting the refresh token a second time instead
 //! would be a reuse, and a rotating server revokes the whole family for it.
 //!
-//! No runtime is needed (nothing is spawned): the exchange is a shared
-//! future, progressed by whoever polls it. Its outcome is applied to the
-//! session exactly once, by whichever poller sees it first.
+//! No runtime is needed: the exchange is a shared future, progressed by
+//! whoever polls it, unless the client runs it in the background
+//! ([`Transport::spawn`](crate::Transport::spawn): reqwest's futures need
+//! tokio's context, and a blocking client sharing the session polls on its
+//! own thread), when the pollers only await its outcome and are woken when
+//! it ends. Its outcome is applied to the session exactly once, by
+//! whichever poller sees it first.
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +57,35 @@ impl Exchange {
     }
 }
 
+/// An exchange running in the background: its outcome when it comes
+/// (nothing, if the task was lost: a transient failure), and the task
+/// aborted when the session lets go of the exchange.
+struct Background {
+    outcome: futures_channel::oneshot::Receiver<Finished>,
+    abort: futures_util::future::AbortHandle,
+}
+
+impl std::future::Future for Background {
+    type Output = Finished;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Finished> {
+        self.outcome.poll_unpin(cx).map(|r| {
+            r.unwrap_or(Finished::Reply(RefreshReply::Transient {
+                retry_after: None,
+            }))
+        })
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.abort.abort();
+    }
+}
+
 /// The session's current exchange, if one is in flight.
 #[derive(Default)]
 pub(crate) struct InFlight {
@@ -77,19 +110,47 @@ impl InFlight {
     }
 
     /// Exchange `id` over `call` (the refresher's future), not yet visible
-    /// to other requests: the request that starts it polls it first (a
-    /// blocking refresher runs there, never inside another request's
-    /// non-blocking poll), then [`install`](Self::install)s it if it pends.
-    pub(crate) fn prepare(id: RefreshId, call: BoxFuture<'static, RefreshReply>) -> Exchange {
+    /// to other requests. `spawn` runs it in the background if the client
+    /// can ([`Transport::spawn`](crate::Transport::spawn)); otherwise the
+    /// request that starts it polls it first (a blocking refresher runs
+    /// there, never inside another request's non-blocking poll), then
+    /// [`install`](Self::install)s it if it pends. `ended` runs once its
+    /// outcome can be seen.
+    pub(crate) fn prepare(
+        id: RefreshId,
+        call: BoxFuture<'static, RefreshReply>,
+        spawn: impl FnOnce(BoxFuture<'static, ()>) -> Result<(), BoxFuture<'static, ()>>,
+        ended: impl FnOnce() + Send + 'static,
+    ) -> Exchange {
         let call = std::panic::AssertUnwindSafe(call)
             .catch_unwind()
             .map(|r| match r {
                 Ok(reply) => Finished::Reply(reply),
                 Err(payload) => Finished::Panicked(Arc::new(Mutex::new(Some(payload)))),
             });
+        let (call, abort) = futures_util::future::abortable(call);
+        let (sender, outcome) = futures_channel::oneshot::channel();
+        let task: BoxFuture<'static, ()> = Box::pin(async move {
+            if let Ok(finished) = call.await {
+                // Seen first, then announced.
+                let _ = sender.send(finished);
+                ended();
+            }
+        });
+        let future: BoxFuture<'static, Finished> = match spawn(task) {
+            Ok(()) => Box::pin(Background { outcome, abort }),
+            Err(task) => Box::pin(async move {
+                task.await;
+                outcome
+                    .await
+                    .unwrap_or(Finished::Reply(RefreshReply::Transient {
+                        retry_after: None,
+                    }))
+            }),
+        };
         Exchange {
             id,
-            future: (Box::pin(call) as BoxFuture<'static, Finished>).shared(),
+            future: future.shared(),
             applied: Arc::default(),
         }
     }

@@ -17,7 +17,7 @@ use refresh_machine::SendErrorKind;
 use crate::builder::Options;
 use crate::driver::Driver;
 use crate::session::Waiter;
-use crate::Secret;
+use crate::{BoxFuture, Secret};
 
 /// An HTTP client as the drive loop needs it.
 pub trait Transport: Sized + Send + Sync + 'static {
@@ -60,6 +60,19 @@ pub trait Transport: Sized + Send + Sync + 'static {
     /// Park until the session changes or the waiter's deadline passes
     /// (a blocking client blocks the thread here).
     fn wait(&self, waiter: Waiter) -> impl Future<Output = ()> + Send;
+
+    /// Run `task` (a refresh exchange) in the background, on the runtime
+    /// this client's futures need, or hand it back (`Err`) to be run by
+    /// the requests that poll it (the default, right for a blocking client,
+    /// whose exchange finishes in the request that starts it). Every client
+    /// of a shared session ([`Builder::share_session`](crate::Builder::share_session))
+    /// polls the exchange; spawned, it never runs on another client's
+    /// thread (a blocking client polls outside any runtime, where reqwest's
+    /// futures cannot run), and the waiting requests are woken when it
+    /// ends, whoever is left to wait for it.
+    fn spawn(&self, task: BoxFuture<'static, ()>) -> Result<(), BoxFuture<'static, ()>> {
+        Err(task)
+    }
 
     /// One call to the token endpoint: send `request` (a form POST built by
     /// [`TokenEndpoint`](crate::grant::TokenEndpoint)), give up after `timeout`,

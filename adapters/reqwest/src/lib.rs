@@ -12,12 +12,13 @@ use reqwest::{Method, Request, Response};
 use reqwest_middleware::Next;
 
 pub use refresh_machine_driver::grant::EndpointError;
+pub use refresh_machine_driver::refresh_machine::coordination::{Lease, StoreUnavailable};
 pub use refresh_machine_driver::refresh_machine::grant::OAuthError;
 pub use refresh_machine_driver::refresh_machine::{Config, Failure};
 pub use refresh_machine_driver::{
-    BoxFuture, ConfigError, Coordinator, FileCoordinator, Hooks, JsonEndpoint, Origins,
-    RefreshReply, Secret, Session, Stored, TokenCapacity, TokenError, TokenFile, TokenPair,
-    WithoutToken, REFUSAL_BODY_LIMIT,
+    event_listener, BoxFuture, ConfigError, Coordinator, FileCoordinator, Hooks, JsonEndpoint,
+    Origins, RefreshReply, Secret, Session, StoreCounters, Stored, TokenCapacity, TokenError,
+    TokenFile, TokenPair, WithoutToken, REFUSAL_BODY_LIMIT,
 };
 
 /// Typed failures, returned inside `reqwest_middleware::Error::Middleware`
@@ -234,6 +235,18 @@ impl Transport for ReqwestTransport {
     type Error = reqwest_middleware::Error;
     type Detail = u16;
     type Client = RefreshMiddleware;
+
+    /// On the tokio runtime of the request that starts it (reqwest's
+    /// connections need its context): a blocking client sharing the session
+    /// then only awaits its outcome.
+    fn spawn(&self, task: BoxFuture<'static, ()>) -> Result<(), BoxFuture<'static, ()>> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn(task));
+            return Ok(());
+        }
+        Err(task)
+    }
 
     fn configure(&mut self, options: &Options) {
         self.timeout = options.timeout;
