@@ -5,14 +5,17 @@
 //!
 //! Run: `cargo run --release --example storm [-- --requests N --rounds K]`
 //!
-//! With `--processes K` (and `--store file`, the default), the same storm
-//! hits K OS processes that share one credential: each process's own
-//! single-flight against one refresh per expiry for all of them
-//! (`FileCoordinator`), side by side, each against its own server.
+//! With `--processes K` (and `--store file`, the default, or `--store
+//! redis`), the same storm hits K OS processes that share one credential:
+//! each process's own single-flight against one refresh per expiry for all
+//! of them (`FileCoordinator`, or `RedisCoordinator` on a `redis-server` the
+//! demo starts: it must be on the PATH), side by side, each against its own
+//! server.
 
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use refresh_machine_demo::fleet::{together, Sharing};
 use refresh_machine_test_server::{AuthServer, Counters, ServerOptions};
 use refresh_machine_ureq::Client;
 
@@ -21,6 +24,7 @@ struct Args {
     rounds: usize,
     ttl: Duration,
     processes: usize,
+    store: Sharing,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -29,6 +33,7 @@ fn parse_args() -> Result<Args, String> {
         rounds: 3,
         ttl: Duration::from_millis(1500),
         processes: 1,
+        store: Sharing::File,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,14 +54,16 @@ fn parse_args() -> Result<Args, String> {
             "--rounds" => args.rounds = value("--rounds", 1..=100)? as usize,
             "--ttl-ms" => args.ttl = Duration::from_millis(value("--ttl-ms", 200..=60_000)?),
             "--processes" => args.processes = value("--processes", 1..=16)? as usize,
-            "--store" => match it.next().as_deref() {
-                Some("file") => {}
-                Some(other) => return Err(format!("--store {other}: only `file` here")),
-                None => return Err("--store needs `file`".into()),
-            },
+            "--store" => {
+                args.store = match it.next().as_deref() {
+                    Some("file") => Sharing::File,
+                    Some("redis") => Sharing::Redis,
+                    _ => return Err("--store needs `file` or `redis`".into()),
+                }
+            }
             "-h" | "--help" => {
                 println!(
-                    "storm [--requests N (50, 1..=1000)] [--rounds K (3, 1..=100)] [--ttl-ms MS (1500, 200..=60000)] [--processes K (1, 1..=16) [--store file]]"
+                    "storm [--requests N (50, 1..=1000)] [--rounds K (3, 1..=100)] [--ttl-ms MS (1500, 200..=60000)] [--processes K (1, 1..=16) [--store file|redis]]"
                 );
                 std::process::exit(0);
             }
@@ -153,29 +160,6 @@ impl NaiveClient {
     }
 }
 
-fn burst<F>(n: usize, f: F) -> (usize, usize)
-where
-    F: Fn() -> bool + Send + Sync + 'static,
-{
-    let f = Arc::new(f);
-    let barrier = Arc::new(Barrier::new(n));
-    let threads: Vec<_> = (0..n)
-        .map(|_| {
-            let (f, barrier) = (f.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                f()
-            })
-        })
-        .collect();
-    let ok = threads
-        .into_iter()
-        .map(|t| t.join().unwrap_or(false))
-        .filter(|ok| *ok)
-        .count();
-    (ok, n - ok)
-}
-
 fn row(name: &str, requests: usize, t: &Tally, c: &Counters) {
     println!(
         "{name:<16} {:>9} {:>7} {:>7} {:>9} {:>10} {:>10} {:>9.2}s",
@@ -190,8 +174,8 @@ fn row(name: &str, requests: usize, t: &Tally, c: &Counters) {
 }
 
 fn main() {
-    if let Some(config) = std::env::args().skip_while(|a| a != "--worker").nth(1) {
-        return processes::worker(&config);
+    if refresh_machine_demo::fleet::worker_main() {
+        return;
     }
     let args = match parse_args() {
         Ok(a) => a,
@@ -242,7 +226,7 @@ fn main() {
         let url = ours_server.url("/api/me");
         let client = ours.clone();
         let t0 = Instant::now();
-        let (ok, failed) = burst(args.requests, move || {
+        let (ok, failed) = together(args.requests, move || {
             client.get(&url).is_ok_and(|r| r.status() == 200)
         });
         ours_tally.wall += t0.elapsed();
@@ -257,7 +241,7 @@ fn main() {
         let url = naive_server.url("/api/me");
         let client = naive.clone();
         let t0 = Instant::now();
-        let (nok, nfailed) = burst(args.requests, move || client.get(&url));
+        let (nok, nfailed) = together(args.requests, move || client.get(&url));
         naive_tally.wall += t0.elapsed();
         naive_tally.ok += nok;
         naive_tally.failed += nfailed;
@@ -323,67 +307,12 @@ fn main() {
 
 /// `--processes K`: the storm across OS processes sharing one credential.
 mod processes {
-    use std::io::{BufRead, Write};
-    use std::process::Command;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    use refresh_machine_test_server::{AuthServer, ServerOptions, WorkerProcess};
-    use refresh_machine_ureq::{Client, FileCoordinator, Stored};
+    use refresh_machine_demo::fleet::{Fleet, Sharing};
+    use refresh_machine_test_server::{AuthServer, ServerOptions};
 
-    use super::{burst, Args};
-
-    /// A worker: `mode|token_url|origin|file|requests`; for every `go` on
-    /// stdin, a burst; prints `STORM <ok> <failed> <lost>`.
-    pub(super) fn worker(config: &str) {
-        let parts: Vec<&str> = config.split('|').collect();
-        let [mode, token_url, origin, file, requests] = parts[..] else {
-            eprintln!("storm: bad worker configuration");
-            std::process::exit(2);
-        };
-        let requests: usize = requests.parse().unwrap_or(1);
-        let builder = Client::builder()
-            .token_endpoint(token_url, "demo-client")
-            .and_then(|b| b.allow_origin(origin))
-            .expect("valid URLs")
-            .timeout(Duration::from_secs(10));
-        let coordinated = mode == "file";
-        let client = if coordinated {
-            builder.coordinated_by(FileCoordinator::new(file)).build()
-        } else {
-            // Its own copy of the shared pair: single-flight in this process only.
-            let client = builder.build();
-            let stored: Stored = std::fs::read(file)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default();
-            if let Some(tokens) = stored.tokens {
-                let _ = client.set_tokens(&tokens);
-            }
-            client
-        };
-        let url = format!("{origin}/api/me");
-        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-            if line != "go" {
-                break;
-            }
-            let (c, u) = (client.clone(), url.clone());
-            let (ok, failed) = burst(requests, move || c.get(&u).is_ok_and(|r| r.status() == 200));
-            let lost = client.session().tokens().is_none();
-            if lost {
-                // Log in again to go on (the user would have to).
-                let _ = client.login_with_password("alice", "wonderland");
-            }
-            println!("STORM {ok} {failed} {}", u8::from(lost));
-            let _ = std::io::stdout().flush();
-        }
-    }
-
-    /// A worker process of this demo (the same binary, `--worker`).
-    fn worker_process(config: &str) -> WorkerProcess {
-        let mut command = Command::new(std::env::current_exe().expect("this program"));
-        command.args(["--worker", config]);
-        WorkerProcess::start(command, "STORM ").expect("start a worker process")
-    }
+    use super::Args;
 
     /// Totals of one setup.
     #[derive(Default)]
@@ -394,50 +323,31 @@ mod processes {
         wall: Duration,
     }
 
-    fn run(mode: &str, args: &Args) -> (Totals, refresh_machine_test_server::Counters) {
+    fn run(sharing: Sharing, args: &Args) -> (Totals, refresh_machine_test_server::Counters) {
         let server = AuthServer::start_with(ServerOptions {
             access_ttl: args.ttl,
             advertise_expiry: false,
             ..ServerOptions::default()
         })
         .expect("start test server");
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let file = dir.path().join("tokens.json");
-        let first = Client::builder()
-            .token_endpoint(&server.token_url(), "demo-client")
-            .expect("valid URL")
-            .coordinated_by(FileCoordinator::new(&file))
-            .build();
-        first
-            .login_with_password("alice", "wonderland")
-            .expect("login to the test server");
-        let config = format!(
-            "{mode}|{}|{}|{}|{}",
-            server.token_url(),
-            server.origin(),
-            file.display(),
-            args.requests
-        );
-        let mut workers: Vec<WorkerProcess> = (0..args.processes)
-            .map(|_| worker_process(&config))
-            .collect();
+        let mut fleet = match Fleet::start(&server, sharing, args.processes, args.requests) {
+            Ok(fleet) => fleet,
+            Err(e) => {
+                eprintln!(
+                    "storm: cannot start the processes ({}): {e}",
+                    sharing.name()
+                );
+                std::process::exit(1);
+            }
+        };
         let mut totals = Totals::default();
         for _ in 0..args.rounds {
             std::thread::sleep(args.ttl + Duration::from_millis(100));
-            let t0 = Instant::now();
-            for w in &mut workers {
-                let _ = w.send("go");
-            }
-            for w in &workers {
-                let line = w
-                    .answer(Duration::from_secs(120))
-                    .expect("a worker answered");
-                let n: Vec<usize> = line.split(' ').filter_map(|x| x.parse().ok()).collect();
-                totals.ok += n.first().copied().unwrap_or(0);
-                totals.failed += n.get(1).copied().unwrap_or(0);
-                totals.lost += n.get(2).copied().unwrap_or(0);
-            }
-            totals.wall += t0.elapsed();
+            let b = fleet.burst().expect("every process answered");
+            totals.ok += b.ok;
+            totals.failed += b.failed;
+            totals.lost += b.lost;
+            totals.wall += b.took;
         }
         (totals, server.counters())
     }
@@ -456,8 +366,8 @@ mod processes {
         );
         println!("the server rotates refresh tokens and revokes the session on a reuse.");
         println!();
-        let own = run("own", args);
-        let shared = run("file", args);
+        let own = run(Sharing::PerProcess, args);
+        let shared = run(args.store, args);
         println!(
             "{:<28} {:>9} {:>7} {:>7} {:>9} {:>10} {:>10} {:>10}",
             "processes",
@@ -470,9 +380,10 @@ mod processes {
             "wall time"
         );
         let total = args.rounds * args.processes * args.requests;
+        let coordinated = format!("coordinated (--store {})", args.store.name());
         for (name, (t, c)) in [
             ("single-flight per process", &own),
-            ("coordinated (--store file)", &shared),
+            (coordinated.as_str(), &shared),
         ] {
             println!(
                 "{name:<28} {total:>9} {:>7} {:>7} {:>9} {:>10} {:>10} {:>9.2}s",

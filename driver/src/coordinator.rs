@@ -79,6 +79,50 @@ pub trait Coordinator: Send + Sync + 'static {
     }
 }
 
+/// A store chosen at run time (`Box<dyn Coordinator>`: a file or Redis,
+/// by configuration) is a store.
+impl<C: Coordinator + ?Sized> Coordinator for Box<C> {
+    fn read(&self) -> BoxFuture<'_, Result<Stored, StoreUnavailable>> {
+        (**self).read()
+    }
+
+    fn take_lease(
+        &self,
+        owner: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'_, Result<Lease, StoreUnavailable>> {
+        (**self).take_lease(owner, ttl)
+    }
+
+    fn publish<'a>(
+        &'a self,
+        owner: u64,
+        expected: u64,
+        tokens: &'a TokenPair,
+    ) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
+        (**self).publish(owner, expected, tokens)
+    }
+
+    fn replace<'a>(
+        &'a self,
+        tokens: Option<&'a TokenPair>,
+    ) -> BoxFuture<'a, Result<u64, StoreUnavailable>> {
+        (**self).replace(tokens)
+    }
+
+    fn release(&self, owner: u64) -> BoxFuture<'_, ()> {
+        (**self).release(owner)
+    }
+
+    fn recheck(&self) -> Duration {
+        (**self).recheck()
+    }
+
+    fn changed(&self) -> Option<event_listener::EventListener> {
+        (**self).changed()
+    }
+}
+
 /// Store operations performed so far, for the bench and the tests.
 #[derive(Debug, Default)]
 pub struct StoreCounters {

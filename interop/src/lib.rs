@@ -16,6 +16,7 @@
 //! server processes on a fresh database and kills them by PID when done.
 
 pub mod clients;
+pub mod processes;
 pub mod server;
 
 use std::time::{Duration, Instant};

@@ -6,6 +6,7 @@
 //! so a client that refreshes twice for one expiry loses its session here too.
 
 pub mod endless;
+pub mod redis_server;
 pub mod server;
 pub mod worker;
 
@@ -16,5 +17,6 @@ pub use server::{
 };
 pub mod scenarios;
 
+pub use redis_server::RedisServer;
 pub use scenarios::{together, AppBackend, Harness, Outcome, TestClient};
 pub use worker::WorkerProcess;

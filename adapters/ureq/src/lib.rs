@@ -10,11 +10,13 @@ use refresh_machine_driver::{
 };
 
 pub use refresh_machine_driver::grant::EndpointError;
+pub use refresh_machine_driver::refresh_machine::coordination::{Lease, StoreUnavailable};
 pub use refresh_machine_driver::refresh_machine::grant::OAuthError;
 pub use refresh_machine_driver::refresh_machine::{Config, Failure};
 pub use refresh_machine_driver::{
-    ConfigError, Coordinator, FileCoordinator, Hooks, JsonEndpoint, Origins, RefreshReply, Secret,
-    Session, Stored, TokenCapacity, TokenError, TokenFile, TokenPair, WithoutToken,
+    event_listener, BoxFuture, ConfigError, Coordinator, FileCoordinator, Hooks, JsonEndpoint,
+    Origins, RefreshReply, Secret, Session, StoreCounters, Stored, TokenCapacity, TokenError,
+    TokenFile, TokenPair, WithoutToken,
 };
 
 /// Timeout of each attempt when the builder sets none.

@@ -10,6 +10,7 @@ mod core_cost;
 mod footprint;
 mod instructions;
 mod overhead;
+mod processes;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -80,6 +81,10 @@ fn overhead_table(rows: &[(&str, &str, overhead::Overhead)]) -> String {
 }
 
 fn main() {
+    // A worker process of part 5 (this binary again).
+    if refresh_machine_demo::fleet::worker_main() {
+        return;
+    }
     // Re-run of this binary under callgrind for one client (see `instructions`).
     if let Ok(spec) = std::env::var(instructions::ENV) {
         let (which, n) = spec.split_once(':').unwrap_or((&spec, "1000"));
@@ -121,6 +126,10 @@ fn main() {
         (&[1, 10, 100, 1000], 3)
     };
     let (rtt, amp) = amplification::run(ns, trials);
+
+    eprintln!("== 5. processes sharing one credential");
+    let (k_processes, per_process, expiries) = if quick { (4, 20, 3) } else { (4, 50, 10) };
+    let (fleet_rows, fleet_skipped) = processes::run_all(k_processes, per_process, expiries);
 
     eprintln!("== 4. footprint");
     let host = footprint::host_sizes();
@@ -494,6 +503,96 @@ fn main() {
             let _ = writeln!(w, "Not measured in this run: {why}.\n");
         }
     }
+
+    // 5
+    let _ = writeln!(w, "## 5. Processes sharing one credential\n");
+    let _ = writeln!(
+        w,
+        "K OS processes (this bench binary again, each a `refresh-machine-ureq` client: \
+         `refresh_machine_demo::fleet`), each firing {per_process} concurrent `GET /api/me` per \
+         burst, {expiries} times: a burst with a valid token, then the server revokes the access \
+         token and a second burst meets the 401 (same server latencies as section 3). \
+         *Per process* is each process on its own copy of the pair (single-flight within a \
+         process only); *file* and *redis* share it through `FileCoordinator` and \
+         `RedisCoordinator` (the core's `coordination` protocol). Store operations are counted \
+         by a wrapper around the store, in every process. Recovery is the median over the \
+         expiries of the time from the burst's start to the last process's last answer; the \
+         floor is the same for the valid-token bursts.\n"
+    );
+    let mut t = Table::new(&[
+        "setup",
+        ">processes x requests",
+        ">refreshes",
+        ">reuse det.",
+        ">ok / failed",
+        ">sessions lost",
+        ">store ops, valid token",
+        ">store ops per process per expiry (read / lease / write / release)",
+        ">recovery",
+        ">vs floor",
+        ">vs 1 process",
+    ]);
+    let alone = fleet_rows
+        .iter()
+        .find(|r| r.processes == 1)
+        .map(|r| r.recovery);
+    for r in &fleet_rows {
+        let per = |n: u64| n as f64 / (r.processes * r.expiries) as f64;
+        let o = r.expiry_ops;
+        t.row(vec![
+            match r.sharing {
+                refresh_machine_demo::fleet::Sharing::PerProcess => "per process".to_owned(),
+                other => format!("coordinated, {}", other.name()),
+            },
+            format!("{} x {}", r.processes, r.requests),
+            r.refreshes.to_string(),
+            r.reuse_detections.to_string(),
+            format!("{} / {}", r.ok, r.failed),
+            r.lost.to_string(),
+            r.hot_ops.to_string(),
+            format!(
+                "{:.1} / {:.1} / {:.1} / {:.1}",
+                per(o.reads),
+                per(o.leases),
+                per(o.writes),
+                per(o.releases)
+            ),
+            ms(r.recovery),
+            ratio(r.recovery.as_secs_f64(), r.floor.as_secs_f64()),
+            alone.map_or_else(
+                || "n/a".to_owned(),
+                |a| ratio(r.recovery.as_secs_f64(), a.as_secs_f64()),
+            ),
+        ]);
+    }
+    let _ = writeln!(w, "{}", t.markdown());
+    let coordinated: Vec<_> = fleet_rows
+        .iter()
+        .filter(|r| r.sharing != refresh_machine_demo::fleet::Sharing::PerProcess)
+        .collect();
+    let one_each = coordinated
+        .iter()
+        .all(|r| r.refreshes == r.expiries as u64 && r.reuse_detections == 0 && r.failed == 0);
+    let hot_untouched = coordinated.iter().all(|r| r.hot_ops == 0);
+    let _ =
+        writeln!(
+        w,
+        "Coordinated: one refresh per expiry for all the processes, no reuse, no failure: **{}**. \
+         A request with a valid token never touches the store: **{}** (store operations during \
+         the valid-token bursts: {}).{}\n",
+        if one_each && !coordinated.is_empty() { "met" } else { "missed" },
+        if hot_untouched && !coordinated.is_empty() { "met" } else { "missed" },
+        coordinated
+            .iter()
+            .map(|r| format!("{} {}", r.sharing.name(), r.hot_ops))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if fleet_skipped.is_empty() {
+            String::new()
+        } else {
+            format!(" Not measured in this run: {}.", fleet_skipped.join("; "))
+        }
+    );
 
     let path = out_dir.join("BENCHMARKS.md");
     std::fs::write(&path, md).expect("write BENCHMARKS.md");

@@ -3,80 +3,30 @@
 //! They need `redis-server` on the PATH: `.ci/run` installs it and runs
 //! them with `--include-ignored`.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use refresh_machine_redis::{redis, RedisCoordinator};
-use refresh_machine_test_server::{together, AuthServer, ServerOptions};
+use refresh_machine_test_server::{together, AuthServer, RedisServer, ServerOptions};
 use refresh_machine_ureq::{Client, Error};
 
 /// A `redis-server` of this test, stopped by its PID on drop.
-struct RedisServer {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
+struct Redis(RedisServer);
 
-impl RedisServer {
-    fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap();
-        Self::start_on(port, tempfile::tempdir().unwrap())
+impl Redis {
+    fn start() -> Redis {
+        Redis(RedisServer::start().expect("redis-server"))
     }
 
-    /// On `port`, its data (append-only, fsync'ed on every write) in `dir`.
-    fn start_on(port: u16, dir: tempfile::TempDir) -> RedisServer {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server on the PATH (apt-get install redis-server)");
-        let server = RedisServer { child, port, dir };
-        // Ready when it answers PING: bounded in count and time.
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            let ping = server
-                .client()
-                .get_connection_with_timeout(Duration::from_millis(200))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            if ping.is_ok() {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server did not start on port {port}");
+    fn start_on(port: u16, dir: tempfile::TempDir) -> Redis {
+        Redis(RedisServer::start_on(port, dir).expect("redis-server"))
     }
 
     fn client(&self) -> redis::Client {
-        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).unwrap()
+        redis::Client::open(self.0.url()).unwrap()
     }
 
-    /// Stop it (SIGKILL by PID); its data stays in its directory.
-    fn stop(mut self) -> (u16, tempfile::TempDir) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let port = self.port;
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        (port, dir)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn stop(self) -> (u16, tempfile::TempDir) {
+        self.0.stop()
     }
 }
 
@@ -89,7 +39,7 @@ fn opaque() -> AuthServer {
 }
 
 /// A replica: its own client and its own Redis connection.
-fn replica(server: &AuthServer, redis: &RedisServer) -> Client {
+fn replica(server: &AuthServer, redis: &Redis) -> Client {
     Client::builder()
         .token_endpoint(&server.token_url(), "demo-client")
         .unwrap()
@@ -104,7 +54,7 @@ fn replica(server: &AuthServer, redis: &RedisServer) -> Client {
 #[test]
 #[ignore = "needs redis-server: run by .ci/run with --include-ignored"]
 fn replicas_sharing_redis_make_one_refresh_per_expiry() {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let server = opaque();
     let first = replica(&server, &redis);
     first.login_with_password("alice", "wonderland").unwrap();
@@ -137,7 +87,7 @@ fn replicas_sharing_redis_make_one_refresh_per_expiry() {
 #[test]
 #[ignore = "needs redis-server: run by .ci/run with --include-ignored"]
 fn a_lease_whose_holder_died_is_taken_over_after_its_ttl() {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let server = opaque();
     let c = replica(&server, &redis);
     c.login_with_password("alice", "wonderland").unwrap();
@@ -167,7 +117,7 @@ fn a_lease_whose_holder_died_is_taken_over_after_its_ttl() {
 #[test]
 #[ignore = "needs redis-server: run by .ci/run with --include-ignored"]
 fn a_redis_outage_is_transient_and_the_session_recovers() {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let server = opaque();
     let mut config = refresh_machine_ureq::Config::DEFAULT;
     config.max_refresh_attempts = 1;
@@ -193,7 +143,7 @@ fn a_redis_outage_is_transient_and_the_session_recovers() {
         "nothing presented without the lease"
     );
     assert!(c.session().tokens().is_some(), "tokens kept");
-    let _redis = RedisServer::start_on(port, dir);
+    let _redis = Redis::start_on(port, dir);
     assert_eq!(c.get(&server.url("/api/me")).unwrap().status(), 200);
     let k = server.counters();
     assert_eq!((k.refresh_calls, k.reuse_detections), (1, 0), "{k:?}");
@@ -210,7 +160,7 @@ fn the_store_fences_publishes_and_releases() {
     use refresh_machine_redis::redis::Commands;
     use refresh_machine_redis::Lease;
 
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let store = RedisCoordinator::new(redis.client(), "fenced");
     let other = RedisCoordinator::new(redis.client(), "fenced");
     let pair = |n: &str| TokenPair::new(format!("at-{n}")).with_refresh_token(format!("rt-{n}"));
@@ -260,7 +210,7 @@ fn the_store_fences_publishes_and_releases() {
 #[ignore = "needs redis-server: run by .ci/run with --include-ignored"]
 fn a_waiting_replica_is_woken_by_the_new_pair() {
     use refresh_machine_test_server::TokenFault;
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let server = opaque();
     let mut config = refresh_machine_ureq::Config::DEFAULT;
     config.refresh_timeout = Duration::from_secs(60);
@@ -313,7 +263,7 @@ fn a_waiting_replica_is_woken_by_the_new_pair() {
 #[test]
 #[ignore = "needs redis-server: run by .ci/run with --include-ignored"]
 fn a_replica_started_before_the_login_adopts_it() {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let server = opaque();
     let early = replica(&server, &redis);
     assert!(early.session().tokens().is_none());
