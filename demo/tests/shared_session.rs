@@ -68,7 +68,7 @@ fn a_ureq_client_and_a_reqwest_middleware_share_one_session() {
     let k = server.counters();
     assert_eq!((k.refresh_calls, k.reuse_detections), (1, 0), "{k:?}");
 
-    auth.logout();
+    auth.logout().unwrap();
     assert!(matches!(blocking.get(&url), Err(Error::LoggedOut)));
 }
 

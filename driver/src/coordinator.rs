@@ -252,6 +252,16 @@ impl FileCoordinator {
     }
 }
 
+/// Milliseconds since the Unix epoch (at least 1).
+fn unix_millis() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis())
+        .unwrap_or(u64::MAX / 2)
+        .max(1)
+}
+
 fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
     Box::pin(std::future::ready(value))
 }
@@ -299,7 +309,16 @@ impl Coordinator for FileCoordinator {
     ) -> BoxFuture<'a, Result<u64, StoreUnavailable>> {
         let replace = || -> std::io::Result<u64> {
             let _write = self.write_lock()?;
-            let generation = self.load()?.generation + 1;
+            let generation = match self.load() {
+                Ok(stored) => stored.generation + 1,
+                // Unreadable (corrupt, or half-written by another tool):
+                // a login or logout repairs it, with a generation above
+                // any the file held (they count writes, one by one; the
+                // clock in milliseconds is far beyond), so every process
+                // adopts it.
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => unix_millis(),
+                Err(e) => return Err(e),
+            };
             self.store(&Stored {
                 generation,
                 tokens: tokens.cloned(),

@@ -116,28 +116,30 @@ impl<T: Transport> Driver<T> {
     pub fn set_tokens(&self, tokens: &TokenPair) -> Result<(), DriverError<T>> {
         self.shared.session.login(tokens)?;
         // Coordinated: the other processes adopt this login at their next refresh.
-        self.replace_in_store(Some(tokens));
-        Ok(())
+        self.replace_in_store(Some(tokens))
     }
 
     /// End the session; pending requests fail `LoggedOut`. Coordinated,
     /// the store is cleared too: the other processes lose the session at
-    /// their next refresh.
-    pub fn logout(&self) {
+    /// their next refresh. The session here ends whatever happens; an error
+    /// ([`StoreUnavailable`](Error::StoreUnavailable)) says the store could
+    /// not be cleared, and the other processes are still logged in.
+    pub fn logout(&self) -> Result<(), DriverError<T>> {
         self.shared.session.logout();
-        self.replace_in_store(None);
+        self.replace_in_store(None)
     }
 
     /// A login or logout, published to the store shared with other
     /// processes (if any) as its next generation. A store that cannot be
-    /// written leaves this process's session as it is; the others keep the
-    /// store's pair.
-    fn replace_in_store(&self, tokens: Option<&TokenPair>) {
+    /// written leaves this process's session as it is, and says so; the
+    /// others keep the store's pair.
+    fn replace_in_store(&self, tokens: Option<&TokenPair>) -> Result<(), DriverError<T>> {
         if let Some(store) = &self.shared.coordinator {
-            if let Ok(generation) = block_on(store.replace(tokens)) {
-                self.shared.generation.store(generation, Ordering::Release);
-            }
+            let generation =
+                block_on(store.replace(tokens)).map_err(|_| Error::StoreUnavailable)?;
+            self.shared.generation.store(generation, Ordering::Release);
         }
+        Ok(())
     }
 
     /// End the session here, then revoke its tokens at the server (see
@@ -154,9 +156,12 @@ impl<T: Transport> Driver<T> {
         // revoke what it brings, not the token it spent.
         self.settle().await;
         let tokens = self.shared.session.tokens();
-        self.logout();
+        // Revoked whether or not the store could be cleared (then the
+        // other processes' pair dies at the server); that failure is
+        // reported once the revocation went well.
+        let cleared = self.logout();
         let Some(tokens) = tokens else {
-            return Ok(());
+            return cleared;
         };
         let request = match &*self.refresher {
             Refresher::Endpoint(e) | Refresher::ClientCredentials(e) => {
@@ -166,7 +171,7 @@ impl<T: Transport> Driver<T> {
             Refresher::Custom(_) | Refresher::None => None,
         };
         let Some(request) = request else {
-            return Ok(());
+            return cleared;
         };
         let answer = self
             .transport
@@ -174,7 +179,7 @@ impl<T: Transport> Driver<T> {
             .await
             .map_err(Error::Transport)?;
         if (200..300).contains(&answer.status) {
-            Ok(())
+            cleared
         } else {
             Err(grant::EndpointError::Status {
                 status: answer.status,

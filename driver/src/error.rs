@@ -63,6 +63,12 @@ pub enum Error<R, E> {
     /// The request could not be built (an invalid URL or header).
     #[error("invalid request: {0}")]
     InvalidRequest(#[source] http::Error),
+    /// A login or logout held in this process, but the store it shares
+    /// with other processes ([`Builder::coordinated_by`](crate::Builder::coordinated_by))
+    /// could not be written: they keep the store's pair (still logged in
+    /// after a logout here) until a later login or logout reaches it.
+    #[error("the store shared with other processes could not be written")]
+    StoreUnavailable,
     /// A failure without a response or transport error to attach: from
     /// [`Driver::access_token_after_refusal`](crate::Driver::access_token_after_refusal)
     /// (`Unauthorized`: the fresh token was refused too; a refresh would not
@@ -89,6 +95,7 @@ impl<R, E> Error<R, E> {
             Error::Tokens(e) => Error::Tokens(e),
             Error::Endpoint(e) => Error::Endpoint(e),
             Error::InvalidRequest(e) => Error::InvalidRequest(e),
+            Error::StoreUnavailable => Error::StoreUnavailable,
             Error::Failed(f) => Error::Failed(f),
         }
     }

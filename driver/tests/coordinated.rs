@@ -311,3 +311,66 @@ fn concurrent_writes_to_the_token_file_never_share_a_generation() {
     let last = block_on(FileCoordinator::new(&file).read()).unwrap();
     assert_eq!(last.generation, writes as u64);
 }
+
+/// A token file that cannot be read (corrupt, or half-written by some
+/// other tool): a refresh presents nothing (`RefreshUnavailable`, the
+/// lease cannot be trusted around an unreadable pair), and a login in any
+/// process repairs it, with a generation above any the file held, so every
+/// process adopts that login. Before, the login failed to write it too and
+/// the file stayed unreadable: no process could refresh again.
+#[test]
+fn a_login_repairs_a_corrupt_token_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let mut one_attempt = Config::DEFAULT;
+    one_attempt.max_refresh_attempts = 1;
+    let c = client(&file, Duration::from_secs(3600), |b| {
+        endpoint(b).config(one_attempt)
+    });
+    std::fs::write(&file, b"{\"generation\": 7, \"tok").unwrap();
+    let mut r = request(&c);
+    assert_eq!(poll(&mut r), Poll::Ready(None), "RefreshUnavailable");
+    drop(r);
+    assert_eq!(c.0.transport().token_calls.load(Ordering::SeqCst), 0);
+
+    // Another process logs in: the file is readable again, and newer.
+    let other: FakeClient = Builder::new(Fake::default())
+        .coordinated_by(FileCoordinator::new(&file))
+        .build();
+    other
+        .0
+        .set_tokens(&TokenPair::new("a2").with_refresh_token("r2"))
+        .expect("the login repairs the file");
+    let stored = block_on(FileCoordinator::new(&file).read()).expect("readable again");
+    assert!(stored.generation > 7, "{}", stored.generation);
+    let mut r = request(&c);
+    assert_eq!(poll(&mut r), Poll::Ready(Some(200)), "adopted a2");
+    assert_eq!(c.0.transport().token_calls.load(Ordering::SeqCst), 0);
+}
+
+/// A login or logout the shared store cannot take is an error
+/// (`StoreUnavailable`), not silence: the session here has logged in (or
+/// out), but the other processes keep the store's pair. Before, both
+/// returned as if shared.
+#[test]
+fn a_login_or_logout_the_store_cannot_take_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // A token file in a folder that does not exist: nothing can be written.
+    let file = dir.path().join("missing").join("tokens.json");
+    let c: FakeClient = Builder::new(Fake::default())
+        .coordinated_by(FileCoordinator::new(&file))
+        .build();
+    let login =
+        c.0.set_tokens(&TokenPair::new("a1").with_refresh_token("r1"));
+    assert!(
+        matches!(login, Err(refresh_machine_driver::Error::StoreUnavailable)),
+        "{login:?}"
+    );
+    assert!(c.0.session().tokens().is_some(), "logged in here");
+    let logout = c.0.logout();
+    assert!(
+        matches!(logout, Err(refresh_machine_driver::Error::StoreUnavailable)),
+        "{logout:?}"
+    );
+    assert!(c.0.session().tokens().is_none(), "logged out here");
+}

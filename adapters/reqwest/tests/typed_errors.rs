@@ -57,7 +57,7 @@ fn a_typed_failure_goes_through_question_mark_into_an_apps_error() {
     assert_eq!(source.to_string(), "login required");
 
     // Logged out: typed too, and no request reached the server.
-    c.auth.logout();
+    c.auth.logout().unwrap();
     let before = s.counters().requests;
     let err = runtime().block_on(me(&c.client, &url)).unwrap_err();
     assert!(

@@ -101,7 +101,7 @@ fn a_fresh_token_refused_again_is_not_refreshed_in_a_loop() {
 fn logged_out_and_revoked_sessions_are_typed_failures() {
     let server = opaque();
     let client = logged_in(&server);
-    client.logout();
+    client.logout().unwrap();
     assert!(matches!(client.access_token(), Err(Error::LoggedOut)));
     let client = logged_in(&server);
     let refused = client.access_token().unwrap();

@@ -88,7 +88,7 @@ fn a_custom_refresher_is_used_and_rotated_tokens_are_persisted() {
         c.session().tokens().map(|t| t.access_token),
     );
     drop(stored);
-    c.logout();
+    c.logout().unwrap();
     assert!(matches!(
         c.get(&server.url("/api/me")),
         Err(Error::LoggedOut)

@@ -44,7 +44,7 @@ impl TestClient for UreqClient {
     }
 
     fn logout(&self) {
-        self.client.logout();
+        self.client.logout().unwrap();
     }
 }
 

@@ -46,7 +46,7 @@ fn tokens_are_written_whole_owner_only_and_removed_at_logout() {
     // Nothing but the file is left in the directory (no temporary files).
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     assert!(c.token_file().unwrap().last_error().is_none());
-    c.logout();
+    c.logout().unwrap();
     assert!(!path.exists(), "logout removes the file");
 }
 

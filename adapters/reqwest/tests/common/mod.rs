@@ -89,7 +89,7 @@ impl TestClient for AsyncClient {
     }
 
     fn logout(&self) {
-        self.auth.logout();
+        self.auth.logout().unwrap();
     }
 }
 
