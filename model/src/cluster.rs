@@ -16,7 +16,12 @@
 //!   server issued after the previous generation's;
 //! - **no waiter past its deadline**, and nothing presented after it;
 //! - **every round concludes** once the store and the server answer and
-//!   time passes the deadlines ([`Cluster::settle`]).
+//!   time passes the deadlines ([`Cluster::settle`]), and a live process
+//!   between rounds holds no lease;
+//! - **progress after faults**: once nothing is lost any more, the next
+//!   expiry a live process meets ends with the store's latest pair in its
+//!   hands, refreshed or adopted (a lease kept by an earlier round would
+//!   make it unavailable).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -439,9 +444,19 @@ impl Cluster {
         // The store's pair is one the server issued, and only ever a newer one.
         assert!(self.store.refresh_token <= s.issued);
         assert!(self.store.generation >= 1);
+        let holder = self.lease_holder();
         for (i, p) in self.processes.iter().enumerate() {
             if let Some(StoreAction::Wait { until }) = p.pending {
                 assert!(until <= p.deadline, "process {i} waits past its deadline");
+            }
+            // A live process between rounds holds no lease: else the others
+            // wait out its time-to-live at every expiry (with a file lock,
+            // which has none, until it exits).
+            if p.alive && p.round.is_none() {
+                assert!(
+                    holder.is_none_or(|o| (o >> 32) != i as u64 + 1),
+                    "process {i} concluded its round and kept the lease: {self:#?}"
+                );
             }
         }
     }
@@ -461,5 +476,35 @@ impl Cluster {
                 "process {i}'s round never concluded: {p:#?}"
             );
         }
+        // Checked on a copy: the settled state is the caller's to inspect.
+        self.clone().progress();
+    }
+
+    /// After [`settle`](Self::settle), with nothing lost any more: the next
+    /// expiry met by a live process ends with it holding the store's
+    /// latest pair, refreshed or adopted (not unavailable for want of a
+    /// lease some earlier round kept). Not after an uncovered fault, whose
+    /// spent token a strict server refuses.
+    fn progress(&mut self) {
+        if self.uncovered_fault || self.server.revoked {
+            return;
+        }
+        let Some(i) = self.processes.iter().position(|p| p.alive) else {
+            return;
+        };
+        let known = self.processes[i].known;
+        self.step(Event::Expire(i));
+        for _ in 0..64 {
+            if self.processes[i].round.is_none() {
+                break;
+            }
+            self.step(Event::Act(i, false));
+            self.step(Event::Tick(1));
+        }
+        let p = &self.processes[i];
+        assert!(
+            p.round.is_none() && p.known > known && p.known == self.store.generation,
+            "process {i} made no progress at the expiry after the faults: {self:#?}"
+        );
     }
 }
