@@ -250,6 +250,9 @@ pub fn worker_main() -> bool {
             client
         }
     };
+    // The build read the store once (to start from its pair): not a
+    // request's doing.
+    ops.take();
     let url = format!("{origin}/api/me");
     for line in std::io::stdin().lock().lines().map_while(Result::ok) {
         if line != "go" {

@@ -515,7 +515,8 @@ fn main() {
          *Per process* is each process on its own copy of the pair (single-flight within a \
          process only); *file* and *redis* share it through `FileCoordinator` and \
          `RedisCoordinator` (the core's `coordination` protocol). Store operations are counted \
-         by a wrapper around the store, in every process. Recovery is the median over the \
+         by a wrapper around the store, in every process, from its first burst \
+         on (building a client reads the store once, to start from its pair). Recovery is the median over the \
          expiries of the time from the burst's start to the last process's last answer; the \
          floor is the same for the valid-token bursts.\n"
     );
