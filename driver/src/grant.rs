@@ -288,3 +288,9 @@ pub fn parse_login_as(
     zeroize::Zeroize::zeroize(&mut body);
     parsed
 }
+
+/// The token endpoint did not answer before the refresh's deadline (the
+/// error of an async client's token call).
+#[derive(Debug, thiserror::Error)]
+#[error("the token endpoint did not answer in time")]
+pub struct TokenCallTimedOut;

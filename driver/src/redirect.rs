@@ -288,3 +288,9 @@ mod tests {
         );
     }
 }
+
+/// More redirects than [`MAX_REDIRECTS`] in one attempt (the error of a
+/// client that follows them hop by hop).
+#[derive(Debug, thiserror::Error)]
+#[error("too many redirects")]
+pub struct TooManyRedirects;

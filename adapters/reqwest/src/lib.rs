@@ -3,9 +3,11 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use http::{Extensions, HeaderMap, StatusCode};
+use refresh_machine_driver::grant::TokenCallTimedOut;
+use refresh_machine_driver::redirect::TooManyRedirects;
 use refresh_machine_driver::refresh_machine::{RequestSpec, SendErrorKind};
 use refresh_machine_driver::{
-    redirect, Attempt, Builder, Options, ReadAhead, Sent, TokenAnswer, Transport, Waiter,
+    redirect, Attempt, Builder, Options, ReadAhead, ReadFirst, Sent, TokenAnswer, Transport, Waiter,
 };
 use reqwest::header::AUTHORIZATION;
 use reqwest::{Method, Request, Response};
@@ -293,10 +295,7 @@ impl Transport for ReqwestTransport {
             }
         };
         let shown = complete.then(|| read.clone());
-        let body = reqwest::Body::wrap(ReadFirst {
-            read: Some(bytes::Bytes::from(read)),
-            rest: (!complete).then_some(rest),
-        });
+        let body = reqwest::Body::wrap(ReadFirst::new(read, (!complete).then_some(rest)));
         // `Response::url` comes from an extension only the builder sets.
         let marker = <http::response::Builder as reqwest::ResponseBuilderExt>::url(
             http::Response::builder(),
@@ -397,18 +396,6 @@ impl ReqwestTransport {
     }
 }
 
-/// The token endpoint did not answer before the refresh's deadline.
-#[derive(Debug)]
-struct TokenCallTimedOut;
-
-impl std::fmt::Display for TokenCallTimedOut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the token endpoint did not answer in time")
-    }
-}
-
-impl std::error::Error for TokenCallTimedOut {}
-
 refresh_machine_driver::client_handle! {
     /// The middleware. Cheap to clone; clones share one session. It derefs
     /// to the shared [`Driver`](refresh_machine_driver::Driver): `session()`, `set_tokens()`,
@@ -488,52 +475,6 @@ impl RefreshMiddleware {
             Err(refresh_machine_driver::Error::Transport(e)) => Err(e),
             Err(typed) => Err(reqwest_middleware::Error::middleware(typed)),
         }
-    }
-}
-
-/// A body read ahead ([`Transport::read_body`]): what was read, then the
-/// rest of the original body (none when it was read to the end).
-struct ReadFirst {
-    read: Option<bytes::Bytes>,
-    rest: Option<reqwest::Body>,
-}
-
-impl http_body::Body for ReadFirst {
-    type Data = bytes::Bytes;
-    type Error = reqwest::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, reqwest::Error>>> {
-        if let Some(read) = self.read.take().filter(|r| !r.is_empty()) {
-            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(read))));
-        }
-        match &mut self.rest {
-            Some(rest) => std::pin::Pin::new(rest).poll_frame(cx),
-            None => std::task::Poll::Ready(None),
-        }
-    }
-
-    /// What was read plus what the rest says of itself: the exact length
-    /// when it was known (`Response::content_length` reads it).
-    fn size_hint(&self) -> http_body::SizeHint {
-        let read = self.read.as_ref().map_or(0, |r| r.len() as u64);
-        let rest = match &self.rest {
-            Some(rest) => rest.size_hint(),
-            None => http_body::SizeHint::with_exact(0),
-        };
-        let mut hint = http_body::SizeHint::new();
-        hint.set_lower(rest.lower().saturating_add(read));
-        if let Some(upper) = rest.upper() {
-            hint.set_upper(upper.saturating_add(read));
-        }
-        hint
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.read.as_ref().is_none_or(|r| r.is_empty())
-            && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
     }
 }
 
@@ -651,18 +592,6 @@ impl ReqwestAttempt<'_> {
         })
     }
 }
-
-/// More redirects than [`redirect::MAX_REDIRECTS`] in one attempt.
-#[derive(Debug)]
-struct TooManyRedirects;
-
-impl std::fmt::Display for TooManyRedirects {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("too many redirects")
-    }
-}
-
-impl std::error::Error for TooManyRedirects {}
 
 #[async_trait::async_trait]
 impl reqwest_middleware::Middleware for RefreshMiddleware {

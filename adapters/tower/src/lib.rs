@@ -1,7 +1,6 @@
 #![doc = include_str!("../README.md")]
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -13,9 +12,11 @@ use http::{HeaderMap, StatusCode};
 use http_body::Body;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
+use refresh_machine_driver::grant::TokenCallTimedOut;
+use refresh_machine_driver::redirect::TooManyRedirects;
 use refresh_machine_driver::refresh_machine::{RequestSpec, SendErrorKind};
 use refresh_machine_driver::{
-    redirect, Attempt, Builder, Options, ReadAhead, Sent, TokenAnswer, Transport, Waiter,
+    redirect, Attempt, Builder, Options, ReadAhead, ReadFirst, Sent, TokenAnswer, Transport, Waiter,
 };
 use tower::util::BoxCloneService;
 use tower::{Service, ServiceExt};
@@ -268,10 +269,7 @@ impl Transport for TowerTransport {
             }
         };
         let shown = complete.then(|| read.clone());
-        let body = ReadFirst {
-            read: Some(Bytes::from(read)),
-            rest: (!complete).then_some(rest),
-        };
+        let body = ReadFirst::new(read, (!complete).then_some(rest));
         Ok(ReadAhead {
             response: http::Response::from_parts(parts, body.boxed_unsync()),
             body: shown,
@@ -325,62 +323,6 @@ impl Transport for TowerTransport {
         // answer that arrived unread comes in several chunks).
         let response = Self::within(timeout, call).await?;
         Self::within(timeout, self.read_token_answer(response)).await
-    }
-}
-
-/// The token endpoint did not answer before the refresh's deadline.
-#[derive(Debug)]
-struct TokenCallTimedOut;
-
-impl std::fmt::Display for TokenCallTimedOut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the token endpoint did not answer in time")
-    }
-}
-
-impl std::error::Error for TokenCallTimedOut {}
-
-/// A body read ahead: what was read, then the rest of the original body
-/// (none when it was read to the end).
-struct ReadFirst {
-    read: Option<Bytes>,
-    rest: Option<ResponseBody>,
-}
-
-impl Body for ReadFirst {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        if let Some(read) = self.read.take().filter(|r| !r.is_empty()) {
-            return Poll::Ready(Some(Ok(http_body::Frame::data(read))));
-        }
-        match &mut self.rest {
-            Some(rest) => Pin::new(rest).poll_frame(cx),
-            None => Poll::Ready(None),
-        }
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        let read = self.read.as_ref().map_or(0, |r| r.len() as u64);
-        let rest = match &self.rest {
-            Some(rest) => rest.size_hint(),
-            None => http_body::SizeHint::with_exact(0),
-        };
-        let mut hint = http_body::SizeHint::new();
-        hint.set_lower(rest.lower().saturating_add(read));
-        if let Some(upper) = rest.upper() {
-            hint.set_upper(upper.saturating_add(read));
-        }
-        hint
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.read.as_ref().is_none_or(|r| r.is_empty())
-            && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
     }
 }
 
@@ -634,15 +576,3 @@ fn bearer(token: &Secret) -> Result<http::HeaderValue, InnerError> {
         .bearer_header()
         .map_err(|_| inner_error(Error::Tokens(TokenError::Invalid)))
 }
-
-/// More redirects than [`redirect::MAX_REDIRECTS`] in one attempt.
-#[derive(Debug)]
-struct TooManyRedirects;
-
-impl std::fmt::Display for TooManyRedirects {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("too many redirects")
-    }
-}
-
-impl std::error::Error for TooManyRedirects {}
