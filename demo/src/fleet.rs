@@ -9,7 +9,7 @@
 use std::io::{BufRead, Write};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use refresh_machine_redis::{redis, RedisCoordinator};
@@ -279,27 +279,14 @@ pub fn worker_main() -> bool {
     true
 }
 
-/// `n` threads released together, each running `f`: (true, false) counts.
+/// `n` threads released together, each running `f`: (true, false) counts
+/// (a thread that panicked counts as false).
 pub fn together<F>(n: usize, f: F) -> (usize, usize)
 where
     F: Fn() -> bool + Send + Sync + 'static,
 {
-    let f = Arc::new(f);
-    let barrier = Arc::new(Barrier::new(n));
-    let threads: Vec<_> = (0..n)
-        .map(|_| {
-            let (f, barrier) = (f.clone(), barrier.clone());
-            std::thread::spawn(move || {
-                barrier.wait();
-                f()
-            })
-        })
-        .collect();
-    let ok = threads
-        .into_iter()
-        .map(|t| t.join().unwrap_or(false))
-        .filter(|ok| *ok)
-        .count();
+    let results = refresh_machine_test_server::together(n, f);
+    let ok = results.iter().filter(|r| matches!(r, Ok(true))).count();
     (ok, n - ok)
 }
 
