@@ -302,3 +302,38 @@ fn a_redirect_is_delivered_as_it_is_by_default() {
     assert_eq!(other.counters().requests, 0);
     assert_eq!(s.counters().refresh_calls, 0);
 }
+
+/// The allowed origin however the URI spells its host (`LOCALHOST` for
+/// an allowed `localhost`); another name for the same address is another
+/// origin (no token); an origin-form URI (no scheme or host) gets none.
+#[test]
+fn the_allowed_origin_is_recognised_however_its_host_is_written() {
+    let s = opaque();
+    let http: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let port = s.origin().rsplit(':').next().unwrap().to_owned();
+    let auth = RefreshLayer::builder(token_service(http.clone()))
+        .token_endpoint(&s.token_url(), "demo-client")
+        .unwrap()
+        .allow_origin(&format!("http://localhost:{port}"))
+        .unwrap()
+        .build();
+    runtime()
+        .block_on(auth.login_with_password("alice", "wonderland"))
+        .unwrap();
+    let api = ServiceBuilder::new().layer(auth).service(http);
+    let shouting = format!("http://LOCALHOST:{port}/api/me");
+    assert_eq!(
+        runtime().block_on(outcome(api.clone(), get(&shouting))),
+        Outcome::Status(200)
+    );
+    assert_eq!(s.counters().with_authorization, 1);
+    // 127.0.0.1 is the same server, not the allowed origin.
+    assert_eq!(
+        runtime().block_on(outcome(api.clone(), get(&s.url("/api/me")))),
+        Outcome::Status(401)
+    );
+    assert!(runtime().block_on(api.oneshot(get("/api/me"))).is_err());
+    let k = s.counters();
+    assert_eq!((k.with_authorization, k.refresh_calls), (1, 0), "{k:?}");
+}
