@@ -599,7 +599,9 @@ where
                 return Err(inner_error(TooManyRedirects));
             }
             body_dropped |= !next.keep_body;
-            let body = if next.keep_body {
+            // Once a hop dropped the body, a later one keeping the body
+            // keeps none.
+            let body = if !body_dropped {
                 self.original.body().clone()
             } else {
                 B::default()
