@@ -471,18 +471,8 @@ impl RefreshLayer {
         ResBody: Body<Data = Bytes> + Send + 'static,
         ResBody::Error: Into<BoxError>,
     {
-        let uri = request.uri();
-        let allowed = match (uri.scheme_str(), uri.host()) {
-            (Some(scheme), Some(host)) => {
-                let port = uri.port_u16().or(match scheme {
-                    "https" => Some(443),
-                    "http" => Some(80),
-                    _ => None,
-                });
-                port.and_then(|port| self.driver.origins().allows_parts(scheme, host, port))
-            }
-            _ => None,
-        };
+        // Scheme (any case), host and port (the scheme's default if none).
+        let allowed = self.driver.origins().allows(request.uri());
         let without = request.extensions().get::<WithoutToken>().is_some();
         let Some(allowed) = allowed.filter(|_| !without) else {
             // Not ours, or asked to go without: no token, no session.

@@ -114,3 +114,25 @@ fn a_body_dropped_by_a_303_stays_dropped_after_a_307() {
         ]
     );
 }
+
+/// The origin is decided as the driver's `Origins` decide it: a scheme
+/// in capitals (as `Uri::builder` keeps it) is still http, port 80.
+#[test]
+fn a_scheme_in_capitals_is_the_allowed_origin() {
+    let seen = Seen::default();
+    let api = ServiceBuilder::new()
+        .layer(layer(false))
+        .service(inner(seen.clone()));
+    let uri = http::Uri::builder()
+        .scheme("HTTP")
+        .authority("api.example")
+        .path_and_query("/me")
+        .build()
+        .unwrap();
+    let request = http::Request::get(uri).body(Full::default()).unwrap();
+    let response = block_on(api.oneshot(request)).unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].2.as_deref(), Some("Bearer a"), "{seen:?}");
+}
