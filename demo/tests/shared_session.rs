@@ -166,3 +166,65 @@ fn an_exchange_started_by_reqwest_runs_on_its_runtime_whoever_waits_for_it() {
     assert_eq!((k.refresh_calls, k.reuse_detections), (1, 0), "{k:?}");
     drop(rt);
 }
+
+/// The runtime an exchange was spawned on shuts down with the exchange in
+/// flight (the async part of the application ends first): the exchange is
+/// lost, and the blocking request waiting for it hears so at once (a
+/// transient failure), instead of sleeping out the refresh deadline.
+#[test]
+fn a_runtime_shut_down_under_an_exchange_wakes_its_blocking_waiters() {
+    let server = AuthServer::start_with(ServerOptions {
+        advertise_expiry: false,
+        ..ServerOptions::default()
+    })
+    .unwrap();
+    // A minute's refresh deadline: an unwoken waiter waits that long.
+    let mut config = refresh_machine_ureq::Config::DEFAULT;
+    config.refresh_timeout = std::time::Duration::from_secs(60);
+    let blocking = Client::builder()
+        .token_endpoint(&server.token_url(), "demo-client")
+        .unwrap()
+        .allow_origin(&server.origin())
+        .unwrap()
+        .config(config)
+        .build();
+    let auth = RefreshMiddleware::builder(TokioTimer)
+        .share_session(&blocking)
+        .allow_origin(&server.origin())
+        .unwrap()
+        // Never answers within the test: the runtime goes first.
+        .refresh_with_async(|_| async {
+            tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+            RefreshReply::Transient { retry_after: None }
+        })
+        .build();
+    let asynchronous = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(auth)
+        .build();
+    blocking.login_with_password("alice", "wonderland").unwrap();
+    server.revoke_access_tokens();
+    let rt = runtime();
+    let url = server.url("/api/me");
+    let dropped = rt.block_on(async {
+        let send = asynchronous.get(&url).send();
+        tokio::time::timeout(std::time::Duration::from_millis(200), send).await
+    });
+    assert!(dropped.is_err(), "dropped while the refresh was in flight");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn({
+        let (c, url) = (blocking.clone(), url.clone());
+        move || tx.send(c.get(&url).map(|r| r.status().as_u16()))
+    });
+    // The blocking request is waiting for the exchange (bounded look).
+    let waiting = (0..1000).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        blocking.session().snapshot().waiting == 1
+    });
+    assert!(waiting, "{:?}", blocking.session().snapshot());
+    rt.shutdown_background();
+    let answered = rx.recv_timeout(std::time::Duration::from_secs(20));
+    assert!(
+        answered.is_ok(),
+        "the blocking request was not woken when the exchange was lost"
+    );
+}

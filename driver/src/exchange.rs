@@ -86,6 +86,23 @@ impl Drop for Background {
     }
 }
 
+/// The end of an exchange's task, however it ends: its outcome (if any)
+/// is seen first, then the waiters are woken.
+struct Announce<F: FnOnce()> {
+    sender: Option<futures_channel::oneshot::Sender<Finished>>,
+    ended: Option<F>,
+}
+
+impl<F: FnOnce()> Drop for Announce<F> {
+    fn drop(&mut self) {
+        // Sent, or dropped: a poller sees the outcome or its absence.
+        drop(self.sender.take());
+        if let Some(ended) = self.ended.take() {
+            ended();
+        }
+    }
+}
+
 /// The session's current exchange, if one is in flight.
 #[derive(Default)]
 pub(crate) struct InFlight {
@@ -130,11 +147,20 @@ impl InFlight {
             });
         let (call, abort) = futures_util::future::abortable(call);
         let (sender, outcome) = futures_channel::oneshot::channel();
+        // Announced however the task ends: finished, or dropped unfinished
+        // (aborted, or its runtime shut down), when the waiters see no
+        // outcome (a transient failure) instead of sleeping out their
+        // deadline.
+        let announce = Announce {
+            sender: Some(sender),
+            ended: Some(ended),
+        };
         let task: BoxFuture<'static, ()> = Box::pin(async move {
+            let mut announce = announce;
             if let Ok(finished) = call.await {
-                // Seen first, then announced.
-                let _ = sender.send(finished);
-                ended();
+                if let Some(sender) = announce.sender.take() {
+                    let _ = sender.send(finished);
+                }
             }
         });
         let future: BoxFuture<'static, Finished> = match spawn(task) {

@@ -413,7 +413,7 @@ impl RefreshLayer {
         ResBody: Body<Data = Bytes> + Send + 'static,
         ResBody::Error: Into<BoxError>,
     {
-        // Scheme, host (any case) and port (default or written) as allowed.
+        // Scheme and host in any case, the port the scheme's default if none.
         let allowed = self.driver.origins().allows(request.uri());
         let without = request.extensions().get::<WithoutToken>().is_some();
         let Some(allowed) = allowed.filter(|_| !without) else {
@@ -531,7 +531,9 @@ where
                 return Err(inner_error(TooManyRedirects));
             }
             body_dropped |= !next.keep_body;
-            let body = if next.keep_body {
+            // Once a hop dropped the body, a later one keeping the body
+            // keeps none.
+            let body = if !body_dropped {
                 self.original.body().clone()
             } else {
                 B::default()
