@@ -176,6 +176,8 @@ pub struct Counters {
     pub with_authorization: u64,
     /// Requests of any kind.
     pub requests: u64,
+    /// Bytes of request bodies received, every request counted.
+    pub request_body_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -586,6 +588,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Clo
     {
         let mut st = shared.lock();
         st.counters.requests += 1;
+        st.counters.request_body_bytes += body.len() as u64;
         if parts.headers.contains_key(AUTHORIZATION) {
             st.counters.with_authorization += 1;
         }

@@ -553,8 +553,9 @@ impl ReqwestAttempt<'_> {
                 return Err(reqwest_middleware::Error::middleware(TooManyRedirects));
             }
             body_dropped |= !next.keep_body;
-            // The body again, from the replayable original (a stream is gone).
-            let body = if next.keep_body {
+            // The body again, from the replayable original (a stream is
+            // gone), unless a hop dropped it: then it stays dropped.
+            let body = if !body_dropped {
                 match self.original.as_ref().map(Request::try_clone) {
                     Some(Some(mut copy)) => copy.body_mut().take(),
                     _ => break,

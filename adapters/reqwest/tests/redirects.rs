@@ -111,3 +111,22 @@ fn a_same_origin_redirect_still_refreshes_an_expired_token() {
         assert_eq!((k.refresh_calls, k.refresh_ok), (1, 1), "{k:?}");
     }
 }
+
+/// A POST redirected by a 302 becomes a GET without its body, and stays
+/// without it on the next hop (a GET redirected again): the body is sent
+/// once, with the POST. Before, the second hop sent it again with the GET.
+#[test]
+fn a_body_dropped_by_a_redirect_stays_dropped_on_later_hops() {
+    let s = server(ServerOptions::default());
+    let c = following(&s);
+    let last = redirect_to(&s.url("/api/redirect"), &s.url("/api/me"));
+    let first = redirect_to(&s.url("/api/redirect"), &last);
+    let before = s.counters().request_body_bytes;
+    let status = runtime()
+        .block_on(c.client.post(first).body("fifteen bytes!!").send())
+        .map(|r| r.status().as_u16())
+        .unwrap();
+    assert_eq!(status, 200);
+    let k = s.counters();
+    assert_eq!(k.request_body_bytes - before, 15, "{k:?}");
+}
