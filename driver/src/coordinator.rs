@@ -148,7 +148,8 @@ pub struct FileCoordinator {
     lock_path: PathBuf,
     /// Locked around every write's read-check-write (`<path>.write`), for
     /// milliseconds: a publish and a login, or two logins, never write the
-    /// same generation.
+    /// same generation. It also holds the last generation written: the
+    /// floor of a repair, should the token file become unreadable.
     write_lock_path: PathBuf,
     /// The locked lock file and its owner, while this process holds the lease.
     held: Mutex<Option<(u64, File)>>,
@@ -240,10 +241,34 @@ impl FileCoordinator {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .open(&self.write_lock_path)?;
         fs4::FileExt::lock(&file)?;
         Ok(file)
+    }
+
+    /// The last generation written, as the write lock file records it
+    /// (0 if it records none).
+    fn floor(lock: &mut File) -> u64 {
+        use std::io::{Read, Seek};
+        let mut text = String::new();
+        let read = lock
+            .seek(std::io::SeekFrom::Start(0))
+            .and_then(|_| lock.take(32).read_to_string(&mut text));
+        read.ok()
+            .and_then(|_| text.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Record `generation` as the last written (best effort: a repair also
+    /// goes above the clock in milliseconds).
+    fn set_floor(lock: &mut File, generation: u64) {
+        use std::io::{Seek, Write};
+        let _ = lock
+            .set_len(0)
+            .and_then(|()| lock.seek(std::io::SeekFrom::Start(0)))
+            .and_then(|_| write!(lock, "{generation}"));
     }
 
     fn holds(&self, owner: u64) -> bool {
@@ -290,7 +315,7 @@ impl Coordinator for FileCoordinator {
             if !self.holds(owner) {
                 return Ok(false);
             }
-            let _write = self.write_lock()?;
+            let mut write = self.write_lock()?;
             if self.load()?.generation != expected {
                 return Ok(false);
             }
@@ -298,6 +323,7 @@ impl Coordinator for FileCoordinator {
                 generation: expected + 1,
                 tokens: Some(tokens.clone()),
             })?;
+            Self::set_floor(&mut write, expected + 1);
             Ok(true)
         };
         ready(publish().map_err(|_| StoreUnavailable))
@@ -308,21 +334,25 @@ impl Coordinator for FileCoordinator {
         tokens: Option<&'a TokenPair>,
     ) -> BoxFuture<'a, Result<u64, StoreUnavailable>> {
         let replace = || -> std::io::Result<u64> {
-            let _write = self.write_lock()?;
+            let mut write = self.write_lock()?;
             let generation = match self.load() {
                 Ok(stored) => stored.generation + 1,
                 // Unreadable (corrupt, or half-written by another tool):
                 // a login or logout repairs it, with a generation above
-                // any the file held (they count writes, one by one; the
-                // clock in milliseconds is far beyond), so every process
-                // adopts it.
-                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => unix_millis(),
+                // any the file held, so every process adopts it: above the
+                // last one written (the write lock file records it), and
+                // above the clock in milliseconds, should that record be
+                // lost too (generations count writes, one by one).
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    (Self::floor(&mut write) + 1).max(unix_millis())
+                }
                 Err(e) => return Err(e),
             };
             self.store(&Stored {
                 generation,
                 tokens: tokens.cloned(),
             })?;
+            Self::set_floor(&mut write, generation);
             Ok(generation)
         };
         ready(replace().map_err(|_| StoreUnavailable))

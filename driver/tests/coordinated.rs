@@ -374,3 +374,45 @@ fn a_login_or_logout_the_store_cannot_take_is_an_error() {
     );
     assert!(c.0.session().tokens().is_none(), "logged out here");
 }
+
+/// A repair goes above every generation written, not only above the
+/// clock: processes that know a generation beyond the current time in
+/// milliseconds (here 9e12) still adopt the repaired pair. Before, the
+/// repair took the clock (about 1.8e12) and they never adopted it.
+#[test]
+fn a_repaired_token_file_goes_above_every_generation_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let mut one_attempt = Config::DEFAULT;
+    one_attempt.max_refresh_attempts = 1;
+    let c = client(&file, Duration::from_secs(3600), |b| {
+        endpoint(b).config(one_attempt)
+    });
+    // A store far along: generation 9e12, then a login on top (9e12 + 1).
+    let far = r#"{"generation":9000000000000,"tokens":null}"#;
+    std::fs::write(&file, far).unwrap();
+    c.0.set_tokens(&TokenPair::new("a1").with_refresh_token("r1"))
+        .unwrap();
+    assert_eq!(
+        block_on(FileCoordinator::new(&file).read())
+            .unwrap()
+            .generation,
+        9_000_000_000_001
+    );
+    std::fs::write(&file, b"garbage").unwrap();
+    let other: FakeClient = Builder::new(Fake::default())
+        .coordinated_by(FileCoordinator::new(&file))
+        .build();
+    other
+        .0
+        .set_tokens(&TokenPair::new("a2").with_refresh_token("r2"))
+        .unwrap();
+    let stored = block_on(FileCoordinator::new(&file).read()).unwrap();
+    assert!(
+        stored.generation > 9_000_000_000_001,
+        "{}",
+        stored.generation
+    );
+    let mut r = request(&c);
+    assert_eq!(poll(&mut r), Poll::Ready(Some(200)), "adopted a2");
+}
