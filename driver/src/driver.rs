@@ -12,7 +12,7 @@ use refresh_machine::RequestSpec;
 use crate::builder::{BoxFuture, Refresher};
 use crate::coordinator::Coordinator;
 use crate::error::{ConfigError, Error, Last};
-use crate::exchange::{Exchange, Finished, InFlight};
+use crate::exchange::{Claim, Exchange, Finished, InFlight};
 use crate::grant;
 use crate::refusal::{Judged, Refusals, REFUSAL_BODY_LIMIT};
 use crate::session::{
@@ -423,17 +423,28 @@ impl<T: Transport> Driver<T> {
         // holds the ticket, whose drop reports the failure.)
         let timeout = ticket.deadline().saturating_duration_since(Instant::now());
         let call = self.refresh(ticket.refresh_token(), timeout);
-        // Its end wakes the waiting requests (a weak handle: an exchange
-        // left in flight does not keep a dropped session alive).
+        let id = ticket.detach();
+        // At its end, a reply is applied to the session at once, whoever
+        // is left to wait for it (none, if every request was dropped: the
+        // rotated pair is kept and persisted all the same); a panic is left
+        // to a request, which raises it. Then the waiters are woken. A
+        // weak handle: an exchange left in flight does not keep a dropped
+        // session alive.
         let session = Arc::downgrade(&self.shared);
-        let ended = move || {
-            if let Some(shared) = session.upgrade() {
-                shared.session.wake_all();
+        let ended = move |finished: Option<Finished>, claim: Claim| {
+            let Some(shared) = session.upgrade() else {
+                return;
+            };
+            if let Some(Finished::Reply(reply)) = finished {
+                if claim.claim() {
+                    shared.exchange.end(id);
+                    shared.session.complete_refresh(id, &reply);
+                }
             }
+            shared.session.wake_all();
         };
         let transport = Arc::clone(&self.transport);
-        let exchange =
-            InFlight::prepare(ticket.detach(), call, |task| transport.spawn(task), ended);
+        let exchange = InFlight::prepare(id, call, |task| transport.spawn(task), ended);
         // Polled here first: a blocking refresher runs in this request,
         // never in another one's non-blocking poll.
         if !self.poll_once(&exchange).await {

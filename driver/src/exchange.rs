@@ -57,6 +57,18 @@ impl Exchange {
     }
 }
 
+/// The right to apply an exchange's outcome, shared by its pollers and
+/// its task: [`claim`](Self::claim) is true once.
+#[derive(Clone)]
+pub(crate) struct Claim(Arc<AtomicBool>);
+
+impl Claim {
+    /// Whether the caller is the first (and so the one to apply it).
+    pub(crate) fn claim(&self) -> bool {
+        !self.0.swap(true, Ordering::AcqRel)
+    }
+}
+
 /// An exchange running in the background: its outcome when it comes
 /// (nothing, if the task was lost: a transient failure), and the task
 /// aborted when the session lets go of the exchange.
@@ -87,18 +99,31 @@ impl Drop for Background {
 }
 
 /// The end of an exchange's task, however it ends: its outcome (if any)
-/// is seen first, then the waiters are woken.
-struct Announce<F: FnOnce()> {
+/// can be seen by the pollers first, then `ended` has it.
+struct Announce<F: FnOnce(Option<Finished>, Claim)> {
     sender: Option<futures_channel::oneshot::Sender<Finished>>,
     ended: Option<F>,
+    claim: Claim,
 }
 
-impl<F: FnOnce()> Drop for Announce<F> {
+impl<F: FnOnce(Option<Finished>, Claim)> Announce<F> {
+    fn finished(&mut self, finished: Finished) {
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(finished.clone());
+        }
+        if let Some(ended) = self.ended.take() {
+            ended(Some(finished), self.claim.clone());
+        }
+    }
+}
+
+impl<F: FnOnce(Option<Finished>, Claim)> Drop for Announce<F> {
     fn drop(&mut self) {
-        // Sent, or dropped: a poller sees the outcome or its absence.
+        // Dropped unfinished (aborted, or its runtime shut down): a poller
+        // sees the outcome's absence.
         drop(self.sender.take());
         if let Some(ended) = self.ended.take() {
-            ended();
+            ended(None, self.claim.clone());
         }
     }
 }
@@ -132,13 +157,15 @@ impl InFlight {
     /// request that starts it polls it first (a blocking refresher runs
     /// there, never inside another request's non-blocking poll), then
     /// [`install`](Self::install)s it if it pends. `ended` runs once its
-    /// outcome can be seen.
+    /// outcome (`None`: dropped unfinished) can be seen by the pollers,
+    /// with the claim to apply it.
     pub(crate) fn prepare(
         id: RefreshId,
         call: BoxFuture<'static, RefreshReply>,
         spawn: impl FnOnce(BoxFuture<'static, ()>) -> Result<(), BoxFuture<'static, ()>>,
-        ended: impl FnOnce() + Send + 'static,
+        ended: impl FnOnce(Option<Finished>, Claim) + Send + 'static,
     ) -> Exchange {
+        let applied = Arc::new(AtomicBool::new(false));
         let call = std::panic::AssertUnwindSafe(call)
             .catch_unwind()
             .map(|r| match r {
@@ -154,13 +181,12 @@ impl InFlight {
         let announce = Announce {
             sender: Some(sender),
             ended: Some(ended),
+            claim: Claim(Arc::clone(&applied)),
         };
         let task: BoxFuture<'static, ()> = Box::pin(async move {
             let mut announce = announce;
             if let Ok(finished) = call.await {
-                if let Some(sender) = announce.sender.take() {
-                    let _ = sender.send(finished);
-                }
+                announce.finished(finished);
             }
         });
         let future: BoxFuture<'static, Finished> = match spawn(task) {
@@ -177,7 +203,7 @@ impl InFlight {
         Exchange {
             id,
             future: future.shared(),
-            applied: Arc::default(),
+            applied,
         }
     }
 

@@ -178,6 +178,33 @@ fn picked_up_after(idle: Duration, access_token_padding: usize) {
     assert!(c.has_tokens());
 }
 
+/// Every request waiting for the refresh is dropped, and none comes
+/// after: the exchange, running on tokio, applies its answer to the
+/// session when it arrives (the rotated pair is held, and would be
+/// persisted), without a next request or `settle`. Before, the answer
+/// waited for one, and an application that exited first lost the rotated
+/// pair: at its next start it presented the spent refresh token.
+#[test]
+fn a_refresh_every_request_left_is_applied_when_its_answer_arrives() {
+    let s = opaque();
+    let c = build(&s, Config::DEFAULT);
+    let before = c.auth.session().tokens().unwrap();
+    s.revoke_access_tokens();
+    s.set_token_fault(TokenFault::Late(Duration::from_millis(300)), 1);
+    let url = s.url("/api/me");
+    let applied = runtime().block_on(async {
+        started_then_dropped(&c, &s, &url).await;
+        assert_eq!(c.auth.session().snapshot().live, 0, "its request is gone");
+        until(Duration::from_secs(10), || {
+            c.auth.session().tokens().map(|t| t.refresh_token) != Some(before.refresh_token.clone())
+        })
+        .await
+    });
+    assert!(applied, "the rotated pair was applied with no request left");
+    let k = s.counters();
+    assert_eq!((k.refresh_calls, k.refresh_ok), (1, 1), "{k:?}");
+}
+
 /// SplitMix64: the storm's schedule, reproducible from its seed.
 struct Rng(u64);
 
