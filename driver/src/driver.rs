@@ -503,9 +503,11 @@ impl<T: Transport> Driver<T> {
     }
 
     /// Wait for the refresh exchange in flight, if any, and apply its
-    /// outcome. Await it before the application exits: an exchange every
-    /// request left (their futures were dropped) is otherwise only picked up
-    /// by the next request, and the tokens it brings are persisted then.
+    /// outcome. Await it before the application exits: a refresh the server
+    /// may have processed would otherwise end with the process, and its
+    /// rotated pair with it. (An exchange every request left is applied when
+    /// it ends, by its task, for the clients that run it in the background,
+    /// the reqwest and tower ones; else by the next request or this.)
     pub async fn settle(&self) {
         if let Some(exchange) = self.shared.exchange.get() {
             let finished = exchange.future.clone().await;
