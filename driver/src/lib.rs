@@ -25,7 +25,7 @@ pub use error::{ConfigError, Error, TokenError};
 pub use event_listener;
 pub use json_endpoint::JsonEndpoint;
 pub use origin::{AllowedOrigin, InvalidOrigin, Origins};
-pub use read_first::ReadFirst;
+pub use read_first::{read_ahead, ReadFirst};
 pub use refresh_machine;
 pub use refusal::{WithoutToken, REFUSAL_BODY_LIMIT};
 pub use secret::Secret;

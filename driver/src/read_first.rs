@@ -10,21 +10,48 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
 /// What was read, then the rest of the original body (none when it was
-/// read to the end).
+/// read to the end, its trailers, if any, kept).
 #[derive(Debug)]
 pub struct ReadFirst<B> {
     read: Option<Bytes>,
+    trailers: Option<http::HeaderMap>,
     rest: Option<B>,
 }
 
-impl<B> ReadFirst<B> {
-    /// `read`, followed by `rest` (`None`: the body ended with `read`).
-    pub fn new(read: Vec<u8>, rest: Option<B>) -> ReadFirst<B> {
-        ReadFirst {
-            read: Some(Bytes::from(read)),
-            rest,
+/// Read `body` to its end or past `limit` bytes: the body to hand on
+/// (what was read, then the rest, every frame kept: data, then trailers),
+/// and what was read if that was the whole of it.
+pub async fn read_ahead<B>(
+    mut body: B,
+    limit: usize,
+) -> Result<(ReadFirst<B>, Option<Vec<u8>>), B::Error>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let mut read = Vec::new();
+    let mut trailers = None;
+    let complete = loop {
+        match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            None => break true,
+            Some(frame) => match frame?.into_data() {
+                Ok(data) => {
+                    read.extend_from_slice(&data);
+                    if read.len() > limit {
+                        break false;
+                    }
+                }
+                // Trailers end a body.
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            },
         }
-    }
+    };
+    let shown = complete.then(|| read.clone());
+    let body = ReadFirst {
+        read: Some(Bytes::from(read)),
+        trailers,
+        rest: (!complete).then_some(body),
+    };
+    Ok((body, shown))
 }
 
 impl<B: Body<Data = Bytes> + Unpin> Body for ReadFirst<B> {
@@ -40,7 +67,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for ReadFirst<B> {
         }
         match &mut self.rest {
             Some(rest) => Pin::new(rest).poll_frame(cx),
-            None => Poll::Ready(None),
+            None => Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t)))),
         }
     }
 
@@ -62,6 +89,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for ReadFirst<B> {
 
     fn is_end_stream(&self) -> bool {
         self.read.as_ref().is_none_or(|r| r.is_empty())
+            && self.trailers.is_none()
             && self.rest.as_ref().is_none_or(|r| r.is_end_stream())
     }
 }

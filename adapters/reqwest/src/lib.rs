@@ -7,7 +7,8 @@ use refresh_machine_driver::grant::TokenCallTimedOut;
 use refresh_machine_driver::redirect::TooManyRedirects;
 use refresh_machine_driver::refresh_machine::{RequestSpec, SendErrorKind};
 use refresh_machine_driver::{
-    redirect, Attempt, Builder, Options, ReadAhead, ReadFirst, Sent, TokenAnswer, Transport, Waiter,
+    read_ahead, redirect, Attempt, Builder, Options, ReadAhead, Sent, TokenAnswer, Transport,
+    Waiter,
 };
 use reqwest::header::AUTHORIZATION;
 use reqwest::{Method, Request, Response};
@@ -277,25 +278,10 @@ impl Transport for ReqwestTransport {
         response: Response,
         limit: usize,
     ) -> Result<ReadAhead<Response>, reqwest_middleware::Error> {
-        use http_body_util::BodyExt;
         let url = response.url().clone();
-        let (mut parts, mut rest) = http::Response::<reqwest::Body>::from(response).into_parts();
-        let mut read = Vec::new();
-        let complete = loop {
-            match rest.frame().await {
-                None => break true,
-                Some(frame) => {
-                    if let Ok(data) = frame?.into_data() {
-                        read.extend_from_slice(&data);
-                        if read.len() > limit {
-                            break false;
-                        }
-                    }
-                }
-            }
-        };
-        let shown = complete.then(|| read.clone());
-        let body = reqwest::Body::wrap(ReadFirst::new(read, (!complete).then_some(rest)));
+        let (mut parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+        let (body, shown) = read_ahead(body, limit).await?;
+        let body = reqwest::Body::wrap(body);
         // `Response::url` comes from an extension only the builder sets.
         let marker = <http::response::Builder as reqwest::ResponseBuilderExt>::url(
             http::Response::builder(),

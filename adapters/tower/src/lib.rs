@@ -16,7 +16,8 @@ use refresh_machine_driver::grant::TokenCallTimedOut;
 use refresh_machine_driver::redirect::TooManyRedirects;
 use refresh_machine_driver::refresh_machine::{RequestSpec, SendErrorKind};
 use refresh_machine_driver::{
-    redirect, Attempt, Builder, Options, ReadAhead, ReadFirst, Sent, TokenAnswer, Transport, Waiter,
+    read_ahead, redirect, Attempt, Builder, Options, ReadAhead, Sent, TokenAnswer, Transport,
+    Waiter,
 };
 use tower::util::BoxCloneService;
 use tower::{Service, ServiceExt};
@@ -253,23 +254,8 @@ impl Transport for TowerTransport {
         response: Self::Response,
         limit: usize,
     ) -> Result<ReadAhead<Self::Response>, InnerError> {
-        let (parts, mut rest) = response.into_parts();
-        let mut read = Vec::new();
-        let complete = loop {
-            match rest.frame().await {
-                None => break true,
-                Some(frame) => {
-                    if let Ok(data) = frame.map_err(InnerError)?.into_data() {
-                        read.extend_from_slice(&data);
-                        if read.len() > limit {
-                            break false;
-                        }
-                    }
-                }
-            }
-        };
-        let shown = complete.then(|| read.clone());
-        let body = ReadFirst::new(read, (!complete).then_some(rest));
+        let (parts, body) = response.into_parts();
+        let (body, shown) = read_ahead(body, limit).await.map_err(InnerError)?;
         Ok(ReadAhead {
             response: http::Response::from_parts(parts, body.boxed_unsync()),
             body: shown,

@@ -136,3 +136,43 @@ fn a_scheme_in_capitals_is_the_allowed_origin() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].2.as_deref(), Some("Bearer a"), "{seen:?}");
 }
+
+/// A response whose body a refusal predicate read ahead keeps its
+/// trailers (gRPC puts its status there): the caller gets the data and
+/// then the trailers, as the inner service sent them. Before, the
+/// read-ahead dropped every frame that was not data.
+#[test]
+fn a_body_read_ahead_keeps_its_trailers() {
+    let token = token_service(tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+        Ok::<_, BoxError>(http::Response::new(Full::<Bytes>::default()))
+    }));
+    let layer = RefreshLayer::builder(token)
+        .token_endpoint("http://auth.example/token", "demo-client")
+        .unwrap()
+        .allow_origin("http://api.example")
+        .unwrap()
+        .refresh_on_statuses(&[401, 403])
+        .refresh_when(|_, _, body| body == b"TOKEN_EXPIRED")
+        .build();
+    layer.set_tokens(&TokenPair::new("a")).unwrap();
+    let inner = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", "7".parse().unwrap());
+        let body = Full::new(Bytes::from_static(b"denied"))
+            .with_trailers(async move { Some(Ok::<_, std::convert::Infallible>(trailers)) });
+        Ok::<_, BoxError>(http::Response::builder().status(403).body(body).unwrap())
+    });
+    let api = ServiceBuilder::new().layer(layer).service(inner);
+    let request = http::Request::get("http://api.example/x")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let response = block_on(api.oneshot(request)).unwrap();
+    assert_eq!(response.status(), 403);
+    let collected = block_on(response.into_body().collect()).unwrap();
+    let trailers = collected.trailers().cloned();
+    assert_eq!(collected.to_bytes(), Bytes::from_static(b"denied"));
+    assert_eq!(
+        trailers.and_then(|t| t.get("grpc-status").cloned()),
+        Some("7".parse().unwrap())
+    );
+}
