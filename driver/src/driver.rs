@@ -53,6 +53,13 @@ pub(crate) struct SharedSession {
 }
 
 impl SharedSession {
+    /// Apply refresh `id`'s reply (its exchange is over), once: the caller
+    /// holds the exchange's claim.
+    fn apply(&self, id: refresh_machine::RefreshId, reply: &RefreshReply) {
+        self.exchange.end(id);
+        self.session.complete_refresh(id, reply);
+    }
+
     /// Start the session from the store's pair, if it holds one newer than
     /// the session's (a login made by another process, or at build).
     pub(crate) fn adopt(&self, stored: &crate::Stored) {
@@ -437,8 +444,7 @@ impl<T: Transport> Driver<T> {
             };
             if let Some(Finished::Reply(reply)) = finished {
                 if claim.claim() {
-                    shared.exchange.end(id);
-                    shared.session.complete_refresh(id, &reply);
+                    shared.apply(id, &reply);
                 }
             }
             shared.session.wake_all();
@@ -541,13 +547,11 @@ impl<T: Transport> Driver<T> {
         if !exchange.claim_outcome() {
             return;
         }
-        self.shared.exchange.end(exchange.id);
         match finished {
-            Finished::Reply(reply) => self.shared.session.complete_refresh(exchange.id, &reply),
+            Finished::Reply(reply) => self.shared.apply(exchange.id, &reply),
             Finished::Panicked(payload) => {
                 self.shared
-                    .session
-                    .complete_refresh(exchange.id, &RefreshReply::Transient { retry_after: None });
+                    .apply(exchange.id, &RefreshReply::Transient { retry_after: None });
                 let payload = payload.lock().unwrap_or_else(|e| e.into_inner()).take();
                 if let Some(payload) = payload {
                     std::panic::resume_unwind(payload);

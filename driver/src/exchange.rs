@@ -45,15 +45,15 @@ pub(crate) struct Exchange {
     pub(crate) id: RefreshId,
     /// The token call, shared by every poller.
     pub(crate) future: Shared<BoxFuture<'static, Finished>>,
-    /// Set by the one poller that applies the outcome.
-    applied: Arc<AtomicBool>,
+    /// Taken by the one poller (or the task) that applies the outcome.
+    claim: Claim,
 }
 
 impl Exchange {
     /// Whether the caller is the first to see this exchange's outcome (and
     /// so the one to apply it). True once per exchange.
     pub(crate) fn claim_outcome(&self) -> bool {
-        !self.applied.swap(true, Ordering::AcqRel)
+        self.claim.claim()
     }
 }
 
@@ -165,7 +165,7 @@ impl InFlight {
         spawn: impl FnOnce(BoxFuture<'static, ()>) -> Result<(), BoxFuture<'static, ()>>,
         ended: impl FnOnce(Option<Finished>, Claim) + Send + 'static,
     ) -> Exchange {
-        let applied = Arc::new(AtomicBool::new(false));
+        let claim = Claim(Arc::default());
         let call = std::panic::AssertUnwindSafe(call)
             .catch_unwind()
             .map(|r| match r {
@@ -181,7 +181,7 @@ impl InFlight {
         let announce = Announce {
             sender: Some(sender),
             ended: Some(ended),
-            claim: Claim(Arc::clone(&applied)),
+            claim: claim.clone(),
         };
         let task: BoxFuture<'static, ()> = Box::pin(async move {
             let mut announce = announce;
@@ -203,7 +203,7 @@ impl InFlight {
         Exchange {
             id,
             future: future.shared(),
-            applied,
+            claim,
         }
     }
 

@@ -412,8 +412,8 @@ impl RefreshLayer {
         };
         let spec = RequestSpec::from_http(request.method(), request.headers());
         let mut attempt = TowerAttempt {
-            template: inner.clone(),
-            ready: Some(inner),
+            inner,
+            ready: true,
             original: request,
             follow: self
                 .driver
@@ -433,39 +433,35 @@ impl RefreshLayer {
 /// One request, sent through the inner service as many times as the
 /// session decides.
 struct TowerAttempt<'a, S, B> {
-    /// The inner service the caller's `poll_ready` made ready, for the
-    /// first send.
-    ready: Option<S>,
-    /// Cloned, and made ready, for each later send.
-    template: S,
+    /// The inner service, called for every send.
+    inner: S,
+    /// Whether it is ready for a call: the caller's `poll_ready` made it
+    /// so for the first; it is made ready again before each later one.
+    ready: bool,
     original: http::Request<B>,
     /// Follow redirects here, with these origins allowed the token.
     follow: Option<&'a Origins>,
 }
 
 impl<S, B> TowerAttempt<'_, S, B> {
-    /// `request` through a ready inner service: the one made ready by the
-    /// caller, the first time.
+    /// `request` through the inner service, made ready first unless the
+    /// caller's `poll_ready` just did.
     async fn call<ResBody>(
         &mut self,
         request: http::Request<B>,
     ) -> Result<http::Response<ResponseBody>, InnerError>
     where
-        S: Service<http::Request<B>, Response = http::Response<ResBody>> + Clone,
+        S: Service<http::Request<B>, Response = http::Response<ResBody>>,
         S::Error: Into<BoxError>,
         ResBody: Body<Data = Bytes> + Send + 'static,
         ResBody::Error: Into<BoxError>,
     {
-        let mut service = match self.ready.take() {
-            Some(ready) => ready,
-            None => self
-                .template
-                .clone()
-                .ready_oneshot()
+        if !std::mem::replace(&mut self.ready, false) {
+            ServiceExt::ready(&mut self.inner)
                 .await
-                .map_err(inner_error)?,
-        };
-        let response = service.call(request).await.map_err(inner_error)?;
+                .map_err(inner_error)?;
+        }
+        let response = self.inner.call(request).await.map_err(inner_error)?;
         Ok(response.map(boxed))
     }
 
