@@ -312,6 +312,16 @@ fn concurrent_writes_to_the_token_file_never_share_a_generation() {
     assert_eq!(last.generation, writes as u64);
 }
 
+/// [`client`] on the token endpoint, giving up after one refresh attempt
+/// (a failed refresh is `RefreshUnavailable` at once).
+fn one_attempt_client(file: &std::path::Path) -> FakeClient {
+    let mut one_attempt = Config::DEFAULT;
+    one_attempt.max_refresh_attempts = 1;
+    client(file, Duration::from_secs(3600), |b| {
+        endpoint(b).config(one_attempt)
+    })
+}
+
 /// A token file that cannot be read (corrupt, or half-written by some
 /// other tool): a refresh presents nothing (`RefreshUnavailable`, the
 /// lease cannot be trusted around an unreadable pair), and a login in any
@@ -322,11 +332,7 @@ fn concurrent_writes_to_the_token_file_never_share_a_generation() {
 fn a_login_repairs_a_corrupt_token_file() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tokens.json");
-    let mut one_attempt = Config::DEFAULT;
-    one_attempt.max_refresh_attempts = 1;
-    let c = client(&file, Duration::from_secs(3600), |b| {
-        endpoint(b).config(one_attempt)
-    });
+    let c = one_attempt_client(&file);
     std::fs::write(&file, b"{\"generation\": 7, \"tok").unwrap();
     let mut r = request(&c);
     assert_eq!(poll(&mut r), Poll::Ready(None), "RefreshUnavailable");
@@ -383,11 +389,7 @@ fn a_login_or_logout_the_store_cannot_take_is_an_error() {
 fn a_repaired_token_file_goes_above_every_generation_written() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tokens.json");
-    let mut one_attempt = Config::DEFAULT;
-    one_attempt.max_refresh_attempts = 1;
-    let c = client(&file, Duration::from_secs(3600), |b| {
-        endpoint(b).config(one_attempt)
-    });
+    let c = one_attempt_client(&file);
     // A store far along: generation 9e12, then a login on top (9e12 + 1).
     let far = r#"{"generation":9000000000000,"tokens":null}"#;
     std::fs::write(&file, far).unwrap();
