@@ -1,5 +1,7 @@
 //! The loopback OAuth2 server.
 
+mod browser;
+
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -57,6 +59,43 @@ pub struct ServerOptions {
     /// JSON error code, `{"code":"TOKEN_EXPIRED","message":"jwt expired"}`,
     /// and no `WWW-Authenticate`. A missing token is still a 401.
     pub refused_status: u16,
+    /// Answer cross-origin requests from any origin, for tests that run in a
+    /// browser on another origin. Every answer (errors, 401s, 503s, token
+    /// endpoint answers, `/counters`, the control routes) then carries
+    /// `Access-Control-Allow-Origin: *` and exposes `WWW-Authenticate`,
+    /// `Retry-After`, `Content-Type` and `Location`; an `OPTIONS` request to
+    /// any path is a CORS preflight, answered 204 and counted nowhere (no
+    /// counter moves, no fault is consumed). Off by default: `OPTIONS` is
+    /// then routed as any other method.
+    pub cors: bool,
+    /// Serve the control routes, with which a test that cannot call this
+    /// crate (one running in a browser) drives the server as
+    /// [`AuthServer`]'s methods do. All take `POST` and query parameters
+    /// (a body is ignored) and answer JSON; a bad or unknown parameter is a
+    /// plain-text 400 with the reason, an unknown route a 404, another
+    /// method a 405. Their requests are counted nowhere and touch no fault.
+    ///
+    /// - `/control/login`: [`AuthServer::login`] (which counts a login),
+    ///   `{"access_token", "token_type": "Bearer", "refresh_token",
+    ///   "expires_in", "expires_in_ms"}`: the lifetime in whole seconds,
+    ///   rounded up (as the token endpoint writes it), and in milliseconds.
+    /// - `/control/token-fault?kind=K&...&times=N`:
+    ///   [`AuthServer::set_token_fault`]; `times` 1 by default, at least 1.
+    ///   `kind=status&status=S[&retry_after=SECS]` ([`TokenFault::Status`],
+    ///   S from 200 to 599), `kind=hang&ms=MS`, `kind=close`,
+    ///   `kind=malformed`, `kind=redirect&port=PORT`,
+    ///   `kind=huge&status=S&bytes=N` (N up to 16 MiB), `kind=late&ms=MS`,
+    ///   `kind=unanswered&ms=MS` (MS up to an hour).
+    /// - `/control/resource-fault?kind=K&...&times=N`:
+    ///   [`AuthServer::set_resource_fault`];
+    ///   `kind=unavailable[&retry_after=SECS]` (1 s by default),
+    ///   `kind=always-unauthorized`, `kind=close-after-processing`.
+    /// - `/control/clear-faults`, `/control/revoke-access-tokens`,
+    ///   `/control/revoke-sessions`, `/control/reset`
+    ///   ([`AuthServer::reset`]): `{"ok": true}`.
+    ///
+    /// Off by default: `/control/` is then an unknown path like any other.
+    pub control: bool,
 }
 
 /// The shape of the server's authentication routes.
@@ -95,6 +134,8 @@ impl Default for ServerOptions {
             bare_challenges: false,
             backend: Backend::OAuth2,
             refused_status: 401,
+            cors: false,
+            control: false,
         }
     }
 }
@@ -220,6 +261,54 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    // What `AuthServer`'s methods do, shared with the control routes.
+
+    fn login(&self) -> IssuedTokens {
+        let mut st = self.lock();
+        st.counters.logins += 1;
+        issue(&self.options, &mut st, None)
+    }
+
+    fn set_token_fault(&self, fault: TokenFault, times: u32) {
+        self.lock().token_fault = Some((fault, times));
+    }
+
+    fn set_resource_fault(&self, fault: ResourceFault, times: u32) {
+        self.lock().resource_fault = Some((fault, times));
+    }
+
+    fn clear_faults(&self) {
+        let mut st = self.lock();
+        st.token_fault = None;
+        st.resource_fault = None;
+    }
+
+    fn revoke_access_tokens(&self) {
+        for a in self.lock().access.values_mut() {
+            a.revoked = true;
+        }
+    }
+
+    fn revoke_sessions(&self) {
+        for f in self.lock().families_revoked.iter_mut() {
+            *f = true;
+        }
+    }
+
+    fn reset(&self) {
+        let mut st = self.lock();
+        st.token_fault = None;
+        st.resource_fault = None;
+        for a in st.access.values_mut() {
+            a.revoked = true;
+        }
+        for f in st.families_revoked.iter_mut() {
+            *f = true;
+        }
+        st.idempotency_keys.clear();
+        st.counters = Counters::default();
+    }
 }
 
 /// A token pair issued by [`AuthServer::login`].
@@ -247,7 +336,9 @@ impl std::fmt::Debug for IssuedTokens {
 /// detection; client credentials), `POST /revoke` (RFC 7009),
 /// `GET /api/public` (no token needed), `GET /api/me`, `POST /api/orders` (counts `Idempotency-Key`
 /// duplicates), `GET /api/admin` (403 `insufficient_scope`), `GET /api/slow`
-/// (parked until [`AuthServer::release`]), `GET /counters`.
+/// (parked until [`AuthServer::release`]), `GET /counters`; with
+/// [`ServerOptions::cors`], CORS preflights (`OPTIONS`) on every path; with
+/// [`ServerOptions::control`], `POST /control/...`.
 /// Stopped (and its thread joined) on drop.
 pub struct AuthServer {
     addr: SocketAddr,
@@ -382,41 +473,42 @@ impl AuthServer {
 
     /// Log in directly (as the password grant would): a new token family.
     pub fn login(&self) -> IssuedTokens {
-        let mut st = self.shared.lock();
-        st.counters.logins += 1;
-        issue(&self.shared.options, &mut st, None)
+        self.shared.login()
     }
 
     /// Fail the next `times` token requests with `fault`.
     pub fn set_token_fault(&self, fault: TokenFault, times: u32) {
-        self.shared.lock().token_fault = Some((fault, times));
+        self.shared.set_token_fault(fault, times);
     }
 
     /// Fail the next `times` resource requests with `fault`.
     pub fn set_resource_fault(&self, fault: ResourceFault, times: u32) {
-        self.shared.lock().resource_fault = Some((fault, times));
+        self.shared.set_resource_fault(fault, times);
     }
 
     /// Remove all faults.
     pub fn clear_faults(&self) {
-        let mut st = self.shared.lock();
-        st.token_fault = None;
-        st.resource_fault = None;
+        self.shared.clear_faults();
     }
 
     /// Revoke every access token issued so far (refresh tokens stay valid),
     /// as a server does after a key rotation.
     pub fn revoke_access_tokens(&self) {
-        for a in self.shared.lock().access.values_mut() {
-            a.revoked = true;
-        }
+        self.shared.revoke_access_tokens();
     }
 
     /// Revoke every token family: refresh tokens answer `invalid_grant` from now on.
     pub fn revoke_sessions(&self) {
-        for f in self.shared.lock().families_revoked.iter_mut() {
-            *f = true;
-        }
+        self.shared.revoke_sessions();
+    }
+
+    /// A fresh start for the next test on a shared server, in one step:
+    /// clear the faults, revoke every token issued so far (access tokens
+    /// and families), forget the `Idempotency-Key`s seen and zero the
+    /// counters. Tokens issued later are new and valid; requests parked on
+    /// `/api/slow` and the [`release`](Self::release) gate are left as they are.
+    pub fn reset(&self) {
+        self.shared.reset();
     }
 
     /// Block until `n` requests are parked on `/api/slow` (false on timeout).
@@ -579,6 +671,24 @@ async fn simulated_latency(d: Duration) {
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, CloseConnection> {
+    let options = &shared.options;
+    if options.cors && req.method() == Method::OPTIONS {
+        // A preflight: before any counter or fault.
+        return Ok(browser::preflight(req.headers()));
+    }
+    let answer = if options.control && req.uri().path().starts_with("/control/") {
+        Ok(browser::control(&shared, req).await)
+    } else {
+        route(shared.clone(), req).await
+    };
+    match answer {
+        Ok(r) if options.cors => Ok(browser::with_cors(r)),
+        answer => answer,
+    }
+}
+
+/// The server's own routes, every request counted.
+async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, CloseConnection> {
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
