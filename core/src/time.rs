@@ -50,11 +50,23 @@ impl Add<Duration> for Instant {
     }
 }
 
-/// Maps `std::time::Instant` onto the machine's [`Instant`] (feature `std`).
+/// The platform's clocks: std's, or in a browser (wasm32-unknown-unknown,
+/// where std's trap) web-time's, which read `performance.now()` and `Date.now()`.
+#[cfg(all(
+    feature = "std",
+    not(all(target_arch = "wasm32", target_os = "unknown"))
+))]
+use std::time as platform;
+#[cfg(all(feature = "std", target_arch = "wasm32", target_os = "unknown"))]
+use web_time as platform;
+
+/// Maps the platform's monotonic clock onto the machine's [`Instant`]
+/// (feature `std`): `std::time::Instant`, or in a browser (wasm32-unknown-unknown)
+/// `web_time::Instant`.
 #[cfg(feature = "std")]
 #[derive(Clone, Copy, Debug)]
 pub struct StdClock {
-    epoch: std::time::Instant,
+    epoch: platform::Instant,
 }
 
 #[cfg(feature = "std")]
@@ -62,22 +74,22 @@ impl StdClock {
     /// A clock whose epoch is now.
     pub fn new() -> Self {
         StdClock {
-            epoch: std::time::Instant::now(),
+            epoch: platform::Instant::now(),
         }
     }
 
     /// The current time as a machine [`Instant`].
     pub fn now(&self) -> Instant {
-        self.to_instant(std::time::Instant::now())
+        self.to_instant(platform::Instant::now())
     }
 
     /// Convert a std instant (instants before the epoch map to the epoch).
-    pub fn to_instant(&self, t: std::time::Instant) -> Instant {
+    pub fn to_instant(&self, t: platform::Instant) -> Instant {
         Instant(t.saturating_duration_since(self.epoch))
     }
 
     /// Convert a machine instant back to a std instant.
-    pub fn to_std(&self, t: Instant) -> std::time::Instant {
+    pub fn to_std(&self, t: Instant) -> platform::Instant {
         self.epoch
             .checked_add(t.since_epoch())
             .unwrap_or_else(|| self.epoch + Duration::from_secs(86_400 * 365))
@@ -85,8 +97,8 @@ impl StdClock {
 
     /// Seconds since the Unix epoch from the system wall clock, for `Retry-After` dates.
     pub fn unix_now() -> Option<u64> {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
+        platform::SystemTime::now()
+            .duration_since(platform::UNIX_EPOCH)
             .ok()
             .map(|d| d.as_secs())
     }

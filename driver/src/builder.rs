@@ -2,7 +2,6 @@
 //! allowed origins, limits, hooks. A client crate provides the transport.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,14 +15,14 @@ use crate::exchange::InFlight;
 use crate::grant::TokenEndpoint;
 use crate::json_endpoint::JsonEndpoint;
 use crate::refusal::Refusals;
-use crate::session::{Hooks, RefreshReply, Session, TokenPair};
+use crate::session::{Hooks, RefreshReply, Session};
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 use crate::token_file::TokenFile;
 use crate::transport::Transport;
-use crate::{Origins, Secret};
+use crate::{MaybeSend, Origins, Secret};
 use std::sync::atomic::AtomicU64;
 
-/// A boxed, sendable future.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use crate::platform::BoxFuture;
 
 type CustomRefresh = dyn Fn(Secret) -> BoxFuture<'static, RefreshReply> + Send + Sync;
 
@@ -70,7 +69,8 @@ pub struct Builder<T> {
     seed: Option<u64>,
     options: Options,
     token_capacity: TokenCapacity,
-    token_file: Option<(TokenFile, Option<TokenPair>)>,
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    token_file: Option<(TokenFile, Option<crate::TokenPair>)>,
     refusals: Refusals,
     shared: Option<Arc<SharedSession>>,
     coordinator: Option<Arc<dyn Coordinator>>,
@@ -98,6 +98,7 @@ impl<T: Transport> Builder<T> {
             seed: None,
             options: Options::default(),
             token_capacity: TokenCapacity::Standard,
+            #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
             token_file: None,
             refusals: Refusals::default(),
             shared: None,
@@ -217,7 +218,7 @@ impl<T: Transport> Builder<T> {
     pub fn refresh_with_async<F, Fut>(mut self, f: F) -> Self
     where
         F: Fn(Secret) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = RefreshReply> + Send + 'static,
+        Fut: Future<Output = RefreshReply> + MaybeSend + 'static,
     {
         self.refresher = Refresher::Custom(Box::new(move |token: Secret| Box::pin(f(token))));
         self
@@ -287,6 +288,7 @@ impl<T: Transport> Builder<T> {
     /// A file that exists but cannot be read, or is not such a pair, is
     /// [`ConfigError::TokenFile`]; a failed write later is kept for
     /// [`TokenFile::last_error`] and the session goes on.
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
     pub fn token_file(mut self, path: impl AsRef<std::path::Path>) -> Result<Self, ConfigError> {
         let file = TokenFile::new(path.as_ref());
         let tokens = file.load().map_err(|e| ConfigError::TokenFile(e.kind()))?;
@@ -331,10 +333,12 @@ impl<T: Transport> Builder<T> {
     /// token file.
     fn new_session(&mut self) -> Arc<SharedSession> {
         let seed = self.seed.unwrap_or_else(crate::random_seed);
+        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
         let (token_file, stored) = match self.token_file.take() {
             Some((file, stored)) => (Some(Arc::new(file)), stored),
             None => (None, None),
         };
+        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
         if let Some(file) = &token_file {
             let (file, yours) = (Arc::clone(file), self.hooks.persist.take());
             self.hooks.persist = Some(Box::new(move |tokens| {
@@ -353,6 +357,7 @@ impl<T: Transport> Builder<T> {
         if matches!(self.refresher, Refresher::ClientCredentials(_)) {
             session = session.renewed_by_grant();
         }
+        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
         if let (Some(stored), Some(file)) = (stored, &token_file) {
             if session.login(&stored).is_err() {
                 file.set_error(std::io::ErrorKind::InvalidData);
@@ -361,6 +366,7 @@ impl<T: Transport> Builder<T> {
         let shared = Arc::new(SharedSession {
             session,
             exchange: InFlight::default(),
+            #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
             token_file,
             coordinator: self.coordinator.take(),
             generation: Arc::new(AtomicU64::new(0)),

@@ -4,7 +4,9 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::platform::Instant;
 
 use futures_util::future::{select, Either, FutureExt};
 use refresh_machine::RequestSpec;
@@ -45,6 +47,7 @@ pub struct Driver<T> {
 pub(crate) struct SharedSession {
     pub(crate) session: Session,
     pub(crate) exchange: InFlight,
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
     pub(crate) token_file: Option<Arc<crate::TokenFile>>,
     /// The store shared with other processes, if the refresh is coordinated.
     pub(crate) coordinator: Option<Arc<dyn Coordinator>>,
@@ -109,6 +112,7 @@ impl<T: Transport> Driver<T> {
 
     /// The file the tokens are kept in, if one was configured
     /// ([`Builder::token_file`](crate::Builder::token_file)).
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
     pub fn token_file(&self) -> Option<&crate::TokenFile> {
         self.shared.token_file.as_deref()
     }
@@ -765,7 +769,7 @@ impl CoordinatedRun {
                     match self.store.changed() {
                         // Woken by the store's next change, or at the re-check.
                         Some(listener) => {
-                            let deadline = std::time::Instant::now() + wait;
+                            let deadline = Instant::now() + wait;
                             transport.wait(Waiter::new(listener, Some(deadline))).await;
                         }
                         None => transport.sleep(wait).await,

@@ -38,13 +38,19 @@ pub(crate) enum Finished {
     Panicked(Arc<Mutex<Option<Box<dyn Any + Send>>>>),
 }
 
+/// What the pollers of an exchange await. `Send` on every target: the
+/// session holding it is shared by threads (and in a browser, where the
+/// token call's own future is not `Send`, the exchange always runs as a task
+/// of the page's event loop, which leaves only a channel to await here).
+type Outcome = std::pin::Pin<Box<dyn std::future::Future<Output = Finished> + Send>>;
+
 /// One exchange, as the requests polling it hold it.
 #[derive(Clone)]
 pub(crate) struct Exchange {
     /// The machine's id for this refresh.
     pub(crate) id: RefreshId,
     /// The token call, shared by every poller.
-    pub(crate) future: Shared<BoxFuture<'static, Finished>>,
+    pub(crate) future: Shared<Outcome>,
     /// Taken by the one poller (or the task) that applies the outcome.
     claim: Claim,
 }
@@ -163,7 +169,7 @@ impl InFlight {
         id: RefreshId,
         call: BoxFuture<'static, RefreshReply>,
         spawn: impl FnOnce(BoxFuture<'static, ()>) -> Result<(), BoxFuture<'static, ()>>,
-        ended: impl FnOnce(Option<Finished>, Claim) + Send + 'static,
+        ended: impl FnOnce(Option<Finished>, Claim) + crate::MaybeSend + 'static,
     ) -> Exchange {
         let claim = Claim(Arc::default());
         let call = std::panic::AssertUnwindSafe(call)
@@ -189,8 +195,14 @@ impl InFlight {
                 announce.finished(finished);
             }
         });
-        let future: BoxFuture<'static, Finished> = match spawn(task) {
+        let future: Outcome = match spawn(task) {
             Ok(()) => Box::pin(Background { outcome, abort }),
+            #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+            Err(task) => {
+                wasm_bindgen_futures::spawn_local(task);
+                Box::pin(Background { outcome, abort })
+            }
+            #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
             Err(task) => Box::pin(async move {
                 task.await;
                 outcome

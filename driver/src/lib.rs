@@ -5,26 +5,33 @@ mod coordinator;
 mod driver;
 mod error;
 mod exchange;
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+mod file_coordinator;
 pub mod grant;
 mod json_endpoint;
 mod origin;
+mod platform;
 mod read_first;
 pub mod redirect;
 mod refusal;
 mod secret;
 mod session;
 mod thread_mark;
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 mod token_file;
 mod transport;
 
 pub use builder::{BoxFuture, Builder, Options};
 pub use capacity::{TokenCapacity, LARGE_TOKEN_CAP, TOKEN_CAP};
-pub use coordinator::{Coordinator, FileCoordinator, StoreCounters, Stored};
+pub use coordinator::{Coordinator, StoreCounters, Stored};
 pub use driver::{block_on, Driver, DriverError};
 pub use error::{ConfigError, Error, TokenError};
 pub use event_listener;
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+pub use file_coordinator::FileCoordinator;
 pub use json_endpoint::JsonEndpoint;
 pub use origin::{AllowedOrigin, InvalidOrigin, Origins};
+pub use platform::MaybeSend;
 pub use read_first::{read_ahead, ReadFirst};
 pub use refresh_machine;
 pub use refusal::{WithoutToken, REFUSAL_BODY_LIMIT};
@@ -33,6 +40,7 @@ pub use session::{
     Hooks, RefreshReply, RefreshTicket, RequestHandle, Session, Start, Step, TokenPair, Waiter,
     CAPACITY, SLOT_WAIT,
 };
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use token_file::TokenFile;
 pub use transport::{Attempt, ReadAhead, Sent, TokenAnswer, Transport};
 

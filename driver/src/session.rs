@@ -1,15 +1,16 @@
 //! One machine behind a mutex, driven by the requests themselves.
 
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use event_listener::{Event, EventListener, Listener};
+use event_listener::{Event, EventListener};
 use refresh_machine::{
     Action, Config, Error, Failure, Instant, RefreshId, RefreshOutcome, RequestId, RequestSpec,
     Response, RetryReason, SendErrorKind, StdClock, StoredTokens, TokenSet,
 };
 
 use crate::capacity::{Machine, TokenCapacity};
+use crate::platform::SystemTime;
 use crate::secret::Secret;
 
 /// Request slots per session. A full table is [`Error::Full`], returned to the caller.
@@ -159,7 +160,9 @@ fn jwt_expiry(access_token: &str) -> Option<SystemTime> {
 
 /// [`TokenPair`] as stored tokens.
 mod stored {
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    use std::time::Duration;
+
+    use crate::platform::{SystemTime, UNIX_EPOCH};
 
     use super::TokenPair;
     use crate::secret::Secret;
@@ -355,17 +358,21 @@ pub enum Step<'s> {
 #[derive(Debug)]
 pub struct Waiter {
     listener: EventListener,
-    deadline: Option<std::time::Instant>,
+    deadline: Option<crate::platform::Instant>,
 }
 
 impl Waiter {
     /// A waiter on `listener` until `deadline`.
-    pub fn new(listener: EventListener, deadline: Option<std::time::Instant>) -> Waiter {
+    pub fn new(listener: EventListener, deadline: Option<crate::platform::Instant>) -> Waiter {
         Waiter { listener, deadline }
     }
 
-    /// Block the thread until woken or the deadline passes.
+    /// Block the thread until woken or the deadline passes (not in a
+    /// browser, whose one thread must never block: await
+    /// [`into_parts`](Self::into_parts)' listener there).
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
     pub fn wait_blocking(self) {
+        use event_listener::Listener;
         match self.deadline {
             Some(d) => {
                 let _ = self.listener.wait_deadline(d);
@@ -375,13 +382,13 @@ impl Waiter {
     }
 
     /// When the waiter stops waiting, if it has a deadline.
-    pub fn deadline(&self) -> Option<std::time::Instant> {
+    pub fn deadline(&self) -> Option<crate::platform::Instant> {
         self.deadline
     }
 
     /// For async drivers: a future that resolves on the next change, and the
     /// deadline to race it against (with the runtime's timer).
-    pub fn into_parts(self) -> (EventListener, Option<std::time::Instant>) {
+    pub fn into_parts(self) -> (EventListener, Option<crate::platform::Instant>) {
         (self.listener, self.deadline)
     }
 }
@@ -398,7 +405,7 @@ pub struct RefreshTicket<'s> {
     session: &'s Session,
     id: RefreshId,
     refresh_token: Secret,
-    deadline: std::time::Instant,
+    deadline: crate::platform::Instant,
     done: bool,
 }
 
@@ -419,7 +426,7 @@ impl RefreshTicket<'_> {
 
     /// When the session stops waiting for this refresh: the token call must
     /// end by then (its outcome counts as a transient failure after it).
-    pub fn deadline(&self) -> std::time::Instant {
+    pub fn deadline(&self) -> crate::platform::Instant {
         self.deadline
     }
 
@@ -627,7 +634,7 @@ impl Session {
 
     /// Begin a request; `Err(Full)` at once when every slot is taken.
     pub fn start(&self, spec: RequestSpec) -> Result<RequestHandle<'_>, Error> {
-        match self.start_or_wait(spec, Some(std::time::Instant::now()))? {
+        match self.start_or_wait(spec, Some(crate::platform::Instant::now()))? {
             Start::Started(handle) => Ok(handle),
             // A deadline of now never queues.
             Start::Full(_) => Err(Error::Full),
@@ -644,16 +651,18 @@ impl Session {
     pub fn start_or_wait(
         &self,
         spec: RequestSpec,
-        deadline: Option<std::time::Instant>,
+        deadline: Option<crate::platform::Instant>,
     ) -> Result<Start<'_>, Error> {
         let (id, notices) = {
             let mut m = self.lock();
             let now = self.clock.now();
             match m.start_request(now, spec) {
                 Ok(id) => (id, self.collect_notices(&mut m)),
-                Err(Error::Full) if deadline.is_none_or(|d| std::time::Instant::now() < d) => {
+                Err(Error::Full)
+                    if deadline.is_none_or(|d| crate::platform::Instant::now() < d) =>
+                {
                     let deadline =
-                        deadline.unwrap_or_else(|| std::time::Instant::now() + SLOT_WAIT);
+                        deadline.unwrap_or_else(|| crate::platform::Instant::now() + SLOT_WAIT);
                     // Listen under the lock: a slot freed after this wakes us.
                     let listener = self.slots.listen();
                     return Ok(Start::Full(Waiter {
@@ -950,7 +959,7 @@ mod trace {
     struct Open {
         id: RefreshId,
         attempt: u32,
-        started: std::time::Instant,
+        started: crate::platform::Instant,
         span: tracing::Span,
     }
 
@@ -983,7 +992,7 @@ mod trace {
             st.open.push(Open {
                 id,
                 attempt,
-                started: std::time::Instant::now(),
+                started: crate::platform::Instant::now(),
                 span: span.clone(),
             });
             drop(st);

@@ -17,7 +17,7 @@ use refresh_machine::SendErrorKind;
 use crate::builder::Options;
 use crate::driver::Driver;
 use crate::session::Waiter;
-use crate::{BoxFuture, Secret};
+use crate::{BoxFuture, MaybeSend, Secret};
 
 /// An HTTP client as the drive loop needs it.
 pub trait Transport: Sized + Send + Sync + 'static {
@@ -55,11 +55,11 @@ pub trait Transport: Sized + Send + Sync + 'static {
 
     /// Sleep for `duration` (a blocking client blocks the thread): the
     /// bounded re-check of a coordinated refresh waiting for another process.
-    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + MaybeSend;
 
     /// Park until the session changes or the waiter's deadline passes
     /// (a blocking client blocks the thread here).
-    fn wait(&self, waiter: Waiter) -> impl Future<Output = ()> + Send;
+    fn wait(&self, waiter: Waiter) -> impl Future<Output = ()> + MaybeSend;
 
     /// Run `task` (a refresh exchange) in the background, on the runtime
     /// this client's futures need, or hand it back (`Err`) to be run by
@@ -85,7 +85,7 @@ pub trait Transport: Sized + Send + Sync + 'static {
         &self,
         request: http::Request<Vec<u8>>,
         timeout: Option<Duration>,
-    ) -> impl Future<Output = Result<TokenAnswer, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<TokenAnswer, Self::Error>> + MaybeSend;
 }
 
 /// One request, sent as many times as the session decides.

@@ -1,14 +1,20 @@
 #![doc = include_str!("../README.md")]
 use std::time::Duration;
 
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod browser;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+pub use browser::{BrowserTimer, TokenFetchFailed};
+
 use futures_util::future::{select, Either};
 use http::{Extensions, HeaderMap, StatusCode};
 use refresh_machine_driver::grant::TokenCallTimedOut;
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+use refresh_machine_driver::read_ahead;
 use refresh_machine_driver::redirect::TooManyRedirects;
 use refresh_machine_driver::refresh_machine::{RequestSpec, SendErrorKind};
 use refresh_machine_driver::{
-    read_ahead, redirect, Attempt, Builder, Options, ReadAhead, Sent, TokenAnswer, Transport,
-    Waiter,
+    redirect, Attempt, Builder, Options, ReadAhead, Sent, TokenAnswer, Transport, Waiter,
 };
 use reqwest::header::AUTHORIZATION;
 use reqwest::{Method, Request, Response};
@@ -19,10 +25,12 @@ pub use refresh_machine_driver::refresh_machine::coordination::{Lease, StoreUnav
 pub use refresh_machine_driver::refresh_machine::grant::OAuthError;
 pub use refresh_machine_driver::refresh_machine::{Config, Failure};
 pub use refresh_machine_driver::{
-    event_listener, BoxFuture, ConfigError, Coordinator, FileCoordinator, Hooks, JsonEndpoint,
-    Origins, RefreshReply, Secret, Session, StoreCounters, Stored, TokenCapacity, TokenError,
-    TokenFile, TokenPair, WithoutToken, REFUSAL_BODY_LIMIT,
+    event_listener, BoxFuture, ConfigError, Coordinator, Hooks, JsonEndpoint, MaybeSend, Origins,
+    RefreshReply, Secret, Session, StoreCounters, Stored, TokenCapacity, TokenError, TokenPair,
+    WithoutToken, REFUSAL_BODY_LIMIT,
 };
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+pub use refresh_machine_driver::{FileCoordinator, TokenFile};
 
 /// Typed failures, returned inside `reqwest_middleware::Error::Middleware`
 /// (owned, with [`RequestError::from`] or [`TypedResult::typed`]; borrowed,
@@ -148,11 +156,17 @@ pub trait Timer: Send + Sync + 'static {
 }
 
 /// [`Timer`] on tokio's clock.
-#[cfg(feature = "tokio")]
+#[cfg(all(
+    feature = "tokio",
+    not(all(target_arch = "wasm32", target_os = "unknown"))
+))]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TokioTimer;
 
-#[cfg(feature = "tokio")]
+#[cfg(all(
+    feature = "tokio",
+    not(all(target_arch = "wasm32", target_os = "unknown"))
+))]
 impl Timer for TokioTimer {
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep(duration))
@@ -163,7 +177,9 @@ impl Timer for TokioTimer {
 /// the token endpoint (API requests go through the middleware stack).
 pub struct ReqwestTransport {
     timer: Box<dyn Timer>,
-    /// Talks to the token endpoint (not through the middleware stack).
+    /// Talks to the token endpoint (not through the middleware stack; in a
+    /// browser, `fetch` itself does).
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
     http: reqwest::Client,
     timeout: Option<Duration>,
     /// The most of a token-endpoint answer to read.
@@ -188,14 +204,25 @@ impl ReqwestTransport {
     ///
     /// As `reqwest::Client::new` does, if the TLS backend cannot be initialised.
     pub fn new(timer: impl Timer) -> Self {
-        Self::with_token_client(timer, reqwest::Client::builder())
-            .expect("the default reqwest client builds (TLS backend available)")
+        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        return Self::with_token_client(timer, reqwest::Client::builder())
+            .expect("the default reqwest client builds (TLS backend available)");
+        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+        ReqwestTransport {
+            timer: Box::new(timer),
+            timeout: None,
+            token_limit: refresh_machine_driver::grant::MAX_TOKEN_RESPONSE,
+            follow_redirects: false,
+        }
     }
 
     /// With the runtime's timer and your settings for the token-endpoint
     /// client (proxy, TLS roots, timeouts). Its redirect policy is replaced
     /// by "follow none": a redirect from the token endpoint would re-send the
-    /// refresh token, or the password, to wherever it points.
+    /// refresh token, or the password, to wherever it points. (Not in a
+    /// browser: there the token endpoint is called with `fetch`, redirects
+    /// refused.)
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
     pub fn with_token_client(
         timer: impl Timer,
         client: reqwest::ClientBuilder,
@@ -227,6 +254,10 @@ impl ReqwestTransport {
     /// chain A to B to A costs a needless refresh before its 401 is returned.
     /// A streamed body cannot be sent twice: a 307 or 308 that keeps it is
     /// delivered as it is.
+    ///
+    /// Not in a browser: `fetch` follows redirects itself (and drops
+    /// `Authorization` when one changes origin).
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
     pub fn follow_redirects(mut self) -> Self {
         self.follow_redirects = true;
         self
@@ -242,13 +273,22 @@ impl Transport for ReqwestTransport {
     /// On the tokio runtime of the request that starts it (reqwest's
     /// connections need its context): a blocking client sharing the session
     /// then only awaits its outcome.
+    ///
+    /// In a browser, on the page's (or worker's) event loop.
     fn spawn(&self, task: BoxFuture<'static, ()>) -> Result<(), BoxFuture<'static, ()>> {
-        #[cfg(not(target_arch = "wasm32"))]
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            drop(runtime.spawn(task));
-            return Ok(());
+        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+        {
+            wasm_bindgen_futures::spawn_local(task);
+            Ok(())
         }
-        Err(task)
+        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                drop(runtime.spawn(task));
+                return Ok(());
+            }
+            Err(task)
+        }
     }
 
     fn configure(&mut self, options: &Options) {
@@ -266,6 +306,7 @@ impl Transport for ReqwestTransport {
 
     fn error_kind(e: &reqwest_middleware::Error) -> SendErrorKind {
         match e {
+            #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
             reqwest_middleware::Error::Reqwest(e) if e.is_connect() => SendErrorKind::Connect,
             reqwest_middleware::Error::Reqwest(e) if e.is_timeout() => SendErrorKind::Timeout,
             _ => SendErrorKind::Io,
@@ -274,6 +315,7 @@ impl Transport for ReqwestTransport {
 
     /// Read ahead, then handed on as the same response: its body is what
     /// was read, followed by what was not.
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
     async fn read_body(
         response: Response,
         limit: usize,
@@ -296,7 +338,21 @@ impl Transport for ReqwestTransport {
         })
     }
 
-    fn sleep(&self, duration: Duration) -> impl std::future::Future<Output = ()> + Send {
+    /// Not in a browser: reqwest's browser response cannot be rebuilt
+    /// around a body read ahead, so a refusal predicate is shown no body
+    /// there (a response it would refuse by its body is delivered as it is).
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    async fn read_body(
+        response: Response,
+        _limit: usize,
+    ) -> Result<ReadAhead<Response>, reqwest_middleware::Error> {
+        Ok(ReadAhead {
+            response,
+            body: None,
+        })
+    }
+
+    fn sleep(&self, duration: Duration) -> impl std::future::Future<Output = ()> + MaybeSend {
         self.timer.sleep(duration)
     }
 
@@ -306,7 +362,7 @@ impl Transport for ReqwestTransport {
         match deadline {
             None => listener.await,
             Some(d) => {
-                let left = d.saturating_duration_since(std::time::Instant::now());
+                let left = d.saturating_duration_since(web_time::Instant::now());
                 let sleep = self.timer.sleep(left);
                 match select(listener, sleep).await {
                     Either::Left(_) | Either::Right(_) => {}
@@ -316,6 +372,43 @@ impl Transport for ReqwestTransport {
     }
 
     async fn token_call(
+        &self,
+        request: http::Request<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Result<TokenAnswer, reqwest_middleware::Error> {
+        // In a browser, `fetch` itself, redirects refused (see `browser`).
+        #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+        return match timeout {
+            None => browser::token_fetch(request, self.token_limit).await,
+            Some(t) => {
+                self.within(t, browser::token_fetch(request, self.token_limit))
+                    .await
+            }
+        };
+        #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+        self.reqwest_token_call(request, timeout).await
+    }
+}
+
+impl ReqwestTransport {
+    /// `call`'s result, or a timeout if `timeout` passes first; `call` is
+    /// polled first, so a result that is ready wins over a passed deadline.
+    async fn within<T>(
+        &self,
+        timeout: Duration,
+        call: impl std::future::Future<Output = Result<T, reqwest_middleware::Error>>,
+    ) -> Result<T, reqwest_middleware::Error> {
+        match select(std::pin::pin!(call), self.timer.sleep(timeout)).await {
+            Either::Left((result, _)) => result,
+            Either::Right(_) => Err(reqwest_middleware::Error::middleware(TokenCallTimedOut)),
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+impl ReqwestTransport {
+    /// The token call on reqwest's own client.
+    async fn reqwest_token_call(
         &self,
         request: http::Request<Vec<u8>>,
         timeout: Option<Duration>,
@@ -335,21 +428,6 @@ impl Transport for ReqwestTransport {
         // that arrived unread comes in several chunks, each one read only
         // when polled, so the first deadline may have passed meanwhile.
         self.within(timeout, self.read_token_answer(response)).await
-    }
-}
-
-impl ReqwestTransport {
-    /// `call`'s result, or a timeout if `timeout` passes first; `call` is
-    /// polled first, so a result that is ready wins over a passed deadline.
-    async fn within<T>(
-        &self,
-        timeout: Duration,
-        call: impl std::future::Future<Output = Result<T, reqwest_middleware::Error>>,
-    ) -> Result<T, reqwest_middleware::Error> {
-        match select(std::pin::pin!(call), self.timer.sleep(timeout)).await {
-            Either::Left((result, _)) => result,
-            Either::Right(_) => Err(reqwest_middleware::Error::middleware(TokenCallTimedOut)),
-        }
     }
 
     /// Read a token-endpoint answer, at most the limit of the session's
@@ -580,7 +658,9 @@ impl ReqwestAttempt<'_> {
     }
 }
 
-#[async_trait::async_trait]
+// reqwest-middleware's own choice: its futures are `Send` except in a browser.
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl reqwest_middleware::Middleware for RefreshMiddleware {
     async fn handle(
         &self,
