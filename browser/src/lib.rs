@@ -6,15 +6,33 @@
 //! One [`RefreshMiddleware`] for the whole page: every request through
 //! [`Api`] carries the access token; when the token expires, the requests
 //! that meet it wait for one refresh and are sent again; a lost session
-//! shows the login form once. The tokens are kept in `sessionStorage`
-//! (gone when the tab closes; `localStorage` would keep a refresh token
-//! for any script on the origin to read).
+//! shows the login form once. A session of this tab keeps its tokens in
+//! `sessionStorage` (gone when the tab closes); one shared by every tab of
+//! the app keeps them in `localStorage`, where a Web Lock lets one tab
+//! refresh for all ([`TabsCoordinator`]). Either way any script of the
+//! origin can read them.
 #![cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 
 use refresh_machine_driver::refresh_machine::SessionState;
 use refresh_machine_reqwest::{BrowserTimer, Hooks, RefreshMiddleware, TokenPair};
+use refresh_machine_tabs::TabsCoordinator;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use wasm_bindgen::prelude::*;
+
+/// Whose session a page's [`Api`] is.
+#[wasm_bindgen]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// This tab's alone (tokens in `sessionStorage`).
+    ThisTab,
+    /// One session for every tab of the app: one refresh per expiry for
+    /// all of them.
+    AllTabs,
+    /// For comparison only, the tutorials' shape: the pair in
+    /// `localStorage`, but every tab refreshes on its own. With rotation,
+    /// two tabs meeting an expiry together log the user out of both.
+    EachTabAlone,
+}
 
 /// The page's API client. Cheap to clone: clones share one session.
 #[wasm_bindgen]
@@ -29,20 +47,39 @@ pub struct Api {
 impl Api {
     /// A client for the API at `base` (an origin such as
     /// `https://api.example.com`), whose token endpoint is `base/token`.
-    /// Starts from the tokens this tab saved, if any.
+    /// Starts from the tokens saved before, if any.
     #[wasm_bindgen(constructor)]
-    pub fn new(base: &str) -> Result<Api, JsError> {
-        let auth = RefreshMiddleware::builder(BrowserTimer)
+    pub fn new(base: &str, sharing: Sharing) -> Result<Api, JsError> {
+        let builder = RefreshMiddleware::builder(BrowserTimer)
             .token_endpoint(&format!("{base}/token"), "demo-client")?
-            .allow_origin(base)?
-            .hooks(Hooks {
-                persist: Some(Box::new(save)),
-                login_required: Some(Box::new(|| log("session lost: please log in again"))),
-            })
-            .build();
-        if let Some(tokens) = load() {
-            auth.set_tokens(&tokens)?;
-        }
+            .allow_origin(base)?;
+        let lost = || log("session lost: please log in again");
+        let auth = match sharing {
+            // The store holds the pair: a new tab starts from it.
+            Sharing::AllTabs => builder
+                .coordinated_by(TabsCoordinator::new("example")?)
+                .hooks(Hooks {
+                    login_required: Some(Box::new(lost)),
+                    ..Hooks::default()
+                })
+                .build(),
+            Sharing::ThisTab | Sharing::EachTabAlone => {
+                let storage = move || match sharing {
+                    Sharing::ThisTab => session_storage(),
+                    _ => local_storage(),
+                };
+                let auth = builder
+                    .hooks(Hooks {
+                        persist: Some(Box::new(move |tokens| save(storage(), tokens))),
+                        login_required: Some(Box::new(lost)),
+                    })
+                    .build();
+                if let Some(tokens) = load(storage()) {
+                    auth.set_tokens(&tokens)?;
+                }
+                auth
+            }
+        };
         let client = ClientBuilder::new(reqwest::Client::new())
             .with(auth.clone())
             .build();
@@ -76,21 +113,25 @@ impl Api {
 
 const KEY: &str = "refresh-machine-example-tokens";
 
-fn storage() -> Option<web_sys::Storage> {
+fn session_storage() -> Option<web_sys::Storage> {
     web_sys::window()?.session_storage().ok()?
 }
 
+fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok()?
+}
+
 /// The persist hook: the tokens as they change (`None`: delete them).
-fn save(tokens: Option<&TokenPair>) {
-    let Some(storage) = storage() else { return };
+fn save(storage: Option<web_sys::Storage>, tokens: Option<&TokenPair>) {
+    let Some(storage) = storage else { return };
     let _ = match tokens.and_then(|t| serde_json::to_string(t).ok()) {
         Some(json) => storage.set_item(KEY, &json),
         None => storage.remove_item(KEY),
     };
 }
 
-fn load() -> Option<TokenPair> {
-    let json = storage()?.get_item(KEY).ok()??;
+fn load(storage: Option<web_sys::Storage>) -> Option<TokenPair> {
+    let json = storage?.get_item(KEY).ok()??;
     serde_json::from_str(&json).ok()
 }
 

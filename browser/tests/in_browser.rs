@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use refresh_machine_browser::Api;
+use refresh_machine_browser::{Api, Sharing};
 use refresh_machine_driver::refresh_machine::{Backoff, Config, SessionState};
 use refresh_machine_reqwest::{
     error_of, BrowserTimer, Error, Hooks, RefreshMiddleware, TokenPair, TypedResult,
@@ -250,7 +250,7 @@ async fn the_example_app_survives_an_expiry() {
         .and_then(|w| w.session_storage().ok().flatten())
         .expect("sessionStorage");
     storage.clear().expect("cleared");
-    let api = Api::new(API).expect("a client");
+    let api = Api::new(API, Sharing::ThisTab).expect("a client");
     api.login("alice".into(), "wonderland".into())
         .await
         .expect("logged in");
@@ -273,6 +273,6 @@ async fn the_example_app_survives_an_expiry() {
     assert!(api.logged_in());
     assert_ne!(saved(&storage), first, "the rotated refresh token is saved");
     // A new page of the same tab starts from the saved pair, no login.
-    let reloaded = Api::new(API).expect("a client");
+    let reloaded = Api::new(API, Sharing::ThisTab).expect("a client");
     assert!(matches!(reloaded.get("/api/me".into()).await, Ok(200)));
 }
