@@ -22,6 +22,12 @@ use refresh_machine_driver::{
 use tower::util::BoxCloneService;
 use tower::{Service, ServiceExt};
 
+mod grpc;
+mod replay;
+
+pub use grpc::{GrpcRefreshLayer, GrpcRefreshService, DEFAULT_REPLAY_LIMIT};
+pub use replay::ReplayBody;
+
 pub use refresh_machine_driver::grant::EndpointError;
 pub use refresh_machine_driver::refresh_machine::coordination::{Lease, StoreUnavailable};
 pub use refresh_machine_driver::refresh_machine::grant::OAuthError;
@@ -81,6 +87,20 @@ fn inner_error(e: impl Into<BoxError>) -> InnerError {
 /// The typed failure inside a service error, if it is one of ours.
 pub fn error_of(e: &BoxError) -> Option<&Error> {
     e.downcast_ref::<Error>()
+}
+
+/// The typed failure in `e` or its sources, if there is one: for errors
+/// that wrap ours, such as the `tonic::Status` a tonic client makes of a
+/// failed call (`find_error(&status)`; its code is `Unknown`).
+pub fn find_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+    let mut source = Some(e);
+    while let Some(e) = source {
+        if let Some(typed) = e.downcast_ref::<Error>() {
+            return Some(typed);
+        }
+        source = e.source();
+    }
+    None
 }
 
 /// Builds a [`RefreshLayer`]: token endpoint or refresher, allowed
@@ -236,8 +256,14 @@ impl Transport for TowerTransport {
         self.token_limit = options.token_response_limit;
     }
 
+    /// Status and headers; a gRPC refusal (HTTP 200 with `grpc-status:
+    /// 16`, marked by [`GrpcRefreshService`]) is a 401.
     fn head(response: &Self::Response) -> (StatusCode, &HeaderMap) {
-        (response.status(), response.headers())
+        let status = match response.extensions().get::<grpc::GrpcRefusal>() {
+            Some(_) => StatusCode::UNAUTHORIZED,
+            None => response.status(),
+        };
+        (status, response.headers())
     }
 
     fn detail(response: Self::Response) -> u16 {
@@ -350,9 +376,11 @@ impl<S> tower_layer::Layer<S> for RefreshLayer {
 ///
 /// Request bodies must be `Clone` (`Full<Bytes>`, `String`...): a request
 /// refused for its token is sent again (and `Default`: the body of a
-/// redirect that drops it, when the layer follows redirects). Responses come back with their
-/// body boxed ([`ResponseBody`]); errors are boxed ([`BoxError`]): the
-/// inner service's own, or a typed [`Error`] ([`error_of`]).
+/// redirect that drops it, when the layer follows redirects). For bodies
+/// that are not (tonic's gRPC channels), see [`GrpcRefreshLayer`].
+/// Responses come back with their body boxed ([`ResponseBody`]); errors
+/// are boxed ([`BoxError`]): the inner service's own, or a typed [`Error`]
+/// ([`error_of`]).
 #[derive(Clone, Debug)]
 pub struct RefreshService<S> {
     inner: S,
@@ -443,9 +471,28 @@ struct TowerAttempt<'a, S, B> {
     follow: Option<&'a Origins>,
 }
 
+/// `request` through `inner`, made ready first unless `ready` says the
+/// caller's `poll_ready` just did (the first send of a request).
+async fn call_ready<S, B, ResBody>(
+    inner: &mut S,
+    ready: &mut bool,
+    request: http::Request<B>,
+) -> Result<http::Response<ResponseBody>, InnerError>
+where
+    S: Service<http::Request<B>, Response = http::Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    if !std::mem::replace(ready, false) {
+        ServiceExt::ready(&mut *inner).await.map_err(inner_error)?;
+    }
+    let response = inner.call(request).await.map_err(inner_error)?;
+    Ok(response.map(boxed))
+}
+
 impl<S, B> TowerAttempt<'_, S, B> {
-    /// `request` through the inner service, made ready first unless the
-    /// caller's `poll_ready` just did.
+    /// `request` through the inner service (see [`call_ready`]).
     async fn call<ResBody>(
         &mut self,
         request: http::Request<B>,
@@ -456,13 +503,7 @@ impl<S, B> TowerAttempt<'_, S, B> {
         ResBody: Body<Data = Bytes> + Send + 'static,
         ResBody::Error: Into<BoxError>,
     {
-        if !std::mem::replace(&mut self.ready, false) {
-            ServiceExt::ready(&mut self.inner)
-                .await
-                .map_err(inner_error)?;
-        }
-        let response = self.inner.call(request).await.map_err(inner_error)?;
-        Ok(response.map(boxed))
+        call_ready(&mut self.inner, &mut self.ready, request).await
     }
 
     /// A copy of the caller's request, with `body`.

@@ -176,3 +176,17 @@ fn a_body_read_ahead_keeps_its_trailers() {
         Some("7".parse().unwrap())
     );
 }
+
+/// The gRPC layer's origin is checked as an allowed origin is.
+#[test]
+fn a_grpc_layer_needs_an_http_origin() {
+    use refresh_machine_tower::{ConfigError, GrpcRefreshLayer, ReplayBody};
+    let identity: fn(ReplayBody) -> ReplayBody = std::convert::identity;
+    for bad in ["/just/a/path", "grpc://api.example", "not a url"] {
+        let e = GrpcRefreshLayer::new(layer(false), bad, identity).unwrap_err();
+        assert!(matches!(e, ConfigError::InvalidOrigin(_)), "{bad}: {e:?}");
+    }
+    assert!(
+        GrpcRefreshLayer::new(layer(false), "HTTP://user@API.example:8080/x", identity).is_ok()
+    );
+}
