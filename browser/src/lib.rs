@@ -3,13 +3,13 @@
 //! hand: `cargo build -p refresh-machine-browser --target wasm32-unknown-unknown --release`
 //! then `wasm-bindgen --target web --out-dir browser/pkg` on the `.wasm`.
 //!
-//! One [`RefreshMiddleware`] for the whole page: every request through
-//! [`Api`] carries the access token; when the token expires, the requests
+//! One `RefreshMiddleware` for the whole page: every request through
+//! `Api` carries the access token; when the token expires, the requests
 //! that meet it wait for one refresh and are sent again; a lost session
 //! shows the login form once. A session of this tab keeps its tokens in
 //! `sessionStorage` (gone when the tab closes); one shared by every tab of
 //! the app keeps them in `localStorage`, where a Web Lock lets one tab
-//! refresh for all ([`TabsCoordinator`]). Either way any script of the
+//! refresh for all (`TabsCoordinator`). Either way any script of the
 //! origin can read them.
 #![cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 
