@@ -8,10 +8,12 @@
 //! that meet it wait for one refresh and are sent again; a lost session
 //! shows the login form once. A session of this tab keeps its tokens in
 //! `sessionStorage` (gone when the tab closes); one shared by every tab of
-//! the app keeps them in `localStorage`, where a Web Lock lets one tab
-//! refresh for all (`TabsCoordinator`). Either way any script of the
-//! origin can read them.
+//! the app keeps them in IndexedDB, where a Web Lock lets one tab refresh
+//! for all (`TabsCoordinator`). Either way any script of the origin can
+//! read them.
 #![cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+
+pub mod lease_check;
 
 use refresh_machine_driver::refresh_machine::SessionState;
 use refresh_machine_reqwest::{BrowserTimer, Hooks, RefreshMiddleware, TokenPair};

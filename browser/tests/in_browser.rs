@@ -12,11 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use futures_util::FutureExt;
+use js_sys::Reflect;
 use refresh_machine_browser::{Api, Sharing};
+use refresh_machine_driver::refresh_machine::coordination::Lease;
 use refresh_machine_driver::refresh_machine::{Backoff, Config, SessionState};
+use refresh_machine_driver::Coordinator;
 use refresh_machine_reqwest::{
-    error_of, BrowserTimer, Error, Hooks, RefreshMiddleware, TokenPair, TypedResult,
+    error_of, BrowserTimer, Error, Hooks, RefreshMiddleware, Timer, TokenPair, TypedResult,
 };
+use refresh_machine_tabs::TabsCoordinator;
 use reqwest_middleware::ClientWithMiddleware;
 use serde_json::Value;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
@@ -275,4 +280,39 @@ async fn the_example_app_survives_an_expiry() {
     // A new page of the same tab starts from the saved pair, no login.
     let reloaded = Api::new(API, Sharing::ThisTab).expect("a client");
     assert!(matches!(reloaded.get("/api/me".into()).await, Ok(200)));
+}
+
+/// A lease attempt dropped before the browser answers (its exchange
+/// aborted) leaves no Web Lock behind: the next attempt, from any tab, gets
+/// the lease.
+#[wasm_bindgen_test]
+async fn a_lease_attempt_dropped_before_the_answer_holds_no_lock() {
+    let first = TabsCoordinator::new("dropped-attempt").expect("supported");
+    {
+        let mut attempt = first.take_lease(1, Duration::from_secs(10));
+        assert!(
+            (&mut attempt).now_or_never().is_none(),
+            "the browser answers a lock request later"
+        );
+    }
+    BrowserTimer.sleep(Duration::from_millis(100)).await;
+    let other = TabsCoordinator::new("dropped-attempt").expect("supported");
+    let lease = other.take_lease(2, Duration::from_secs(10)).await;
+    assert!(matches!(lease, Ok(Lease::Taken)), "{lease:?}");
+    other.release(2).await;
+}
+
+/// A lock request the browser refuses (it rejects without calling back)
+/// is a store failure at once, not a wait until the refresh's deadline.
+#[wasm_bindgen_test]
+async fn a_refused_lock_request_is_a_store_failure() {
+    let navigator = web_sys::window().expect("a window").navigator();
+    let locks = Reflect::get(&navigator, &"locks".into()).expect("navigator.locks");
+    let request = Reflect::get(&locks, &"request".into()).expect("locks.request");
+    let refuse = js_sys::Function::new_no_args("return Promise.reject(new Error('refused'))");
+    Reflect::set(&locks, &"request".into(), &refuse).expect("stubbed");
+    let store = TabsCoordinator::new("refused-request").expect("supported");
+    let lease = store.take_lease(1, Duration::from_secs(10)).await;
+    Reflect::set(&locks, &"request".into(), &request).expect("restored");
+    assert!(lease.is_err(), "{lease:?}");
 }

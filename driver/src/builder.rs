@@ -374,7 +374,7 @@ impl<T: Transport> Builder<T> {
         if let Some(store) = &shared.coordinator {
             // The store's pair starts the session (a store that cannot be
             // read: logged out until a login or the next refresh's read).
-            if let Ok(stored) = crate::block_on(store.read()) {
+            if let Some(Ok(stored)) = crate::driver::store_now(store.read()) {
                 shared.adopt(&stored);
             }
         }

@@ -146,8 +146,9 @@ impl<T: Transport> Driver<T> {
     /// others keep the store's pair.
     fn replace_in_store(&self, tokens: Option<&TokenPair>) -> Result<(), DriverError<T>> {
         if let Some(store) = &self.shared.coordinator {
-            let generation =
-                block_on(store.replace(tokens)).map_err(|_| Error::StoreUnavailable)?;
+            let generation = store_now(store.replace(tokens))
+                .ok_or(Error::StoreUnavailable)?
+                .map_err(|_| Error::StoreUnavailable)?;
             self.shared.generation.store(generation, Ordering::Release);
         }
         Ok(())
@@ -826,11 +827,24 @@ std::thread_local! {
     static REFRESHING: Cell<usize> = const { Cell::new(0) };
 }
 
+/// A store operation run from a synchronous call (`set_tokens`, `logout`,
+/// building a client): to completion; in a browser, whose one thread must
+/// never block, only if it is ready at once (`None` otherwise: the store
+/// cannot take it now).
+pub(crate) fn store_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+    return Some(block_on(future));
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    return future.now_or_never();
+}
+
 /// Run a future to completion on this thread: a blocking client's drive loop.
 ///
 /// Its futures never pend (they block the thread instead), so one poll with
 /// a no-op waker finishes it, at no cost per call; a future that does pend is
-/// handed to `pollster`, which parks the thread until it is woken.
+/// handed to `pollster`, which parks the thread until it is woken. Not in a
+/// browser, whose one thread must never block.
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     use std::task::{Context, Poll};
     let mut future = std::pin::pin!(future);

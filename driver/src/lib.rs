@@ -24,7 +24,9 @@ mod transport;
 pub use builder::{BoxFuture, Builder, Options};
 pub use capacity::{TokenCapacity, LARGE_TOKEN_CAP, TOKEN_CAP};
 pub use coordinator::{Coordinator, StoreCounters, Stored};
-pub use driver::{block_on, Driver, DriverError};
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+pub use driver::block_on;
+pub use driver::{Driver, DriverError};
 pub use error::{ConfigError, Error, TokenError};
 pub use event_listener;
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
@@ -50,6 +52,10 @@ pub fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(refresh_machine::StdClock::unix_now().unwrap_or(0));
+    // In a browser std's hasher keys are constant: tabs opened in the same
+    // second would draw the same jitter. The page's own generator there.
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    h.write_u64((js_sys::Math::random() * 9_007_199_254_740_992.0) as u64);
     h.finish()
 }
 
