@@ -717,9 +717,14 @@ impl CoordinatedRun {
             owner: None,
         };
         let (mut call, mut reply, mut read) = (Some(call), None, None);
+        // Taken before each read: a change after it (another process
+        // publishing while this one reads or asks for the lease) wakes the
+        // wait that may follow, instead of being missed until the re-check.
+        let mut changed = None;
         while let Some(action) = round.poll_action() {
             match action {
                 StoreAction::Read => {
+                    changed = self.store.changed();
                     let result = self.store.read().await;
                     let generation = result.as_ref().map(|s| s.generation).map_err(|e| *e);
                     read = result.ok();
@@ -767,8 +772,9 @@ impl CoordinatedRun {
                 StoreAction::Wait { until } => {
                     let left = until.saturating_duration_since(clock.now());
                     let wait = left.min(self.store.recheck());
-                    match self.store.changed() {
-                        // Woken by the store's next change, or at the re-check.
+                    match changed.take().or_else(|| self.store.changed()) {
+                        // Woken by the store's change since the last read,
+                        // or at the re-check.
                         Some(listener) => {
                             let deadline = Instant::now() + wait;
                             transport.wait(Waiter::new(listener, Some(deadline))).await;

@@ -12,11 +12,11 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
-use refresh_machine_driver::refresh_machine::coordination::Lease;
+use refresh_machine_driver::refresh_machine::coordination::{Lease, StoreUnavailable};
 use refresh_machine_driver::refresh_machine::{Config, RequestSpec, SendErrorKind};
 use refresh_machine_driver::{
-    block_on, Attempt, Builder, Coordinator, Driver, FileCoordinator, ReadAhead, RefreshReply,
-    Secret, Sent, TokenAnswer, TokenPair, Transport, Waiter,
+    block_on, event_listener, Attempt, BoxFuture, Builder, Coordinator, Driver, FileCoordinator,
+    ReadAhead, RefreshReply, Secret, Sent, Stored, TokenAnswer, TokenPair, Transport, Waiter,
 };
 
 /// What a sleep of the coordinated run does.
@@ -417,4 +417,90 @@ fn a_repaired_token_file_goes_above_every_generation_written() {
     );
     let mut r = request(&c);
     assert_eq!(poll(&mut r), Poll::Ready(Some(200)), "adopted a2");
+}
+
+/// A store with change notifications (as Redis pub/sub, or the tabs'
+/// `storage` event): another process publishes while this one asks for the
+/// lease, which it then finds held. The notification came before this
+/// process began to wait: it must still wake it (the listener is taken
+/// before the read), not leave it to the re-check, here 10 minutes away.
+#[test]
+fn a_change_while_the_lease_is_asked_for_wakes_the_wait() {
+    struct Notifying {
+        file: FileCoordinator,
+        other: FileCoordinator,
+        event: event_listener::Event,
+    }
+    impl Coordinator for Notifying {
+        fn read(&self) -> BoxFuture<'_, Result<Stored, StoreUnavailable>> {
+            self.file.read()
+        }
+        fn take_lease(
+            &self,
+            owner: u64,
+            ttl: Duration,
+        ) -> BoxFuture<'_, Result<Lease, StoreUnavailable>> {
+            Box::pin(async move {
+                // The other process got there first: it holds the lease,
+                // publishes generation 2 and notifies, all before this
+                // attempt is answered `Held`.
+                if block_on(self.other.take_lease(7, ttl)) == Ok(Lease::Taken) {
+                    let newer = TokenPair::new("a2").with_refresh_token("r2");
+                    assert_eq!(block_on(self.other.publish(7, 1, &newer)), Ok(true));
+                    self.event.notify(usize::MAX);
+                    return Ok(Lease::Held { expires_in: None });
+                }
+                self.file.take_lease(owner, ttl).await
+            })
+        }
+        fn publish<'a>(
+            &'a self,
+            owner: u64,
+            expected: u64,
+            tokens: &'a TokenPair,
+        ) -> BoxFuture<'a, Result<bool, StoreUnavailable>> {
+            self.file.publish(owner, expected, tokens)
+        }
+        fn replace<'a>(
+            &'a self,
+            tokens: Option<&'a TokenPair>,
+        ) -> BoxFuture<'a, Result<u64, StoreUnavailable>> {
+            self.file.replace(tokens)
+        }
+        fn release(&self, owner: u64) -> BoxFuture<'_, ()> {
+            self.file.release(owner)
+        }
+        fn recheck(&self) -> Duration {
+            Duration::from_secs(600)
+        }
+        fn changed(&self) -> Option<event_listener::EventListener> {
+            Some(self.event.listen())
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let c: FakeClient = Builder::new(Fake::default())
+        .allow_origin("http://api.test")
+        .unwrap()
+        .seed(1)
+        .token_endpoint("http://auth.test/token", "id")
+        .unwrap()
+        .coordinated_by(Notifying {
+            file: FileCoordinator::new(&file),
+            other: FileCoordinator::new(&file),
+            event: event_listener::Event::new(),
+        })
+        .build();
+    c.0.set_tokens(&TokenPair::new("a1").with_refresh_token("r1"))
+        .unwrap();
+    *c.0.transport().valid.lock().unwrap() = vec!["a2"];
+    // The fake's wait ignores deadlines: a missed notification pends here.
+    let mut r = request(&c);
+    assert_eq!(poll(&mut r), Poll::Ready(Some(200)), "adopted a2 at once");
+    assert_eq!(
+        c.0.transport().token_calls.load(Ordering::SeqCst),
+        0,
+        "r1 was presented again"
+    );
 }
