@@ -82,15 +82,21 @@ pub(crate) async fn token_fetch(
         headers.append(name.as_str(), value).map_err(failed)?;
     }
     init.set_headers(&headers);
-    if !body.is_empty() {
-        init.set_body(&Uint8Array::from(body.as_slice()));
-    }
-    // The form holds the refresh token: wiped here once copied for fetch.
+    // The form holds the refresh token: its copy in JS memory is wiped once
+    // the request has taken its own (a request copies a buffer body when
+    // it is made), and this one at once.
+    let form = (!body.is_empty()).then(|| Uint8Array::from(body.as_slice()));
     body.zeroize();
+    if let Some(form) = &form {
+        init.set_body(form);
+    }
     let abort = AbortOnDrop(web_sys::AbortController::new().map_err(failed)?);
     init.set_signal(Some(&abort.0.signal()));
-    let request =
-        web_sys::Request::new_with_str_and_init(&parts.uri.to_string(), &init).map_err(failed)?;
+    let request = web_sys::Request::new_with_str_and_init(&parts.uri.to_string(), &init);
+    if let Some(form) = &form {
+        form.fill(0, 0, form.length());
+    }
+    let request = request.map_err(failed)?;
     let response: web_sys::Response = JsFuture::from(fetch(&request)?)
         .await
         .map_err(failed)?
@@ -104,7 +110,14 @@ pub(crate) async fn token_fetch(
     let mut body = Vec::new();
     let body_too_large = match declared {
         Some(n) if n > limit as u64 => true,
-        _ => read_capped(&response, limit, &mut body).await?,
+        _ => match read_capped(&response, limit, &mut body).await {
+            Ok(too_large) => too_large,
+            Err(e) => {
+                // Part of an answer that holds tokens.
+                body.zeroize();
+                return Err(e);
+            }
+        },
     };
     drop(abort);
     Ok(TokenAnswer {
