@@ -76,6 +76,12 @@ pub trait Coordinator: Send + Sync + 'static {
     }
 }
 
+/// A store operation's answer that is there at once (a file read, a
+/// `localStorage` write), as [`Coordinator`]'s futures carry it.
+pub fn ready<'a, T: crate::MaybeSend + 'a>(value: T) -> BoxFuture<'a, T> {
+    Box::pin(std::future::ready(value))
+}
+
 /// A store chosen at run time (`Box<dyn Coordinator>`: a file or Redis,
 /// by configuration) is a store.
 impl<C: Coordinator + ?Sized> Coordinator for Box<C> {

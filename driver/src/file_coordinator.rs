@@ -11,7 +11,7 @@ use std::time::Duration;
 use refresh_machine::coordination::{Lease, StoreUnavailable};
 
 use crate::builder::BoxFuture;
-use crate::coordinator::{Coordinator, StoreCounters, Stored};
+use crate::coordinator::{ready, Coordinator, StoreCounters, Stored};
 use crate::session::TokenPair;
 
 /// The processes of one machine sharing a token file: the pair and its
@@ -165,10 +165,6 @@ fn unix_millis() -> u64 {
     u64::try_from(since.as_millis())
         .unwrap_or(u64::MAX / 2)
         .max(1)
-}
-
-fn ready<'a, T: crate::MaybeSend + 'a>(value: T) -> BoxFuture<'a, T> {
-    Box::pin(std::future::ready(value))
 }
 
 impl Coordinator for FileCoordinator {

@@ -23,7 +23,7 @@ mod transport;
 
 pub use builder::{BoxFuture, Builder, Options};
 pub use capacity::{TokenCapacity, LARGE_TOKEN_CAP, TOKEN_CAP};
-pub use coordinator::{Coordinator, StoreCounters, Stored};
+pub use coordinator::{ready, Coordinator, StoreCounters, Stored};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use driver::block_on;
 pub use driver::{Driver, DriverError};

@@ -8,7 +8,7 @@ use refresh_machine_driver::event_listener::{Event, EventListener};
 
 use redis::{Client, Connection, Script};
 use refresh_machine_driver::refresh_machine::coordination::StoreUnavailable;
-use refresh_machine_driver::{BoxFuture, Coordinator, Stored, TokenPair};
+use refresh_machine_driver::{ready, BoxFuture, Coordinator, Stored, TokenPair};
 
 pub use redis;
 pub use refresh_machine_driver::refresh_machine::coordination::Lease;
@@ -184,10 +184,6 @@ impl RedisCoordinator {
             expires_in: u64::try_from(left).ok().map(Duration::from_millis),
         })
     }
-}
-
-fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
-    Box::pin(std::future::ready(value))
 }
 
 /// The pair as stored: JSON (wiped by the caller after use).

@@ -13,7 +13,6 @@ use refresh_machine_driver::Stored;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{IdbDatabase, IdbRequest, IdbTransaction, IdbTransactionMode};
-use zeroize::Zeroize;
 
 const DATABASE: &str = "refresh-machine";
 const STORE: &str = "pairs";
@@ -93,16 +92,11 @@ fn transaction(
 /// The stored value of `key` (missing: nobody logged in; unreadable:
 /// `StoreUnavailable` until a login or logout replaces it).
 fn parse(value: JsValue) -> Result<Stored, StoreUnavailable> {
-    let Some(mut json) = value.as_string() else {
-        return if value.is_undefined() {
-            Ok(Stored::default())
-        } else {
-            Err(StoreUnavailable)
-        };
-    };
-    let stored = serde_json::from_str(&json).map_err(|_| StoreUnavailable);
-    json.zeroize();
-    stored
+    match value.as_string() {
+        Some(json) => crate::decode(json),
+        None if value.is_undefined() => Ok(Stored::default()),
+        None => Err(StoreUnavailable),
+    }
 }
 
 /// Read `key` in a transaction of its own.
@@ -131,10 +125,10 @@ pub(crate) async fn update<T>(
     let decided = next(current);
     let answer = match decided {
         Ok((Some(stored), answer)) => {
-            let mut json = serde_json::to_string(&stored).map_err(|_| StoreUnavailable)?;
-            let put = store.put_with_key(&JsValue::from_str(&json), &JsValue::from_str(key));
-            json.zeroize();
-            put.map_err(|_| StoreUnavailable)?;
+            let json = crate::encode(&stored)?;
+            store
+                .put_with_key(&JsValue::from_str(&json), &JsValue::from_str(key))
+                .map_err(|_| StoreUnavailable)?;
             Ok(answer)
         }
         Ok((None, answer)) => Ok(answer),

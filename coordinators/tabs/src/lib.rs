@@ -12,12 +12,12 @@ use std::time::Duration;
 use js_sys::{Function, Object, Promise, Reflect};
 use refresh_machine_driver::event_listener::{Event, EventListener};
 use refresh_machine_driver::refresh_machine::coordination::{Lease, StoreUnavailable};
-use refresh_machine_driver::{BoxFuture, Coordinator, StoreCounters, Stored, TokenPair};
+use refresh_machine_driver::{ready, BoxFuture, Coordinator, StoreCounters, Stored, TokenPair};
 use send_wrapper::SendWrapper;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::IdbDatabase;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 /// The tabs of one origin sharing a session: the lease a Web Lock, the
 /// pair in IndexedDB (read and compare-and-set in transactions, under the
@@ -154,23 +154,20 @@ impl TabsCoordinator {
     /// unreadable value is `StoreUnavailable` until a login or logout
     /// replaces it.
     fn load_mirror(&self) -> Result<Stored, StoreUnavailable> {
-        let Some(mut json) = storage()?
+        match storage()?
             .get_item(&self.key)
             .map_err(|_| StoreUnavailable)?
-        else {
-            return Ok(Stored::default());
-        };
-        let stored = serde_json::from_str(&json).map_err(|_| StoreUnavailable);
-        json.zeroize();
-        stored
+        {
+            Some(json) => decode(json),
+            None => Ok(Stored::default()),
+        }
     }
 
     /// Write the mirror (the other tabs get a `storage` event).
     fn save_mirror(&self, stored: &Stored) -> Result<(), StoreUnavailable> {
-        let mut json = serde_json::to_string(stored).map_err(|_| StoreUnavailable)?;
-        let written = storage()?.set_item(&self.key, &json);
-        json.zeroize();
-        written.map_err(|_| StoreUnavailable)
+        storage()?
+            .set_item(&self.key, &encode(stored)?)
+            .map_err(|_| StoreUnavailable)
     }
 
     /// Ask for the lease without waiting: `true` if this tab now holds it.
@@ -247,8 +244,18 @@ impl Drop for TabsCoordinator {
     }
 }
 
-fn ready<'a, T: 'a>(value: T) -> BoxFuture<'a, T> {
-    Box::pin(std::future::ready(value))
+/// A stored value read from its JSON, which holds tokens: wiped once read.
+fn decode(mut json: String) -> Result<Stored, StoreUnavailable> {
+    let stored = serde_json::from_str(&json).map_err(|_| StoreUnavailable);
+    json.zeroize();
+    stored
+}
+
+/// A value to store as JSON, wiped when dropped (it holds tokens).
+fn encode(stored: &Stored) -> Result<Zeroizing<String>, StoreUnavailable> {
+    serde_json::to_string(stored)
+        .map(Zeroizing::new)
+        .map_err(|_| StoreUnavailable)
 }
 
 /// Milliseconds since the Unix epoch (at least 1): a repaired store's
